@@ -1,0 +1,30 @@
+"""``rag``: one console script; each area adds its subcommands here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from indexer.cli import index_app
+from rag.errors import RagError
+
+app = typer.Typer(
+    help="Hybrid RAG with late-interaction reranking.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(index_app, name="index")
+
+
+def main() -> None:
+    """Entry point: project errors become one clear line on stderr and exit status 2."""
+    try:
+        app()
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("interrupted: the index is unchanged unless a commit had already finished", file=sys.stderr)
+        sys.exit(130)

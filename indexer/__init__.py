@@ -1,0 +1,1 @@
+"""Loaders and the index build/update commands."""

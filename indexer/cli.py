@@ -1,0 +1,107 @@
+"""``rag index build|add|delete|stats|verify``."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from indexer.loaders import load_documents
+from rag.datatypes import Document
+from rag.errors import InputError
+from rag.index import Snapshot
+from rag.index_writer import ChangeSummary, IndexWriter
+from rag.settings import Settings
+
+index_app = typer.Typer(help="Build and update an index directory.", no_args_is_help=True)
+
+IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
+InputOption = Annotated[Path, typer.Option("--input", help="BEIR directory, .jsonl file, or folder of .txt/.md/.html.")]
+CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection the documents go into.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def _report(summary: ChangeSummary, seconds: float) -> None:
+    typer.echo(
+        f"generation {summary.generation}: {summary.added} added, {summary.replaced} replaced, "
+        f"{summary.unchanged} unchanged, {summary.deleted} deleted; "
+        f"{summary.chunks_added} passages encoded, {summary.chunks_removed} removed ({seconds:.1f} s)",
+        err=True,
+    )
+
+
+def _load(path: Path, quiet: bool) -> list[Document]:
+    if not quiet:
+        typer.echo(f"reading {path} ...", err=True)
+    documents = load_documents(path)
+    if not quiet:
+        typer.echo(f"{len(documents)} documents", err=True)
+    return documents
+
+
+@index_app.command()
+def build(
+    input: InputOption,
+    index: IndexOption,
+    collection: CollectionOption = "default",
+    force: Annotated[bool, typer.Option(help="Replace an existing index's documents.")] = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Build an index from scratch (refuses an existing one unless --force)."""
+    settings = Settings()
+    documents = _load(input, quiet)
+    start = time.perf_counter()
+    with IndexWriter(index, settings, show_progress=not quiet) as writer:
+        if writer.snapshot is not None and not force:
+            raise InputError(f"{index} already holds an index; use `rag index add`, or --force")
+        summary = writer.replace_all(documents, collection)
+    _report(summary, time.perf_counter() - start)
+
+
+@index_app.command()
+def add(
+    input: InputOption, index: IndexOption, collection: CollectionOption = "default", quiet: QuietOption = False
+) -> None:
+    """Add documents; a document whose id exists and whose content changed is replaced."""
+    settings = Settings()
+    documents = _load(input, quiet)
+    start = time.perf_counter()
+    with IndexWriter(index, settings, show_progress=not quiet) as writer:
+        summary = writer.upsert(documents, collection)
+    _report(summary, time.perf_counter() - start)
+
+
+@index_app.command()
+def delete(index: IndexOption, doc_ids: Annotated[list[str], typer.Argument(help="Document ids.")]) -> None:
+    """Delete documents from the store and all three indexes."""
+    start = time.perf_counter()
+    with IndexWriter(index, Settings(), show_progress=False) as writer:
+        summary = writer.delete(doc_ids)
+    _report(summary, time.perf_counter() - start)
+
+
+@index_app.command()
+def stats(index: IndexOption, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Counts and sizes of the live snapshot."""
+    snapshot = Snapshot.load(index, Settings())
+    info = snapshot.stats()
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    typer.echo(f"index        {index} (generation {info['generation']})")
+    typer.echo(f"documents    {info['documents']}")
+    typer.echo(f"chunks       {info['chunks']}")
+    typer.echo(f"token vecs   {info['token_vectors']}")
+    for part, size in info["bytes"].items():
+        typer.echo(f"bytes.{part:<7}{size:>14,}")
+
+
+@index_app.command()
+def verify(index: IndexOption) -> None:
+    """Check every file's checksum and that the store and the three indexes agree."""
+    snapshot = Snapshot.load(index, Settings())
+    snapshot.verify()
+    typer.echo(f"ok: generation {snapshot.generation}, {len(snapshot)} chunks")

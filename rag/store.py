@@ -1,0 +1,339 @@
+"""Document store (SQLAlchemy 2): collections, documents and chunks, versioned by index generation.
+
+Every row carries the generation that added it and, once removed, the generation that deleted it.
+A reader of snapshot ``g`` sees exactly the rows with ``added_gen <= g`` and no ``deleted_gen <= g``,
+so a writer can commit its rows before the snapshot pointer flips, and a crash in between leaves
+rows that no reader sees and that the next writer rolls back (:meth:`DocumentStore.recover`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from rag.datatypes import Chunk, Document
+
+_IN_BATCH = 900  # stay under SQLite's bound-parameter limit
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class CollectionRow(_Base):
+    __tablename__ = "rag_collections"
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DocumentRow(_Base):
+    __tablename__ = "rag_documents"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(512), index=True)
+    collection: Mapped[str] = mapped_column(String(200), index=True)
+    source: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    date: Mapped[str] = mapped_column(String(40), default="")
+    doc_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", JSON, default=dict)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    n_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    added_gen: Mapped[int] = mapped_column(Integer, index=True)
+    deleted_gen: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class ChunkRow(_Base):
+    __tablename__ = "rag_chunks"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(64), index=True)
+    document_id: Mapped[str] = mapped_column(String(512), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    token_start: Mapped[int] = mapped_column(Integer)
+    token_end: Mapped[int] = mapped_column(Integer)
+    char_start: Mapped[int] = mapped_column(Integer)
+    char_end: Mapped[int] = mapped_column(Integer)
+    added_gen: Mapped[int] = mapped_column(Integer, index=True)
+    deleted_gen: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    """A live document as the store holds it."""
+
+    id: str
+    collection: str
+    title: str
+    source: str
+    url: str
+    date: str
+    metadata: dict[str, Any]
+    content_hash: str
+    n_chunks: int
+
+
+@dataclass(frozen=True)
+class StoredChunk:
+    """A live chunk with the fields of its document that evidence needs."""
+
+    id: str
+    document_id: str
+    ordinal: int
+    text: str
+    title: str
+    source: str
+    url: str
+    date: str
+    collection: str
+
+
+def _live(row: type[DocumentRow] | type[ChunkRow], generation: int) -> ColumnElement[bool]:
+    return and_(
+        row.added_gen <= generation,
+        or_(row.deleted_gen.is_(None), row.deleted_gen > generation),
+    )
+
+
+def _batches(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _IN_BATCH):
+        yield items[start : start + _IN_BATCH]
+
+
+def _to_stored(row: DocumentRow) -> StoredDocument:
+    return StoredDocument(
+        id=row.id,
+        collection=row.collection,
+        title=row.title,
+        source=row.source,
+        url=row.url,
+        date=row.date,
+        metadata=dict(row.doc_metadata or {}),
+        content_hash=row.content_hash,
+        n_chunks=row.n_chunks,
+    )
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, safe to write to a manifest or a log."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+class DocumentStore:
+    """SQLAlchemy-backed store; SQLite file by default, any SQLAlchemy URL (PostgreSQL) by setting."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            # One writer at a time holds the index lock; readers may share the file from other threads.
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True, **kwargs)
+
+    def create_schema(self) -> None:
+        _Base.metadata.create_all(self.engine)
+
+    def drop_schema(self) -> None:
+        _Base.metadata.drop_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- writer side -------------------------------------------------------------------------
+
+    def recover(self, generation: int) -> None:
+        """Undo every change of generations after ``generation`` (a writer that died before committing)."""
+        with Session(self.engine) as session, session.begin():
+            for row in (DocumentRow, ChunkRow):
+                session.execute(delete(row).where(row.added_gen > generation))
+                session.execute(update(row).where(row.deleted_gen > generation).values(deleted_gen=None))
+
+    def purge(self, up_to_generation: int) -> None:
+        """Physically remove rows deleted at or before ``up_to_generation`` (no snapshot still needs them)."""
+        with Session(self.engine) as session, session.begin():
+            for row in (DocumentRow, ChunkRow):
+                session.execute(delete(row).where(row.deleted_gen <= up_to_generation))
+
+    def live_documents(self, ids: Sequence[str], generation: int) -> dict[str, StoredDocument]:
+        found: dict[str, StoredDocument] = {}
+        with Session(self.engine) as session:
+            for batch in _batches(list(ids)):
+                rows = session.scalars(
+                    select(DocumentRow).where(DocumentRow.id.in_(batch), _live(DocumentRow, generation))
+                )
+                found.update((r.id, _to_stored(r)) for r in rows)
+        return found
+
+    def live_chunk_ids(self, document_ids: Sequence[str], generation: int) -> dict[str, list[str]]:
+        """Chunk ids of each live document, in ordinal order."""
+        found: dict[str, list[str]] = {}
+        with Session(self.engine) as session:
+            for batch in _batches(list(document_ids)):
+                rows = session.execute(
+                    select(ChunkRow.document_id, ChunkRow.id)
+                    .where(ChunkRow.document_id.in_(batch), _live(ChunkRow, generation))
+                    .order_by(ChunkRow.document_id, ChunkRow.ordinal)
+                )
+                for doc_id, cid in rows:
+                    found.setdefault(doc_id, []).append(cid)
+        return found
+
+    def commit_generation(
+        self,
+        generation: int,
+        collection: str | None,
+        documents: Sequence[tuple[Document, str, int]],
+        chunks: Sequence[Chunk],
+        deleted_document_ids: Sequence[str],
+        deleted_chunk_ids: Sequence[str],
+    ) -> None:
+        """Write one generation's changes in a single transaction.
+
+        ``documents`` are (document, content hash, chunk count) triples added or replaced; replaced
+        and deleted documents get ``deleted_gen = generation``, as do the listed chunks.
+        """
+        now = datetime.now(UTC)
+        with Session(self.engine) as session, session.begin():
+            if collection is not None and session.get(CollectionRow, collection) is None:
+                session.add(CollectionRow(name=collection, created_at=now))
+            replaced = [d.id for d, _, _ in documents] + list(deleted_document_ids)
+            for batch in _batches(replaced):
+                session.execute(
+                    update(DocumentRow)
+                    .where(DocumentRow.id.in_(batch), _live(DocumentRow, generation - 1))
+                    .values(deleted_gen=generation)
+                )
+            for batch in _batches(list(deleted_chunk_ids)):
+                session.execute(
+                    update(ChunkRow)
+                    .where(ChunkRow.id.in_(batch), _live(ChunkRow, generation - 1))
+                    .values(deleted_gen=generation)
+                )
+            session.add_all(
+                DocumentRow(
+                    id=doc.id,
+                    collection=collection or "default",
+                    source=doc.source,
+                    title=doc.title,
+                    url=doc.url,
+                    date=doc.date,
+                    doc_metadata=json.loads(json.dumps(doc.metadata, default=str)),
+                    content_hash=content_hash,
+                    n_chunks=n_chunks,
+                    added_gen=generation,
+                )
+                for doc, content_hash, n_chunks in documents
+            )
+            session.add_all(
+                ChunkRow(
+                    id=c.id,
+                    document_id=c.document_id,
+                    ordinal=c.ordinal,
+                    text=c.text,
+                    token_start=c.token_start,
+                    token_end=c.token_end,
+                    char_start=c.char_start,
+                    char_end=c.char_end,
+                    added_gen=generation,
+                )
+                for c in chunks
+            )
+
+    # --- reader side -------------------------------------------------------------------------
+
+    def get_document(self, document_id: str, generation: int) -> StoredDocument | None:
+        return self.live_documents([document_id], generation).get(document_id)
+
+    def get_chunks(self, chunk_ids: Sequence[str], generation: int) -> dict[str, StoredChunk]:
+        """Live chunks by id, joined with their document's fields."""
+        found: dict[str, StoredChunk] = {}
+        with Session(self.engine) as session:
+            for batch in _batches(list(chunk_ids)):
+                rows = session.execute(
+                    select(ChunkRow, DocumentRow)
+                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .where(
+                        ChunkRow.id.in_(batch),
+                        _live(ChunkRow, generation),
+                        _live(DocumentRow, generation),
+                    )
+                )
+                for chunk, doc in rows:
+                    found[chunk.id] = StoredChunk(
+                        id=chunk.id,
+                        document_id=chunk.document_id,
+                        ordinal=chunk.ordinal,
+                        text=chunk.text,
+                        title=doc.title,
+                        source=doc.source,
+                        url=doc.url,
+                        date=doc.date,
+                        collection=doc.collection,
+                    )
+        return found
+
+    def document_fields(self, generation: int) -> dict[str, tuple[str, str, str]]:
+        """(collection, source, date) of every live document, for filters."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(DocumentRow.id, DocumentRow.collection, DocumentRow.source, DocumentRow.date).where(
+                    _live(DocumentRow, generation)
+                )
+            )
+            return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def count_documents(self, generation: int, collection: str | None = None) -> int:
+        query = select(func.count()).select_from(DocumentRow).where(_live(DocumentRow, generation))
+        if collection is not None:
+            query = query.where(DocumentRow.collection == collection)
+        with Session(self.engine) as session:
+            return int(session.scalar(query) or 0)
+
+    def count_chunks(self, generation: int) -> int:
+        query = select(func.count()).select_from(ChunkRow).where(_live(ChunkRow, generation))
+        with Session(self.engine) as session:
+            return int(session.scalar(query) or 0)
+
+    def collections(self) -> list[str]:
+        with Session(self.engine) as session:
+            return list(session.scalars(select(CollectionRow.name).order_by(CollectionRow.name)))
+
+    def size_bytes(self) -> int:
+        """Bytes the store occupies: the SQLite file, or the tables' total relation size in PostgreSQL."""
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite":
+            path = Path(url.database or "")
+            return sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+        if url.get_backend_name() == "postgresql":
+            with self.engine.connect() as conn:
+                total = 0
+                for table in _Base.metadata.tables:
+                    total += int(conn.execute(text(f"SELECT pg_total_relation_size('{table}')")).scalar() or 0)
+                return total
+        return 0

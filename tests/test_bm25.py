@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from rag.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi
+from rag.bm25_tokenizer import make_tokenizer
+from tests.conftest import read_jsonl
+
+TINY = [["cat", "sat", "mat"], ["dog", "sat"], ["cat", "cat", "dog", "bird"], ["fish"]]
+
+
+def test_okapi_scores_follow_the_formula() -> None:
+    k1, b, eps = 1.5, 0.75, 0.25
+    index = BM25Index.build(TINY, BM25Params("okapi", k1, b, eps))
+    n, avgdl = 4, (3 + 2 + 4 + 1) / 4
+    raw = {
+        t: math.log(n - df + 0.5) - math.log(df + 0.5)
+        for t, df in {"cat": 2, "sat": 2, "mat": 1, "dog": 2, "bird": 1, "fish": 1}.items()
+    }
+    mean_idf = sum(raw.values()) / len(raw)
+    idf = {t: (v if v >= 0 else eps * mean_idf) for t, v in raw.items()}
+
+    def expected(tf: int, dl: int, term: str) -> float:
+        return idf[term] * tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))
+
+    rows, scores = index.scores(["cat", "bird"])
+    got = dict(zip(rows.tolist(), scores.tolist(), strict=True))
+    assert got[0] == pytest.approx(expected(1, 3, "cat"))
+    assert got[2] == pytest.approx(expected(2, 4, "cat") + expected(1, 4, "bird"))
+    assert set(got) == {0, 2}
+    # a repeated query token counts twice, as in rank_bm25
+    _, twice = index.scores(["bird", "bird"])
+    assert twice[0] == pytest.approx(2 * expected(1, 4, "bird"))
+
+
+def test_lucene_idf_is_never_negative() -> None:
+    df = np.array([1.0, 50.0, 99.0, 100.0])
+    idf = idf_lucene(df, 100)
+    assert np.all(idf > 0)
+    assert idf[0] == pytest.approx(math.log(1 + (100 - 1 + 0.5) / 1.5))
+    raw = np.log(100 - df + 0.5) - np.log(df + 0.5)
+    okapi = idf_okapi(df, 100, 0.25)
+    # okapi, like rank_bm25, replaces each negative idf by epsilon times the mean idf
+    assert okapi.tolist() == pytest.approx(np.where(raw < 0, 0.25 * raw.mean(), raw).tolist())
+
+
+def test_okapi_equals_rank_bm25_on_scifact(scifact_dir) -> None:
+    tokenize = make_tokenizer(stopwords=True, stemmer="english")
+    corpus = [tokenize(f"{d['title']} {d['text']}") for d in read_jsonl(scifact_dir / "corpus.jsonl")]
+    queries = [tokenize(q["text"]) for q in read_jsonl(scifact_dir / "queries.jsonl", limit=40)]
+    reference = BM25Okapi(corpus)
+    index = BM25Index.build(corpus, BM25Params("okapi", reference.k1, reference.b, reference.epsilon))
+    for query in queries:
+        expected = reference.get_scores(query)
+        rows, scores = index.search(query, 100)
+        ref_top = np.lexsort((np.arange(len(expected)), -expected))[: len(rows)]
+        assert len(rows) == min(100, int((expected != 0).sum()))
+        assert rows.tolist() == ref_top.tolist()
+        assert np.abs(scores - expected[rows]).max() < 1e-6
+
+
+def test_add_and_keep_equal_a_rebuild() -> None:
+    params = BM25Params("okapi", 1.5, 0.75, 0.25)
+    grown = BM25Index.build(TINY[:2], params).add(TINY[2:])
+    full = BM25Index.build(TINY, params)
+    for query in (["cat"], ["dog", "fish"], ["sat", "bird", "cat"]):
+        assert np.allclose(grown.scores(query)[1], full.scores(query)[1])
+    kept = full.keep(np.array([0, 2]))
+    rebuilt = BM25Index.build([TINY[0], TINY[2]], params)
+    for query in (["cat"], ["dog"], ["fish"]):
+        assert kept.scores(query)[0].tolist() == rebuilt.scores(query)[0].tolist()
+        assert np.allclose(kept.scores(query)[1], rebuilt.scores(query)[1])
+
+
+def test_allowed_mask_filters_rows(tmp_path) -> None:
+    index = BM25Index.build(TINY, BM25Params())
+    allowed = np.array([False, True, True, True])
+    rows, _ = index.search(["cat", "dog"], 10, allowed)
+    assert set(rows.tolist()) == {1, 2}
+    index.save(tmp_path / "bm25")
+    loaded = BM25Index.load(tmp_path / "bm25", BM25Params())
+    assert loaded.search(["cat", "dog"], 10)[0].tolist() == index.search(["cat", "dog"], 10)[0].tolist()
+
+
+def test_tokenizer_options() -> None:
+    assert make_tokenizer(stopwords=False, stemmer="none")("The Cats are running") == ["the", "cats", "are", "running"]
+    assert make_tokenizer(stopwords=True, stemmer="english")("The Cats are running") == ["cat", "run"]

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import numpy as np
+
+from rag.dense import DenseIndex, DenseParams
+from rag.multivector import MultiVectorIndex, MultiVectorWriter
+
+
+def _unit(rng: np.random.Generator, n: int, dim: int = 32) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_flat_search_is_exact_and_filters_before_ranking(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    vectors, queries = _unit(rng, 500), _unit(rng, 3)
+    index = DenseIndex.build(vectors, DenseParams())
+    rows, scores = index.search(queries, 10)
+    expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    assert (rows == expected).all()
+    assert np.allclose(scores, np.take_along_axis(queries @ vectors.T, expected, 1), atol=1e-5)
+    allowed = np.zeros(500, bool)
+    allowed[::7] = True
+    rows, _ = index.search(queries, 10, allowed)
+    assert allowed[rows].all() and rows.shape == (3, 10)
+    index.save(tmp_path / "d")
+    assert (DenseIndex.load(tmp_path / "d", DenseParams()).search(queries, 10)[0] == expected).all()
+
+
+def test_hnsw_above_threshold_has_high_recall_and_survives_reload(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    vectors, queries = _unit(rng, 3000), _unit(rng, 20)
+    params = DenseParams(ann_threshold=1000)
+    index = DenseIndex.build(vectors[:2000], params).add(vectors[2000:])
+    assert index.kind == "hnsw"
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
+    rows, _ = index.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact, strict=True)])
+    assert recall >= 0.95
+    index.save(tmp_path / "h")
+    assert (tmp_path / "h" / "hnsw.faiss").exists()
+    assert (DenseIndex.load(tmp_path / "h", params).search(queries, 10)[0] == rows).all()
+
+
+def test_keep_drops_rows() -> None:
+    rng = np.random.default_rng(2)
+    vectors = _unit(rng, 50)
+    kept = DenseIndex.build(vectors, DenseParams()).keep(np.arange(0, 50, 2))
+    rows, _ = kept.search(vectors[4], 1)
+    assert rows[0, 0] == 2  # old row 4 is new row 2
+
+
+def test_multivector_roundtrip_and_copy(tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    rows = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 1, 5, 2)]
+    writer = MultiVectorWriter(tmp_path / "a", 8)
+    writer.append(rows)
+    assert writer.finish() == 11
+    index = MultiVectorIndex.load(tmp_path / "a", 8)
+    assert len(index) == 4 and index.n_vectors == 11
+    for i, expected in enumerate(rows):
+        assert np.allclose(index.row(i), expected.astype(np.float16))
+    copy = MultiVectorWriter(tmp_path / "b", 8)
+    copy.copy_rows(index, np.array([0, 2, 3]))
+    copy.append([rows[1]])
+    copy.finish()
+    copied = MultiVectorIndex.load(tmp_path / "b", 8)
+    for i, source in enumerate([0, 2, 3]):
+        assert np.array_equal(copied.row(i), index.row(source))
+    assert np.array_equal(copied.row(3), index.row(1))

@@ -1,0 +1,131 @@
+"""Build, add, replace and delete through the real writer, on SQLite and PostgreSQL stores."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from rag.datatypes import Document
+from rag.encoder import Encoder
+from rag.errors import IndexBusyError, IndexNotFoundError, InputError
+from rag.index import Snapshot
+from rag.index_writer import IndexWriter
+from rag.settings import Settings
+
+
+def _search_all_paths(snapshot: Snapshot, encoder: Encoder, text: str, n: int = 10) -> dict[str, set[str]]:
+    """Document ids each index returns for ``text``."""
+    encoded = encoder.encode([text])
+    dense_rows, _ = snapshot.dense.search(encoded.dense, n)
+    sparse_rows, _ = snapshot.sparse.search(snapshot.bm25_tokenize(text), n)
+    return {
+        "dense": {str(snapshot.doc_ids[r]) for r in dense_rows[0] if r >= 0},
+        "bm25": {str(snapshot.doc_ids[r]) for r in sparse_rows},
+    }
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def index_settings(request, settings: Settings) -> Settings:
+    if request.param == "sqlite":
+        return settings
+    return settings.model_copy(update={"store_url": request.getfixturevalue("postgres_url")})
+
+
+def test_build_then_load_is_consistent(tmp_path, encoder, scifact_docs, index_settings) -> None:
+    with IndexWriter(tmp_path / "ix", index_settings, encoder, show_progress=False) as writer:
+        summary = writer.upsert(scifact_docs[:20], "sci")
+    assert summary.generation == 1 and summary.added == 20
+    snapshot = Snapshot.load(tmp_path / "ix", index_settings)
+    snapshot.verify()
+    stats = snapshot.stats()
+    assert stats["documents"] == 20 and stats["chunks"] == len(snapshot) >= 20
+    assert stats["token_vectors"] == snapshot.multivector.n_vectors
+    assert all(stats["bytes"][k] > 0 for k in ("dense", "sparse", "multivector", "store"))
+    # the three indexes share one row space: row i has the same chunk in each
+    first = snapshot.store.get_chunks([str(snapshot.chunk_ids[0])], snapshot.generation)
+    [chunk] = first.values()
+    encoded = encoder.encode([f"{chunk.title}\n{chunk.text}"])
+    assert np.allclose(snapshot.dense.vectors[0], encoded.dense[0], atol=1e-5)
+    assert np.allclose(snapshot.multivector.row(0), encoded.tokens[0], atol=2e-3)
+    assert snapshot.sparse.doc_lengths[0] == len(snapshot.bm25_tokenize(f"{chunk.title}\n{chunk.text}"))
+    # every document finds itself on both paths by its own title
+    doc = scifact_docs[3]
+    found = _search_all_paths(snapshot, encoder, doc.title)
+    assert doc.id in found["dense"] and doc.id in found["bm25"]
+
+
+def test_delete_then_search_never_returns_it(tmp_path, encoder, scifact_docs, index_settings) -> None:
+    target = scifact_docs[5]
+    with IndexWriter(tmp_path / "ix", index_settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:12])
+        before = _search_all_paths(writer.snapshot, encoder, target.title)  # type: ignore[arg-type]
+        assert target.id in before["dense"] and target.id in before["bm25"]
+        summary = writer.delete([target.id])
+        assert summary.deleted == 1 and summary.chunks_removed >= 1
+        with pytest.raises(InputError, match="no such document"):
+            writer.delete(["not-there"])
+    snapshot = Snapshot.load(tmp_path / "ix", index_settings)
+    snapshot.verify()
+    after = _search_all_paths(snapshot, encoder, target.title, n=len(snapshot))
+    assert target.id not in after["dense"] and target.id not in after["bm25"]
+    assert target.id not in {str(d) for d in snapshot.doc_ids}
+    assert snapshot.store.get_document(target.id, snapshot.generation) is None
+    assert snapshot.stats()["documents"] == 11
+
+
+def test_readd_changed_document_replaces_its_chunks(tmp_path, encoder, scifact_docs, index_settings) -> None:
+    docs = scifact_docs[:8]
+    with IndexWriter(tmp_path / "ix", index_settings, encoder, show_progress=False) as writer:
+        writer.upsert(docs)
+        # the same documents again: nothing to do, no new generation
+        same = writer.upsert(docs)
+        assert same.unchanged == 8 and same.generation == 1
+        changed = dataclasses.replace(docs[2], text="Zebrafish regenerate cardiac tissue after injury.")
+        summary = writer.upsert([changed])
+    assert summary.replaced == 1 and summary.added == 0 and summary.chunks_added == 1
+    snapshot = Snapshot.load(tmp_path / "ix", index_settings)
+    snapshot.verify()
+    rows = [i for i, d in enumerate(snapshot.doc_ids) if str(d) == docs[2].id]
+    assert len(rows) == 1
+    chunk = snapshot.store.get_chunks([str(snapshot.chunk_ids[rows[0]])], snapshot.generation)
+    assert next(iter(chunk.values())).text == changed.text
+    found = _search_all_paths(snapshot, encoder, "zebrafish cardiac regeneration", n=1)
+    assert found["bm25"] == {docs[2].id} and found["dense"] == {docs[2].id}
+    assert snapshot.stats()["documents"] == 8
+
+
+def test_incremental_add_equals_a_fresh_build(tmp_path, encoder, scifact_docs, settings) -> None:
+    with IndexWriter(tmp_path / "inc", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:6])
+        writer.upsert(scifact_docs[6:12])
+    with IndexWriter(tmp_path / "full", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:12])
+    inc, full = Snapshot.load(tmp_path / "inc", settings), Snapshot.load(tmp_path / "full", settings)
+    assert inc.chunk_ids.tolist() == full.chunk_ids.tolist()
+    assert np.allclose(inc.dense.vectors, full.dense.vectors, atol=1e-5)
+    assert np.array_equal(inc.multivector.offsets, full.multivector.offsets)
+    query = full.bm25_tokenize(scifact_docs[7].title)
+    assert inc.sparse.search(query, 5)[0].tolist() == full.sparse.search(query, 5)[0].tolist()
+    assert np.allclose(inc.sparse.search(query, 5)[1], full.sparse.search(query, 5)[1])
+    # only the current and the previous snapshot are kept on disk
+    assert sorted(p.name for p in (tmp_path / "inc" / "snapshots").iterdir()) == ["gen-000001", "gen-000002"]
+
+
+def test_bad_input_changes_nothing(tmp_path, encoder, scifact_docs, settings) -> None:
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:3])
+        with pytest.raises(InputError, match="empty text"):
+            writer.upsert([scifact_docs[4], Document(id="e", text=" ")])
+        with pytest.raises(InputError, match="more than once"):
+            writer.upsert([scifact_docs[4], scifact_docs[4]])
+    snapshot = Snapshot.load(tmp_path / "ix", settings)
+    assert snapshot.generation == 1 and snapshot.stats()["documents"] == 3
+
+
+def test_one_writer_at_a_time_and_missing_index(tmp_path, encoder, settings) -> None:
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False), pytest.raises(IndexBusyError):
+        IndexWriter(tmp_path / "ix", settings, encoder).__enter__()
+    with pytest.raises(IndexNotFoundError, match="rag index build"):
+        Snapshot.load(tmp_path / "nothing", settings)

@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cli.ask import ask
 from indexer.cli import index_app
 from rag.errors import RagError
 
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(index_app, name="index")
+app.command()(ask)
 
 
 def main() -> None:

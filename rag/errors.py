@@ -23,3 +23,11 @@ class IndexBusyError(RagError):
 
 class ModelError(RagError):
     """A model could not be found or loaded."""
+
+
+class GeneratorError(RagError):
+    """The generator failed: a server down, a timeout, or an answer that is not what the protocol says."""
+
+
+class GeneratorUnavailableError(GeneratorError):
+    """The generator cannot be reached or loaded at all (the API answers 503)."""

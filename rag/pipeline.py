@@ -1,0 +1,282 @@
+"""The question-to-answer path: encode once → dense + BM25 → RRF → MaxSim → evidence → generator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from rag.encoder import Encoder
+from rag.errors import InputError
+from rag.evidence import (
+    Citation,
+    Evidence,
+    build_messages,
+    citations_for,
+    highlight,
+    load_demos,
+    order_oldest_first,
+    select_within_budget,
+)
+from rag.filters import Filters, allowed_rows
+from rag.fusion import rrf
+from rag.generator import Generator
+from rag.generator_llamacpp import LlamaCppGenerator
+from rag.generator_remote import RemoteGenerator
+from rag.index import Snapshot
+from rag.maxsim import maxsim_packed
+from rag.settings import Settings
+
+MAX_QUESTION_CHARS = 2000
+STAGES = ("dense", "bm25", "rrf", "maxsim")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk and why it is here: its rank and score on every path (ranks from 1)."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    source: str
+    url: str
+    date: str
+    collection: str
+    score: float
+    ranks: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    rrf_contributions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """Hits plus every stage's full ranking (chunk ids, best first) and per-stage timings in ms.
+
+    ``elapsed_ms[stage]`` is the time from the question to that stage's ranking, query encoding included.
+    """
+
+    question: str
+    hits: list[Hit]
+    rankings: dict[str, list[tuple[str, float]]]
+    timings_ms: dict[str, float]
+    elapsed_ms: dict[str, float]
+    final_stage: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+    citations: list[Citation]
+    hits: list[Hit]
+    evidence: list[Evidence]
+    timings_ms: dict[str, float]
+    generator: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """``retrieval`` (hits ready), ``token`` (a piece of the answer), or ``answer`` (the finished Answer)."""
+
+    kind: str
+    data: Any
+
+
+def make_generator(name: str, settings: Settings) -> Generator:
+    if name == "local":
+        return LlamaCppGenerator(settings.local_model, settings.local_context_tokens, settings.local_threads)
+    if name == "remote":
+        return RemoteGenerator(settings.remote_url, settings.remote_model, settings.remote_api_key,
+                               timeout_s=settings.remote_timeout_s, retries=settings.remote_retries,
+                               context_tokens=settings.remote_context_tokens)
+    raise InputError(f"unknown generator {name!r}: use 'local' or 'remote'")
+
+
+def final_stage_name(maxsim_mode: str) -> str:
+    return {"replace": "rrf+maxsim", "fuse": "rrf+maxsim", "off": "rrf"}[maxsim_mode]
+
+
+class Pipeline:
+    """Answers questions against one index snapshot; generators load on first use."""
+
+    def __init__(self, snapshot: Snapshot, settings: Settings, encoder: Encoder | None = None,
+                 generators: dict[str, Generator] | None = None) -> None:
+        self.snapshot = snapshot
+        self.settings = settings
+        self.encoder = encoder or Encoder(snapshot.params.encoder_model, settings.encoder_batch_size,
+                                          settings.torch_threads)
+        self.generators: dict[str, Generator] = dict(generators or {})
+        self._demos = load_demos()[: max(0, settings.fewshot_demos)]
+
+    def generator(self, name: str | None = None) -> Generator:
+        name = name or self.settings.generator
+        if name not in self.generators:
+            self.generators[name] = make_generator(name, self.settings)
+        return self.generators[name]
+
+    # --- retrieval ---------------------------------------------------------------------------
+
+    def retrieve(self, question: str, top_k: int | None = None, filters: Filters | None = None,
+                 depth: int | None = None) -> Retrieval:
+        question = _check_question(question)
+        top_k = self.settings.top_k if top_k is None else top_k
+        depth = self.settings.candidate_depth if depth is None else depth
+        if top_k < 1 or depth < 1:
+            raise InputError("top_k and candidate depth must be at least 1")
+        snap = self.snapshot
+        timings: dict[str, float] = {}
+        elapsed: dict[str, float] = {}
+        start = time.perf_counter()
+
+        def mark(stage: str, since: float) -> float:
+            now = time.perf_counter()
+            timings[stage] = (now - since) * 1000
+            elapsed[stage] = (now - start) * 1000
+            return now
+
+        with threadpool_limits(limits=self.settings.query_blas_threads, user_api="blas"):
+            encoded = self.encoder.encode([question])
+            t = mark("encode", start)
+            allowed = allowed_rows(filters, *snap.row_fields()) if filters and not filters.empty else None
+            t = mark("filter", t)
+            dense_rows, dense_scores = snap.dense.search(encoded.dense, depth, allowed)
+            dense = [(int(r), float(s)) for r, s in zip(dense_rows[0], dense_scores[0], strict=True) if r >= 0]
+            t = mark("dense", t)
+            bm25_rows, bm25_scores = snap.sparse.search(snap.bm25_tokenize(question), depth, allowed)
+            bm25 = [(int(r), float(s)) for r, s in zip(bm25_rows, bm25_scores, strict=True)]
+            t = mark("bm25", t)
+            weights = {"dense": self.settings.weight_dense, "bm25": self.settings.weight_bm25,
+                       "maxsim": self.settings.weight_maxsim}
+            paths = {"dense": [str(r) for r, _ in dense], "bm25": [str(r) for r, _ in bm25]}
+            fused = rrf(paths, k=self.settings.rrf_k, weights=weights)[:depth]
+            t = mark("rrf", t)
+            rankings: dict[str, list[tuple[int, float]]] = {
+                "dense": dense, "bm25": bm25, "rrf": [(int(f.id), f.score) for f in fused],
+            }
+            contributions = {int(f.id): dict(f.contributions) for f in fused}
+            final = "rrf"
+            if self.settings.maxsim_mode != "off" and fused:
+                candidates = np.array([int(f.id) for f in fused], dtype=np.int64)
+                scores = self.maxsim_scores(encoded.tokens[0], candidates)
+                order = np.lexsort((np.arange(len(candidates)), -scores))
+                rankings["maxsim"] = [(int(candidates[i]), float(scores[i])) for i in order]
+                if self.settings.maxsim_mode == "replace":
+                    rankings["rrf+maxsim"] = rankings["maxsim"]
+                else:
+                    refused = rrf({**paths, "maxsim": [str(r) for r, _ in rankings["maxsim"]]},
+                                  k=self.settings.rrf_k, weights=weights)[:depth]
+                    rankings["rrf+maxsim"] = [(int(f.id), f.score) for f in refused]
+                    contributions = {int(f.id): dict(f.contributions) for f in refused}
+                final = "rrf+maxsim"
+                t = mark("maxsim", t)
+            hits = self._hits(rankings, final, top_k, contributions)
+            mark("fetch", t)
+        timings["retrieval_total"] = (time.perf_counter() - start) * 1000
+        named = {stage: [(str(snap.chunk_ids[r]), s) for r, s in ranking] for stage, ranking in rankings.items()}
+        return Retrieval(question, hits, named, timings, elapsed, final)
+
+    def maxsim_scores(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """MaxSim of the query's token vectors against each candidate row's, (len(rows),) float32."""
+        mv = self.snapshot.multivector
+        offsets = np.asarray(mv.offsets)
+        lengths = offsets[rows + 1] - offsets[rows]
+        tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows]) if len(rows) else None
+        packed = np.concatenate([[0], np.cumsum(lengths)])
+        if tokens is None:
+            return np.zeros(0, np.float32)
+        return maxsim_packed(query_tokens, tokens, packed)
+
+    def _hits(self, rankings: dict[str, list[tuple[int, float]]], final: str, top_k: int,
+              contributions: dict[int, dict[str, float]]) -> list[Hit]:
+        snap = self.snapshot
+        top = rankings[final][:top_k]
+        rank_of = {stage: {row: (i + 1, score) for i, (row, score) in enumerate(ranking)}
+                   for stage, ranking in rankings.items()}
+        chunk_ids = [str(snap.chunk_ids[row]) for row, _ in top]
+        stored = snap.store.get_chunks(chunk_ids, snap.generation)
+        hits = []
+        for (row, score), cid in zip(top, chunk_ids, strict=True):
+            chunk = stored.get(cid)
+            if chunk is None:  # the store lost a row the snapshot has: skip rather than invent text
+                continue
+            ranks = {stage: r[row][0] for stage, r in rank_of.items() if row in r}
+            scores = {stage: r[row][1] for stage, r in rank_of.items() if row in r}
+            hits.append(Hit(cid, chunk.document_id, chunk.title, chunk.text, chunk.source, chunk.url, chunk.date,
+                            chunk.collection, float(score), ranks, scores, contributions.get(row, {})))
+        return hits
+
+    # --- evidence and answers ----------------------------------------------------------------
+
+    def evidence(self, question: str, hits: Sequence[Hit], generator: Generator | None) -> list[Evidence]:
+        """Top hits as FreshPrompt evidence within the generator's token budget, oldest first."""
+        tokenize = self.snapshot.bm25_tokenize
+        terms = set(tokenize(question))
+        candidates = [
+            Evidence(i, h.chunk_id, h.doc_id, h.source, h.date, h.title, h.text, highlight(terms, h.text, tokenize),
+                     h.url)
+            for i, h in enumerate(hits[: self.settings.evidence_max], start=1)
+        ]
+        if generator is None:
+            return order_oldest_first(candidates)
+        skeleton = build_messages(question, [], self._demos, self.settings.false_premise_check)
+        overhead = sum(generator.count_tokens(m.content) for m in skeleton) + 32  # chat template tokens
+        room = generator.context_tokens - overhead - self.settings.max_answer_tokens
+        budget = max(64, min(self.settings.evidence_token_budget, room))
+        return order_oldest_first(select_within_budget(candidates, budget, generator.count_tokens))
+
+    def stream(self, question: str, top_k: int | None = None, filters: Filters | None = None,
+               generate: bool = True, generator: str | None = None) -> Iterator[StreamEvent]:
+        """Retrieval first, then answer pieces as they come, then the whole :class:`Answer`."""
+        start = time.perf_counter()
+        retrieval = self.retrieve(question, top_k, filters)
+        yield StreamEvent("retrieval", retrieval)
+        timings = dict(retrieval.timings_ms)
+        if not generate:
+            evidence = self.evidence(question, retrieval.hits, None)
+            timings["total"] = (time.perf_counter() - start) * 1000
+            yield StreamEvent("answer", Answer(question, "", [], retrieval.hits, evidence, timings, None))
+            return
+        gen = self.generator(generator)
+        t = time.perf_counter()
+        evidence = self.evidence(question, retrieval.hits, gen)
+        messages = build_messages(question, evidence, self._demos, self.settings.false_premise_check)
+        timings["evidence"] = (time.perf_counter() - t) * 1000
+        t = time.perf_counter()
+        pieces: list[str] = []
+        for piece in gen.stream(messages, self.settings.max_answer_tokens, self.settings.temperature):
+            if not pieces:
+                timings["first_token"] = (time.perf_counter() - start) * 1000
+            pieces.append(piece)
+            yield StreamEvent("token", piece)
+        timings["generate"] = (time.perf_counter() - t) * 1000
+        text = "".join(pieces).strip()
+        citations = citations_for(text, evidence, self.snapshot.bm25_tokenize)
+        timings["total"] = (time.perf_counter() - start) * 1000
+        yield StreamEvent("answer", Answer(question, text, citations, retrieval.hits, evidence, timings, gen.name))
+
+    def answer(self, question: str, top_k: int | None = None, filters: Filters | None = None,
+               generate: bool = True, generator: str | None = None) -> Answer:
+        for event in self.stream(question, top_k, filters, generate, generator):
+            if event.kind == "answer":
+                result: Answer = event.data
+                return result
+        raise RuntimeError("the answer stream ended without an answer")
+
+
+def _check_question(question: str) -> str:
+    question = question.strip() if isinstance(question, str) else ""
+    if not question:
+        raise InputError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise InputError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    return question

@@ -54,6 +54,12 @@ class IndexParams:
     bm25_stopwords: bool
     bm25_stemmer: str
     dense: DenseParams
+    late_model: str = ""  # empty: the encoder's token vectors
+    late_dim: int = 0
+
+    @property
+    def multivector_dim(self) -> int:
+        return self.late_dim if self.late_model else self.dim
 
     @classmethod
     def from_manifest(cls, manifest: dict[str, Any]) -> IndexParams:
@@ -69,6 +75,8 @@ class IndexParams:
             bm25_stopwords=bm25["stopwords"],
             bm25_stemmer=bm25["stemmer"],
             dense=DenseParams(**dense["params"]),
+            late_model=manifest["multivector"].get("model", ""),
+            late_dim=int(manifest["multivector"]["dim"]),
         )
 
     def manifest_sections(self, dense_kind: str) -> dict[str, Any]:
@@ -81,14 +89,14 @@ class IndexParams:
             },
             "bm25": {**asdict(self.bm25), "stopwords": self.bm25_stopwords, "stemmer": self.bm25_stemmer},
             "dense": {"kind": dense_kind, "params": asdict(self.dense)},
-            "multivector": {"dtype": "float16", "dim": self.dim},
+            "multivector": {"dtype": "float16", "dim": self.multivector_dim, "model": self.late_model},
         }
 
     def bm25_tokenizer(self) -> Callable[[str], list[str]]:
         return make_tokenizer(self.bm25_stopwords, self.bm25_stemmer)
 
 
-def params_from_settings(settings: Settings, dim: int, max_seq_length: int) -> IndexParams:
+def params_from_settings(settings: Settings, dim: int, max_seq_length: int, late_dim: int = 0) -> IndexParams:
     return IndexParams(
         encoder_model=settings.encoder_model,
         dim=dim,
@@ -105,6 +113,8 @@ def params_from_settings(settings: Settings, dim: int, max_seq_length: int) -> I
             settings.dense_hnsw_ef_construction,
             settings.dense_hnsw_ef_search,
         ),
+        late_model=settings.late_model,
+        late_dim=late_dim,
     )
 
 
@@ -195,7 +205,7 @@ class Snapshot:
             doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
             dense=DenseIndex.load(directory / "dense", params.dense),
             sparse=BM25Index.load(directory / "sparse", params.bm25),
-            multivector=MultiVectorIndex.load(directory / "multivector", params.dim),
+            multivector=MultiVectorIndex.load(directory / "multivector", params.multivector_dim),
             store=store,
         )
 

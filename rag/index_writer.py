@@ -26,6 +26,7 @@ from tqdm import tqdm
 from rag.arrays import fsync_dir, save_array, write_text_atomic
 from rag.bm25 import BM25Index
 from rag.chunking import chunk_documents
+from rag.colbert import ColBERTEncoder
 from rag.datatypes import Chunk, Document
 from rag.dense import DenseIndex
 from rag.encoder import Encoder
@@ -95,6 +96,7 @@ class IndexWriter:
         self.index_dir = Path(index_dir)
         self.settings = settings
         self._encoder = encoder
+        self._late_encoder: ColBERTEncoder | None = None
         self.show_progress = show_progress
         self._lock_handle: IO[str] | None = None
         self.snapshot: Snapshot | None = None
@@ -143,10 +145,22 @@ class IndexWriter:
             self._encoder = Encoder(model, self.settings.encoder_batch_size, self.settings.torch_threads)
         return self._encoder
 
+    @property
+    def late_encoder(self) -> ColBERTEncoder | None:
+        """The ColBERT model for token vectors, or None when the encoder's own token vectors are used."""
+        model = self.snapshot.params.late_model if self.snapshot else self.settings.late_model
+        if not model:
+            return None
+        if self._late_encoder is None:
+            self._late_encoder = ColBERTEncoder(model, self.settings.encoder_batch_size)
+        return self._late_encoder
+
     def _params(self) -> IndexParams:
         if self.snapshot is not None:
             return self.snapshot.params
-        return params_from_settings(self.settings, self.encoder.dim, self.encoder.max_seq_length)
+        late = self.late_encoder
+        return params_from_settings(self.settings, self.encoder.dim, self.encoder.max_seq_length,
+                                    late.dim if late is not None else 0)
 
     def _live_store(self) -> DocumentStore:
         if self.store is None:
@@ -276,7 +290,8 @@ class IndexWriter:
             sparse = BM25Index.empty(params.bm25)
             chunk_ids, doc_ids = [], []
 
-        writer = MultiVectorWriter(tmp / "multivector", params.dim)
+        writer = MultiVectorWriter(tmp / "multivector", params.multivector_dim)
+        late = self.late_encoder
         try:
             if old is not None:
                 writer.copy_rows(old.multivector, keep_rows)
@@ -286,7 +301,7 @@ class IndexWriter:
                     block = new_chunks[start : start + ENCODE_BLOCK]
                     texts = [c.encoded_text for c in block]
                     encoded = self.encoder.encode(texts, progress=bar.update)
-                    writer.append(encoded.tokens)
+                    writer.append(encoded.tokens if late is None else late.encode_documents(texts))
                     dense = dense.add(encoded.dense)
                     sparse = sparse.add([tokenize(t) for t in texts])
                     chunk_ids.extend(c.id for c in block)
@@ -318,7 +333,7 @@ class IndexWriter:
                 "chunks": len(chunk_ids),
                 "token_vectors": n_token_vectors,
             },
-            "multivector_shape": [n_token_vectors, params.dim],
+            "multivector_shape": [n_token_vectors, params.multivector_dim],
             "files": file_entries(tmp),
         }
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), "utf-8")

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from rag.colbert import ColBERTEncoder
 from rag.encoder import Encoder
 from rag.errors import InputError
 from rag.evidence import (
@@ -116,6 +117,8 @@ class Pipeline:
         self.encoder = encoder or Encoder(snapshot.params.encoder_model, settings.encoder_batch_size,
                                           settings.torch_threads)
         self.generators: dict[str, Generator] = dict(generators or {})
+        late_model = snapshot.params.late_model
+        self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
 
     def generator(self, name: str | None = None) -> Generator:
@@ -167,7 +170,9 @@ class Pipeline:
             final = "rrf"
             if self.settings.maxsim_mode != "off" and fused:
                 candidates = np.array([int(f.id) for f in fused], dtype=np.int64)
-                scores = self.maxsim_scores(encoded.tokens[0], candidates)
+                query_tokens = (encoded.tokens[0] if self.late_encoder is None
+                                else self.late_encoder.encode_queries([question])[0])
+                scores = self.maxsim_scores(query_tokens, candidates)
                 order = np.lexsort((np.arange(len(candidates)), -scores))
                 rankings["maxsim"] = [(int(candidates[i]), float(scores[i])) for i in order]
                 if self.settings.maxsim_mode == "replace":

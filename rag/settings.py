@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # Encoder: one forward pass gives token vectors and the mean-pooled dense vector.
     encoder_model: str = Field(default_factory=bundled_encoder_path)
     encoder_batch_size: int = 32
+    # Late-interaction (MaxSim) model: empty reuses the encoder's own token vectors (one forward
+    # pass per passage); a path to a PyLate or Stanford ColBERT checkpoint uses that model instead.
+    late_model: str = ""
     torch_threads: int = 0  # 0: torch's own default (all cores)
 
     # Chunking, in the encoder's word pieces (special tokens included in max_tokens).
@@ -38,7 +41,7 @@ class Settings(BaseSettings):
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
     bm25_epsilon: float = 0.25  # okapi only: floor for negative idf, as rank_bm25
-    bm25_stopwords: bool = True
+    bm25_stopwords: bool = False
     bm25_stemmer: Literal["english", "none"] = "english"
 
     # Dense: exact inner product up to this many chunks, HNSW above it.

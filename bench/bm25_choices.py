@@ -1,0 +1,116 @@
+"""Choose the BM25 defaults by nDCG@10 (ranx), and time BM25 queries at 100k chunks.
+
+    python bench/bm25_choices.py [--latency-chunks 100000]
+
+Quality: every variant × tokeniser option on scifact and squad-dev-a, whole documents (title + text),
+beside rank_bm25 over str.split (what LangChain's BM25Retriever does). Speed: p50/p95 of one query
+at a time over N chunks of real text (sentence pairs of scifact and squad-dev-a, repeated with a
+marker when the corpora hold fewer; labelled in the output). Prints tables, writes
+bench/results/bm25_choices.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+from ranx import Qrels, Run, evaluate
+
+from bench.common import DATASETS, percentiles_ms, print_table, read_jsonl, read_qrels, write_result
+from rag.bm25 import BM25Index, BM25Params
+from rag.bm25_tokenizer import make_tokenizer
+from rag.evidence import sentences
+
+VARIANTS = [
+    ("okapi", 1.5, 0.75),  # rank_bm25's defaults
+    ("okapi", 1.2, 0.75),
+    ("lucene", 1.2, 0.75),  # Lucene / Elasticsearch / bm25s defaults
+    ("lucene", 0.9, 0.4),  # Anserini's defaults
+]
+TOKENISERS = [(False, "none"), (True, "none"), (False, "english"), (True, "english")]
+
+
+def ndcg_for(dataset: str, rankings: dict[str, dict[str, float]]) -> dict[str, float]:
+    qrels = read_qrels(DATASETS / dataset / "qrels" / "test.tsv")
+    run = {q: r for q, r in rankings.items() if q in qrels}
+    return evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100"])  # type: ignore[return-value]
+
+
+def quality() -> list[dict]:
+    rows = []
+    for dataset in ("scifact", "squad-dev-a"):
+        docs = read_jsonl(DATASETS / dataset / "corpus.jsonl")
+        qrels = read_qrels(DATASETS / dataset / "qrels" / "test.tsv")
+        queries = [q for q in read_jsonl(DATASETS / dataset / "queries.jsonl") if q["_id"] in qrels]
+        ids = [d["_id"] for d in docs]
+        texts = [f"{d['title']} {d['text']}" for d in docs]
+        for stop, stem in [(None, "split"), *TOKENISERS]:
+            tokenize = (lambda t: t.split()) if stem == "split" else make_tokenizer(bool(stop), stem)
+            corpus = [tokenize(t) for t in texts]
+            variants = [("okapi", 1.5, 0.75)] if stem == "split" else VARIANTS
+            for variant, k1, b in variants:
+                index = BM25Index.build(corpus, BM25Params(variant, k1, b))  # type: ignore[arg-type]
+                rankings = {}
+                for q in queries:
+                    r, s = index.search(tokenize(q["text"]), 100)
+                    rankings[q["_id"]] = {ids[i]: float(v) for i, v in zip(r, s, strict=True)} or {ids[0]: 0.0}
+                metrics = ndcg_for(dataset, rankings)
+                rows.append({"dataset": dataset, "tokeniser": "str.split (LangChain)" if stem == "split"
+                             else f"stopwords={bool(stop)} stem={stem}", "variant": f"{variant} k1={k1} b={b}",
+                             "ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"]})
+    return rows
+
+
+def latency(n_chunks: int) -> dict:
+    passages: list[str] = []
+    for dataset in ("scifact", "squad-dev-a"):
+        for d in read_jsonl(DATASETS / dataset / "corpus.jsonl"):
+            parts = sentences(d["text"])
+            passages.extend(" ".join(parts[i : i + 2]) for i in range(0, max(1, len(parts) - 1)))
+    real = len(passages)
+    copies = 0
+    while len(passages) < n_chunks:  # repeat real text, each copy with its own marker token
+        copies += 1
+        passages.extend(f"{p} copy{copies}" for p in passages[:real])
+    passages = passages[:n_chunks]
+    tokenize = make_tokenizer(True, "english")
+    start = time.perf_counter()
+    corpus = [tokenize(p) for p in passages]
+    index = BM25Index.build(corpus, BM25Params("lucene", 1.2, 0.75))
+    build_s = time.perf_counter() - start
+    queries = [q["text"] for q in read_jsonl(DATASETS / "scifact" / "queries.jsonl")]
+    queries += [q["text"] for q in read_jsonl(DATASETS / "squad-dev-a" / "queries.jsonl")[:700]]
+    for q in queries[:20]:
+        index.search(tokenize(q), 100)
+    samples = []
+    for q in queries:
+        t = time.perf_counter()
+        index.search(tokenize(q), 100)
+        samples.append(time.perf_counter() - t)
+    return {"chunks": len(passages), "real_text_chunks": min(real, n_chunks), "repeated_copies": copies,
+            "build_s": build_s, "queries": len(queries), "latency_ms": percentiles_ms(samples)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--latency-chunks", type=int, default=100_000)
+    args = parser.parse_args()
+    rows = quality()
+    print_table(rows, ["dataset", "tokeniser", "variant", "ndcg@10", "recall@100"])
+    speed = latency(args.latency_chunks)
+    print(f"\nBM25 query latency over {speed['chunks']} chunks ({speed['real_text_chunks']} distinct real passages, "
+          f"{speed['repeated_copies']} marked repeats): p50 {speed['latency_ms']['p50']:.2f} ms, "
+          f"p95 {speed['latency_ms']['p95']:.2f} ms (goal p50 <= 5 ms); build {speed['build_s']:.1f} s")
+    mean: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        mean.setdefault((row["tokeniser"], row["variant"]), []).append(row["ndcg@10"])
+    best = max(mean, key=lambda key: float(np.mean(mean[key])))
+    print(f"best mean nDCG@10 over both sets: {best[0]}, {best[1]} ({np.mean(mean[best]):.4f})")
+    write_result("bm25_choices", {"quality": rows, "latency": speed,
+                                  "best": {"tokeniser": best[0], "variant": best[1],
+                                           "mean_ndcg@10": float(np.mean(mean[best]))}})
+
+
+if __name__ == "__main__":
+    main()

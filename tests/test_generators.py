@@ -1,0 +1,169 @@
+"""Both generators against real models and real servers on 127.0.0.1: llama.cpp in process, and
+``python -m llama_cpp.server`` over HTTP; failure modes against small real HTTP servers."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from rag.errors import GeneratorError, GeneratorUnavailableError
+from rag.generator import Generator, Message
+from rag.generator_llamacpp import LlamaCppGenerator, bundled_smollm2_path
+from rag.generator_remote import RemoteGenerator
+
+MESSAGES = [Message("system", "Answer briefly."), Message("user", "What is the capital of France?")]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def local() -> LlamaCppGenerator:
+    return LlamaCppGenerator(bundled_smollm2_path(), context_tokens=1024, threads=2)
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", bundled_smollm2_path(), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "1024", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        try:
+            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        raise RuntimeError("llama_cpp.server did not start in 120 s")
+    yield base
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_bundled_model_is_found() -> None:
+    assert bundled_smollm2_path().endswith("SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def test_local_generate_and_stream_agree(local: LlamaCppGenerator) -> None:
+    assert isinstance(local, Generator)
+    whole = local.generate(MESSAGES, max_tokens=24)
+    assert whole.text.strip() and whole.completion_tokens > 0 and whole.prompt_tokens > 10
+    pieces = list(local.stream(MESSAGES, max_tokens=24))
+    assert len(pieces) > 1
+    assert "".join(pieces).strip() == whole.text.strip()  # temperature 0: the same answer both ways
+    assert "paris" in whole.text.lower()
+    assert local.count_tokens("hello world") >= 2
+
+
+def test_local_missing_model_is_a_clear_error() -> None:
+    with pytest.raises(GeneratorUnavailableError, match="local model not found"):
+        LlamaCppGenerator("/nonexistent/model.gguf").generate(MESSAGES, 4)
+
+
+def test_remote_against_a_real_llama_cpp_server(llama_server: str) -> None:
+    remote = RemoteGenerator(llama_server, "smollm2", timeout_s=60)
+    whole = remote.generate(MESSAGES, max_tokens=24)
+    assert whole.text.strip() and whole.completion_tokens > 0
+    pieces = list(remote.stream(MESSAGES, max_tokens=24))
+    assert len(pieces) > 1 and "".join(pieces).strip() == whole.text.strip()
+    remote.close()
+
+
+def test_remote_server_down_fails_fast_after_bounded_retries() -> None:
+    remote = RemoteGenerator(f"http://127.0.0.1:{free_port()}/v1", "m", retries=2, backoff_s=0.05)
+    start = time.monotonic()
+    with pytest.raises(GeneratorUnavailableError, match="unreachable"):
+        remote.generate(MESSAGES, 8)
+    assert time.monotonic() - start < 5
+    with pytest.raises(GeneratorUnavailableError, match="unreachable"):
+        list(remote.stream(MESSAGES, 8))
+
+
+class _Scripted(http.server.BaseHTTPRequestHandler):
+    """Replies from a per-server script: a list of (status, body, delay_s)."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        server = self.server
+        server.calls += 1  # type: ignore[attr-defined]
+        status, body, delay = server.script[min(server.calls - 1, len(server.script) - 1)]  # type: ignore[attr-defined]
+        time.sleep(delay)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def scripted() -> Iterator:
+    servers = []
+
+    def start(script: list[tuple[int, str, float]]) -> tuple[str, http.server.HTTPServer]:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Scripted)
+        server.script, server.calls = script, 0  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}/v1", server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+OK_BODY = json.dumps({"model": "m", "choices": [{"message": {"content": "Paris [1]."}, "finish_reason": "stop"}],
+                      "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+
+
+def test_remote_retries_503_then_succeeds(scripted) -> None:
+    url, server = scripted([(503, "busy", 0.0), (503, "busy", 0.0), (200, OK_BODY, 0.0)])
+    result = RemoteGenerator(url, "m", retries=2, backoff_s=0.01).generate(MESSAGES, 8)
+    assert result.text == "Paris [1]." and server.calls == 3
+
+
+def test_remote_gives_up_after_its_retries(scripted) -> None:
+    url, server = scripted([(503, "busy", 0.0)])
+    with pytest.raises(GeneratorUnavailableError, match="HTTP 503"):
+        RemoteGenerator(url, "m", retries=1, backoff_s=0.01).generate(MESSAGES, 8)
+    assert server.calls == 2
+
+
+def test_remote_garbage_and_client_errors_are_clear(scripted) -> None:
+    url, _ = scripted([(200, "<html>not json</html>", 0.0)])
+    with pytest.raises(GeneratorError, match="garbage"):
+        RemoteGenerator(url, "m", retries=0).generate(MESSAGES, 8)
+    url, server = scripted([(400, '{"error": "bad model"}', 0.0)])
+    with pytest.raises(GeneratorError, match="HTTP 400"):
+        RemoteGenerator(url, "m", retries=3, backoff_s=0.01).generate(MESSAGES, 8)
+    assert server.calls == 1  # a client error is not retried
+    url, _ = scripted([(200, "data: {broken\n\n", 0.0)])
+    with pytest.raises(GeneratorError, match="garbage in its stream"):
+        list(RemoteGenerator(url, "m", retries=0).stream(MESSAGES, 8))
+
+
+def test_remote_timeout(scripted) -> None:
+    url, _ = scripted([(200, OK_BODY, 2.0)])
+    with pytest.raises(GeneratorUnavailableError, match="timed out"):
+        RemoteGenerator(url, "m", timeout_s=0.3, retries=0).generate(MESSAGES, 8)

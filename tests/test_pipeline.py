@@ -1,0 +1,107 @@
+"""The query path end to end on real SQuAD paragraphs with the real encoder and generator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.datatypes import Document
+from rag.errors import InputError
+from rag.filters import Filters
+from rag.index import Snapshot
+from rag.index_writer import IndexWriter
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from tests.conftest import read_jsonl
+
+OIL_QUESTION = "What was the price of oil in March of 1974?"
+
+
+@pytest.fixture(scope="module")
+def squad_index(tmp_path_factory, squad_dir: Path, encoder, settings: Settings) -> Path:
+    """The 1973 oil crisis article in collection 'oil' (dated), and 40 other paragraphs in 'other'."""
+    records = read_jsonl(squad_dir / "corpus.jsonl")
+    oil = [r for r in records if r["title"] == "1973 oil crisis"]
+    other = [r for r in records if r["title"] != "1973 oil crisis"][::25][:40]
+    index = tmp_path_factory.mktemp("squad") / "ix"
+    with IndexWriter(index, settings, encoder, show_progress=False) as writer:
+        writer.upsert([Document(r["_id"], r["text"], r["title"], source="wikipedia",
+                                date=f"2019-01-{1 + i % 28:02d}") for i, r in enumerate(oil)], "oil")
+        writer.upsert([Document(r["_id"], r["text"], r["title"], source="squad") for r in other], "other")
+    return index
+
+
+def _pipeline(index: Path, settings: Settings, encoder, **overrides) -> Pipeline:
+    configured = settings.model_copy(update=overrides)
+    return Pipeline(Snapshot.load(index, configured), configured, encoder)
+
+
+def test_oil_question_finds_its_paragraph_and_explains_every_hit(squad_index, settings, encoder) -> None:
+    pipeline = _pipeline(squad_index, settings, encoder)
+    retrieval = pipeline.retrieve(OIL_QUESTION, top_k=5)
+    assert "1973_oil_crisis_0" in [h.doc_id for h in retrieval.hits[:3]]
+    assert retrieval.final_stage == "rrf+maxsim"
+    k = settings.rrf_k
+    for hit in retrieval.hits:
+        assert hit.title and hit.text and hit.collection in {"oil", "other"}
+        assert set(hit.ranks) >= {"rrf", "maxsim", "rrf+maxsim"} and {"dense", "bm25"} & set(hit.ranks)
+        # fused contributions are weight / (k + rank) for each path the hit appeared on
+        for path in ("dense", "bm25", "maxsim"):
+            if path in hit.ranks:
+                assert hit.rrf_contributions[path] == pytest.approx(1.0 / (k + hit.ranks[path]))
+        assert hit.score == pytest.approx(sum(hit.rrf_contributions.values()))
+    assert {"encode", "dense", "bm25", "rrf", "maxsim", "fetch", "retrieval_total"} <= set(retrieval.timings_ms)
+    assert retrieval.elapsed_ms["maxsim"] >= retrieval.elapsed_ms["rrf"] >= retrieval.elapsed_ms["encode"]
+
+
+def test_filters_apply_on_every_path_before_fusion(squad_index, settings, encoder) -> None:
+    pipeline = _pipeline(squad_index, settings, encoder)
+    snapshot = pipeline.snapshot
+    collections = dict(zip(snapshot.chunk_ids.tolist(), snapshot.row_fields()[0].tolist(), strict=True))
+    retrieval = pipeline.retrieve(OIL_QUESTION, top_k=10, filters=Filters(collection="other"))
+    for stage in ("dense", "bm25", "rrf", "rrf+maxsim"):
+        assert retrieval.rankings[stage], stage
+        assert {collections[cid] for cid, _ in retrieval.rankings[stage]} == {"other"}, stage
+    # depth is filled from allowed rows: the filter does not just prune an unfiltered top-N
+    assert len(retrieval.rankings["dense"]) == min(settings.candidate_depth, list(collections.values()).count("other"))
+    dated = pipeline.retrieve(OIL_QUESTION, top_k=50, filters=Filters(date_from="2019-01-05", date_to="2019-01-09"))
+    assert dated.hits and all("2019-01-05" <= h.date <= "2019-01-09" for h in dated.hits)
+    none = pipeline.retrieve(OIL_QUESTION, filters=Filters(sources=("nowhere",)))
+    assert none.hits == []
+
+
+def test_maxsim_modes_and_weights(squad_index, settings, encoder) -> None:
+    off = _pipeline(squad_index, settings, encoder, maxsim_mode="off").retrieve(OIL_QUESTION, top_k=10)
+    assert off.final_stage == "rrf" and "maxsim" not in off.rankings
+    assert [h.chunk_id for h in off.hits] == [cid for cid, _ in off.rankings["rrf"][:10]]
+    replace = _pipeline(squad_index, settings, encoder, maxsim_mode="replace").retrieve(OIL_QUESTION, top_k=10)
+    assert replace.rankings["rrf+maxsim"] == replace.rankings["maxsim"]
+    assert {cid for cid, _ in replace.rankings["maxsim"]} == {cid for cid, _ in replace.rankings["rrf"]}
+    bm25_only = _pipeline(squad_index, settings, encoder, maxsim_mode="off", weight_dense=0.0)
+    retrieval = bm25_only.retrieve(OIL_QUESTION, top_k=10)
+    assert [c for c, _ in retrieval.rankings["rrf"]][:10] == [c for c, _ in retrieval.rankings["bm25"]][:10]
+
+
+def test_bad_questions(squad_index, settings, encoder) -> None:
+    pipeline = _pipeline(squad_index, settings, encoder)
+    for question in ("", "   ", "x" * 5000):
+        with pytest.raises(InputError):
+            pipeline.retrieve(question)
+    with pytest.raises(InputError, match="ISO date"):
+        pipeline.retrieve(OIL_QUESTION, filters=Filters(date_from="yesterday"))
+
+
+def test_streamed_answer_with_citations_from_the_local_generator(squad_index, settings, encoder) -> None:
+    pipeline = _pipeline(squad_index, settings, encoder)
+    events = list(pipeline.stream(OIL_QUESTION, top_k=5))
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "retrieval" and kinds[-1] == "answer" and kinds.count("token") >= 2
+    answer = events[-1].data
+    assert answer.answer == "".join(e.data for e in events if e.kind == "token").strip()
+    assert answer.citations and answer.citations[0].chunk_id in {e.chunk_id for e in answer.evidence}
+    assert answer.generator.startswith("local:")
+    assert [e.date for e in answer.evidence] == sorted(e.date for e in answer.evidence)  # oldest first
+    assert {"first_token", "generate", "total"} <= set(answer.timings_ms)
+    plain = pipeline.answer(OIL_QUESTION, generate=False)
+    assert plain.answer == "" and plain.generator is None and plain.hits

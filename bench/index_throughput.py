@@ -27,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dataset", default="scifact")
     parser.add_argument("--limit", type=int, default=0, help="first N documents only")
+    parser.add_argument("--keep", type=Path, default=None, help="keep the built index in this directory")
     args = parser.parse_args()
 
     settings = Settings()
@@ -37,12 +38,15 @@ def main() -> None:
         documents = documents[: args.limit]
 
     workdir = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+    index_dir = args.keep or workdir / "ix"
+    if index_dir.exists():
+        shutil.rmtree(index_dir)
     try:
         start = time.perf_counter()
-        with IndexWriter(workdir / "ix", settings, encoder) as writer:
+        with IndexWriter(index_dir, settings, encoder) as writer:
             writer.upsert(documents, args.dataset)
         build_s = time.perf_counter() - start
-        snapshot = Snapshot.load(workdir / "ix", settings)
+        snapshot = Snapshot.load(index_dir, settings)
         stats = snapshot.stats()
         build_rss = peak_rss_mib()
 

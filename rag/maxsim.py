@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 
 def maxsim(
@@ -53,7 +54,8 @@ def maxsim_packed(
     scores = np.zeros(n_docs, np.float32)
     if not nonempty.any():
         return scores
-    sims = q @ np.asarray(tokens, np.float32).T  # (n_q, n_tokens)
+    # torch converts float16 and multiplies several times faster than numpy here (bench/query_latency.py)
+    sims = (torch.from_numpy(q) @ torch.from_numpy(np.ascontiguousarray(tokens)).float().T).numpy()
     best = np.maximum.reduceat(sims, starts[nonempty], axis=1)  # (n_q, n_nonempty)
     scores[nonempty] = weights @ best
     return scores

@@ -195,7 +195,7 @@ class Pipeline:
         mv = self.snapshot.multivector
         offsets = np.asarray(mv.offsets)
         lengths = offsets[rows + 1] - offsets[rows]
-        tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows]) if len(rows) else None
+        tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows]) if len(rows) else None  # f16
         packed = np.concatenate([[0], np.cumsum(lengths)])
         if tokens is None:
             return np.zeros(0, np.float32)

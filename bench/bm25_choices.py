@@ -56,9 +56,17 @@ def quality() -> list[dict]:
                     r, s = index.search(tokenize(q["text"]), 100)
                     rankings[q["_id"]] = {ids[i]: float(v) for i, v in zip(r, s, strict=True)} or {ids[0]: 0.0}
                 metrics = ndcg_for(dataset, rankings)
-                rows.append({"dataset": dataset, "tokeniser": "str.split (LangChain)" if stem == "split"
-                             else f"stopwords={bool(stop)} stem={stem}", "variant": f"{variant} k1={k1} b={b}",
-                             "ndcg@10": metrics["ndcg@10"], "recall@100": metrics["recall@100"]})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "tokeniser": "str.split (LangChain)"
+                        if stem == "split"
+                        else f"stopwords={bool(stop)} stem={stem}",
+                        "variant": f"{variant} k1={k1} b={b}",
+                        "ndcg@10": metrics["ndcg@10"],
+                        "recall@100": metrics["recall@100"],
+                    }
+                )
     return rows
 
 
@@ -88,8 +96,14 @@ def latency(n_chunks: int) -> dict:
         t = time.perf_counter()
         index.search(tokenize(q), 100)
         samples.append(time.perf_counter() - t)
-    return {"chunks": len(passages), "real_text_chunks": min(real, n_chunks), "repeated_copies": copies,
-            "build_s": build_s, "queries": len(queries), "latency_ms": percentiles_ms(samples)}
+    return {
+        "chunks": len(passages),
+        "real_text_chunks": min(real, n_chunks),
+        "repeated_copies": copies,
+        "build_s": build_s,
+        "queries": len(queries),
+        "latency_ms": percentiles_ms(samples),
+    }
 
 
 def main() -> None:
@@ -99,17 +113,24 @@ def main() -> None:
     rows = quality()
     print_table(rows, ["dataset", "tokeniser", "variant", "ndcg@10", "recall@100"])
     speed = latency(args.latency_chunks)
-    print(f"\nBM25 query latency over {speed['chunks']} chunks ({speed['real_text_chunks']} distinct real passages, "
-          f"{speed['repeated_copies']} marked repeats): p50 {speed['latency_ms']['p50']:.2f} ms, "
-          f"p95 {speed['latency_ms']['p95']:.2f} ms (goal p50 <= 5 ms); build {speed['build_s']:.1f} s")
+    print(
+        f"\nBM25 query latency over {speed['chunks']} chunks ({speed['real_text_chunks']} distinct real passages, "
+        f"{speed['repeated_copies']} marked repeats): p50 {speed['latency_ms']['p50']:.2f} ms, "
+        f"p95 {speed['latency_ms']['p95']:.2f} ms (goal p50 <= 5 ms); build {speed['build_s']:.1f} s"
+    )
     mean: dict[tuple[str, str], list[float]] = {}
     for row in rows:
         mean.setdefault((row["tokeniser"], row["variant"]), []).append(row["ndcg@10"])
     best = max(mean, key=lambda key: float(np.mean(mean[key])))
     print(f"best mean nDCG@10 over both sets: {best[0]}, {best[1]} ({np.mean(mean[best]):.4f})")
-    write_result("bm25_choices", {"quality": rows, "latency": speed,
-                                  "best": {"tokeniser": best[0], "variant": best[1],
-                                           "mean_ndcg@10": float(np.mean(mean[best]))}})
+    write_result(
+        "bm25_choices",
+        {
+            "quality": rows,
+            "latency": speed,
+            "best": {"tokeniser": best[0], "variant": best[1], "mean_ndcg@10": float(np.mean(mean[best]))},
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -52,8 +52,13 @@ def main() -> None:
 
         # the encoder alone, through sentence-transformers' own encode, on exactly the same passages
         chunk_lists, chunk_s = timed(
-            lambda: chunk_documents(documents, encoder.tokenizer, snapshot.params.chunk_max_tokens,
-                                    snapshot.params.chunk_overlap_tokens, snapshot.params.chunk_min_tokens)
+            lambda: chunk_documents(
+                documents,
+                encoder.tokenizer,
+                snapshot.params.chunk_max_tokens,
+                snapshot.params.chunk_overlap_tokens,
+                snapshot.params.chunk_min_tokens,
+            )
         )
         texts = [c.encoded_text for chunks in chunk_lists for c in chunks]
         _, encode_s = timed(lambda: encoder.model.encode(texts, batch_size=settings.encoder_batch_size))

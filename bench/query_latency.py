@@ -45,8 +45,10 @@ def main() -> None:
     without_encode = [t - e for t, e in zip(samples["retrieval_total"], samples["encode"], strict=True)]
     retrieval["retrieval_without_encode"] = percentiles_ms(without_encode)
     rows = [{"stage": s, "p50 ms": v["p50"], "p95 ms": v["p95"], "mean ms": v["mean"]} for s, v in retrieval.items()]
-    print(f"\n{args.dataset}: {len(queries)} queries over {len(pipeline.snapshot)} chunks, "
-          f"candidate depth {settings.candidate_depth}, maxsim mode {settings.maxsim_mode}")
+    print(
+        f"\n{args.dataset}: {len(queries)} queries over {len(pipeline.snapshot)} chunks, "
+        f"candidate depth {settings.candidate_depth}, maxsim mode {settings.maxsim_mode}"
+    )
     print_table(rows, ["stage", "p50 ms", "p95 ms", "mean ms"])
 
     generation = None
@@ -60,18 +62,34 @@ def main() -> None:
             first.append(answer.timings_ms["first_token"] / 1000)
             total.append(answer.timings_ms["total"] / 1000)
             prompt_tokens.append(sum(gen_pipeline.generator().count_tokens(e.snippet) for e in answer.evidence))
-        generation = {"first_token_ms": percentiles_ms(first), "total_ms": percentiles_ms(total),
-                      "n": len(first), "evidence_tokens_mean": sum(prompt_tokens) / len(prompt_tokens),
-                      "generator": gen_pipeline.generator().name}
-        print(f"\nlocal generation ({generation['generator']}, {len(first)} questions): first token p50 "
-              f"{generation['first_token_ms']['p50']:.0f} ms, p95 {generation['first_token_ms']['p95']:.0f} ms; "
-              f"whole answer p50 {generation['total_ms']['p50']:.0f} ms")
-    write_result("query_latency", {"dataset": args.dataset, "queries": len(queries), "chunks": len(pipeline.snapshot),
-                                   "settings": {"candidate_depth": settings.candidate_depth,
-                                                "maxsim_mode": settings.maxsim_mode,
-                                                "query_blas_threads": settings.query_blas_threads},
-                                   "retrieval_ms": retrieval, "generation": generation,
-                                   "peak_rss_mib": peak_rss_mib()})
+        generation = {
+            "first_token_ms": percentiles_ms(first),
+            "total_ms": percentiles_ms(total),
+            "n": len(first),
+            "evidence_tokens_mean": sum(prompt_tokens) / len(prompt_tokens),
+            "generator": gen_pipeline.generator().name,
+        }
+        print(
+            f"\nlocal generation ({generation['generator']}, {len(first)} questions): first token p50 "
+            f"{generation['first_token_ms']['p50']:.0f} ms, p95 {generation['first_token_ms']['p95']:.0f} ms; "
+            f"whole answer p50 {generation['total_ms']['p50']:.0f} ms"
+        )
+    write_result(
+        "query_latency",
+        {
+            "dataset": args.dataset,
+            "queries": len(queries),
+            "chunks": len(pipeline.snapshot),
+            "settings": {
+                "candidate_depth": settings.candidate_depth,
+                "maxsim_mode": settings.maxsim_mode,
+                "query_blas_threads": settings.query_blas_threads,
+            },
+            "retrieval_ms": retrieval,
+            "generation": generation,
+            "peak_rss_mib": peak_rss_mib(),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -50,6 +50,9 @@ def ask(
         mark = "*" if e.chunk_id in cited else " "
         where = e.url or e.source
         typer.echo(f"{mark}[{e.number}] {e.title} ({e.date or 'undated'}) {where}  doc={e.doc_id}")
-    timing = ", ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items() if k in
-                       ("encode", "retrieval_total", "first_token", "total"))
+    timing = ", ".join(
+        f"{k} {v:.0f} ms"
+        for k, v in result.timings_ms.items()
+        if k in ("encode", "retrieval_total", "first_token", "total")
+    )
     typer.echo(f"\n{timing}", err=True)

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from cli.ask import ask
+from cli.eval_cmd import eval_app
 from indexer.cli import index_app
 from rag.errors import RagError
 
@@ -18,6 +19,7 @@ app = typer.Typer(
 )
 app.add_typer(index_app, name="index")
 app.command()(ask)
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:

@@ -30,6 +30,10 @@ def retrieval_metrics(
     ranx_qrels = Qrels({q: dict(d) for q, d in qrels.items()})
     ranx_run = Run(run)
     means = evaluate(ranx_qrels, ranx_run, list(metrics), make_comparable=True)
-    per_query = {m: dict(zip(ranx_run.keys(), map(float, ranx_run.scores[m].values()), strict=True))
-                 if isinstance(ranx_run.scores.get(m), dict) else {} for m in metrics}
+    per_query = {
+        m: dict(zip(ranx_run.keys(), map(float, ranx_run.scores[m].values()), strict=True))
+        if isinstance(ranx_run.scores.get(m), dict)
+        else {}
+        for m in metrics
+    }
     return {m: float(means[m]) for m in metrics}, per_query  # type: ignore[index]

@@ -156,8 +156,13 @@ class ColBERTEncoder:
         prefix_id = self._prefix_id(cfg.query_prefix if is_query else cfg.document_prefix)
         length = cfg.query_length if is_query else cfg.document_length
         expand = is_query and cfg.do_query_expansion
-        batch = tokenizer(list(texts), max_length=length - (prefix_id is not None), truncation=True,
-                          padding="max_length" if expand else "longest", return_tensors="pt")
+        batch = tokenizer(
+            list(texts),
+            max_length=length - (prefix_id is not None),
+            truncation=True,
+            padding="max_length" if expand else "longest",
+            return_tensors="pt",
+        )
         ids, attention = batch["input_ids"], batch["attention_mask"]
         if expand:
             ids = torch.where(attention.bool(), ids, torch.full_like(ids, tokenizer.mask_token_id))

@@ -8,6 +8,7 @@ enclosed in delimiters that it cannot forge, and the instructions say it is data
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -74,11 +75,10 @@ def load_demos() -> list[dict[str, Any]]:
 def sentences(text: str) -> list[str]:
     starts = sentence_starts(text)
     bounds = [*starts, len(text)]
-    return [text[a:b].strip() for a, b in zip(bounds, bounds[1:], strict=False) if text[a:b].strip()]
+    return [text[a:b].strip() for a, b in itertools.pairwise(bounds) if text[a:b].strip()]
 
 
-def highlight(question_terms: set[str], text: str, tokenize: Callable[[str], list[str]], max_sentences: int = 2
-              ) -> str:
+def highlight(question_terms: set[str], text: str, tokenize: Callable[[str], list[str]], max_sentences: int = 2) -> str:
     """The sentences of ``text`` that share most distinct terms with the question, in text order."""
     parts = sentences(text)
     if not parts:
@@ -97,8 +97,10 @@ def _date_key(value: str) -> str:
 def order_oldest_first(evidences: Sequence[Evidence]) -> list[Evidence]:
     """Oldest to newest (stable for equal dates), renumbered 1..n in that order."""
     ordered = sorted(evidences, key=lambda e: _date_key(e.date))
-    return [Evidence(i, e.chunk_id, e.doc_id, e.source, e.date, e.title, e.snippet, e.highlight, e.url)
-            for i, e in enumerate(ordered, start=1)]
+    return [
+        Evidence(i, e.chunk_id, e.doc_id, e.source, e.date, e.title, e.snippet, e.highlight, e.url)
+        for i, e in enumerate(ordered, start=1)
+    ]
 
 
 def sanitize(text: str) -> str:
@@ -119,14 +121,17 @@ def format_evidence(evidence: Evidence) -> str:
 
 
 def _demo_block(demo: dict[str, Any]) -> str:
-    evidences = [Evidence(i, "", "", e["source"], e["date"], e["title"], e["snippet"], e["highlight"])
-                 for i, e in enumerate(demo["evidences"], start=1)]
+    evidences = [
+        Evidence(i, "", "", e["source"], e["date"], e["title"], e["snippet"], e["highlight"])
+        for i, e in enumerate(demo["evidences"], start=1)
+    ]
     body = "\n".join(format_evidence(e) for e in evidences)
     return f"{body}\nquestion: {demo['question']}\nreasoning: {demo['reasoning']}\nanswer: {demo['answer']}"
 
 
-def select_within_budget(evidences: Sequence[Evidence], budget_tokens: int, count_tokens: Callable[[str], int]
-                         ) -> list[Evidence]:
+def select_within_budget(
+    evidences: Sequence[Evidence], budget_tokens: int, count_tokens: Callable[[str], int]
+) -> list[Evidence]:
     """The best-ranked evidences (input order) whose formatted text fits ``budget_tokens``; at least one,
     its snippet cut to fit when even the first is too long."""
     chosen: list[Evidence] = []
@@ -150,9 +155,17 @@ def _shorten(evidence: Evidence, budget_tokens: int, count_tokens: Callable[[str
 
 
 def _with_snippet(evidence: Evidence, snippet: str) -> Evidence:
-    return Evidence(evidence.number, evidence.chunk_id, evidence.doc_id, evidence.source, evidence.date,
-                    evidence.title, snippet, evidence.highlight if len(snippet) > len(evidence.highlight) else snippet,
-                    evidence.url)
+    return Evidence(
+        evidence.number,
+        evidence.chunk_id,
+        evidence.doc_id,
+        evidence.source,
+        evidence.date,
+        evidence.title,
+        snippet,
+        evidence.highlight if len(snippet) > len(evidence.highlight) else snippet,
+        evidence.url,
+    )
 
 
 def build_messages(
@@ -188,8 +201,7 @@ def cited_numbers(answer: str, n_evidences: int) -> list[int]:
     return list(seen)
 
 
-def citations_for(answer: str, evidences: Sequence[Evidence], tokenize: Callable[[str], list[str]]
-                  ) -> list[Citation]:
+def citations_for(answer: str, evidences: Sequence[Evidence], tokenize: Callable[[str], list[str]]) -> list[Citation]:
     """Citations the answer makes; if it makes none, the evidence sharing most terms with it."""
     by_number = {e.number: e for e in evidences}
     numbers = cited_numbers(answer, len(evidences))
@@ -200,5 +212,16 @@ def citations_for(answer: str, evidences: Sequence[Evidence], tokenize: Callable
         score, number = max(overlaps, key=lambda x: (x[0], -x[1]))
         if score > 0:
             numbers, how = [number], "overlap"
-    return [Citation(n, by_number[n].chunk_id, by_number[n].doc_id, by_number[n].title, by_number[n].source,
-                     by_number[n].url, by_number[n].date, how) for n in numbers]
+    return [
+        Citation(
+            n,
+            by_number[n].chunk_id,
+            by_number[n].doc_id,
+            by_number[n].title,
+            by_number[n].source,
+            by_number[n].url,
+            by_number[n].date,
+            how,
+        )
+        for n in numbers
+    ]

@@ -44,8 +44,9 @@ def _is_iso_date(value: str) -> bool:
     return True
 
 
-def allowed_rows(filters: Filters, collections: np.ndarray, sources: np.ndarray, dates: np.ndarray
-                 ) -> np.ndarray | None:
+def allowed_rows(
+    filters: Filters, collections: np.ndarray, sources: np.ndarray, dates: np.ndarray
+) -> np.ndarray | None:
     """Bool mask over rows (None when nothing is filtered). Inputs are per-row string arrays."""
     if filters.empty:
         return None

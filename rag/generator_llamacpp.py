@@ -46,8 +46,9 @@ class LlamaCppGenerator:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise GeneratorUnavailableError("llama-cpp-python is not installed") from exc
-            self._llama = Llama(model_path=self.model_path, n_ctx=self.context_tokens, n_threads=self.threads,
-                                verbose=False)
+            self._llama = Llama(
+                model_path=self.model_path, n_ctx=self.context_tokens, n_threads=self.threads, verbose=False
+            )
         return self._llama
 
     def count_tokens(self, text: str) -> int:
@@ -56,8 +57,9 @@ class LlamaCppGenerator:
     def generate(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Generation:
         with self._lock:
             try:
-                out = self.llama.create_chat_completion(as_dicts(messages), max_tokens=max_tokens,
-                                                        temperature=temperature)
+                out = self.llama.create_chat_completion(
+                    as_dicts(messages), max_tokens=max_tokens, temperature=temperature
+                )
             except ValueError as exc:  # llama.cpp raises ValueError when the prompt exceeds the context
                 raise GeneratorError(f"local generation failed: {exc}") from exc
         choice = out["choices"][0]
@@ -73,8 +75,9 @@ class LlamaCppGenerator:
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         with self._lock:
             try:
-                for chunk in self.llama.create_chat_completion(as_dicts(messages), max_tokens=max_tokens,
-                                                               temperature=temperature, stream=True):
+                for chunk in self.llama.create_chat_completion(
+                    as_dicts(messages), max_tokens=max_tokens, temperature=temperature, stream=True
+                ):
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         yield piece

@@ -56,8 +56,13 @@ class RemoteGenerator:
         return len(text) // 3 + 1
 
     def _payload(self, messages: Sequence[Message], max_tokens: int, temperature: float, stream: bool) -> dict:
-        return {"model": self.model, "messages": as_dicts(messages), "max_tokens": max_tokens,
-                "temperature": temperature, "stream": stream}
+        return {
+            "model": self.model,
+            "messages": as_dicts(messages),
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": stream,
+        }
 
     def _with_retries(self, attempt: Any) -> Any:
         last: Exception | None = None
@@ -81,12 +86,15 @@ class RemoteGenerator:
                 f"generator at {self.base_url} answered HTTP {response.status_code}: {_brief(response)}"
             )
         if response.status_code >= 400:
-            raise GeneratorError(f"generator at {self.base_url} answered HTTP {response.status_code}: {_brief(response)}")
+            raise GeneratorError(
+                f"generator at {self.base_url} answered HTTP {response.status_code}: {_brief(response)}"
+            )
 
     def generate(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Generation:
         def attempt() -> httpx.Response:
-            response = self._client.post("/chat/completions",
-                                         json=self._payload(messages, max_tokens, temperature, False))
+            response = self._client.post(
+                "/chat/completions", json=self._payload(messages, max_tokens, temperature, False)
+            )
             self._check(response)
             return response
 
@@ -98,10 +106,13 @@ class RemoteGenerator:
             usage = body.get("usage") or {}
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise GeneratorError(f"generator at {self.base_url} answered garbage: {response.text[:200]!r}") from exc
-        return Generation(text=text, model=str(body.get("model", self.model)),
-                          prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                          completion_tokens=int(usage.get("completion_tokens", 0)),
-                          finish_reason=str(choice.get("finish_reason") or ""))
+        return Generation(
+            text=text,
+            model=str(body.get("model", self.model)),
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            finish_reason=str(choice.get("finish_reason") or ""),
+        )
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         payload = self._payload(messages, max_tokens, temperature, True)

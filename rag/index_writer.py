@@ -159,8 +159,9 @@ class IndexWriter:
         if self.snapshot is not None:
             return self.snapshot.params
         late = self.late_encoder
-        return params_from_settings(self.settings, self.encoder.dim, self.encoder.max_seq_length,
-                                    late.dim if late is not None else 0)
+        return params_from_settings(
+            self.settings, self.encoder.dim, self.encoder.max_seq_length, late.dim if late is not None else 0
+        )
 
     def _live_store(self) -> DocumentStore:
         if self.store is None:

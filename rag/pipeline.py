@@ -97,9 +97,14 @@ def make_generator(name: str, settings: Settings) -> Generator:
     if name == "local":
         return LlamaCppGenerator(settings.local_model, settings.local_context_tokens, settings.local_threads)
     if name == "remote":
-        return RemoteGenerator(settings.remote_url, settings.remote_model, settings.remote_api_key,
-                               timeout_s=settings.remote_timeout_s, retries=settings.remote_retries,
-                               context_tokens=settings.remote_context_tokens)
+        return RemoteGenerator(
+            settings.remote_url,
+            settings.remote_model,
+            settings.remote_api_key,
+            timeout_s=settings.remote_timeout_s,
+            retries=settings.remote_retries,
+            context_tokens=settings.remote_context_tokens,
+        )
     raise InputError(f"unknown generator {name!r}: use 'local' or 'remote'")
 
 
@@ -110,12 +115,18 @@ def final_stage_name(maxsim_mode: str) -> str:
 class Pipeline:
     """Answers questions against one index snapshot; generators load on first use."""
 
-    def __init__(self, snapshot: Snapshot, settings: Settings, encoder: Encoder | None = None,
-                 generators: dict[str, Generator] | None = None) -> None:
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        settings: Settings,
+        encoder: Encoder | None = None,
+        generators: dict[str, Generator] | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.settings = settings
-        self.encoder = encoder or Encoder(snapshot.params.encoder_model, settings.encoder_batch_size,
-                                          settings.torch_threads)
+        self.encoder = encoder or Encoder(
+            snapshot.params.encoder_model, settings.encoder_batch_size, settings.torch_threads
+        )
         self.generators: dict[str, Generator] = dict(generators or {})
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
@@ -129,8 +140,9 @@ class Pipeline:
 
     # --- retrieval ---------------------------------------------------------------------------
 
-    def retrieve(self, question: str, top_k: int | None = None, filters: Filters | None = None,
-                 depth: int | None = None) -> Retrieval:
+    def retrieve(
+        self, question: str, top_k: int | None = None, filters: Filters | None = None, depth: int | None = None
+    ) -> Retrieval:
         question = _check_question(question)
         top_k = self.settings.top_k if top_k is None else top_k
         depth = self.settings.candidate_depth if depth is None else depth
@@ -158,28 +170,37 @@ class Pipeline:
             bm25_rows, bm25_scores = snap.sparse.search(snap.bm25_tokenize(question), depth, allowed)
             bm25 = [(int(r), float(s)) for r, s in zip(bm25_rows, bm25_scores, strict=True)]
             t = mark("bm25", t)
-            weights = {"dense": self.settings.weight_dense, "bm25": self.settings.weight_bm25,
-                       "maxsim": self.settings.weight_maxsim}
+            weights = {
+                "dense": self.settings.weight_dense,
+                "bm25": self.settings.weight_bm25,
+                "maxsim": self.settings.weight_maxsim,
+            }
             paths = {"dense": [str(r) for r, _ in dense], "bm25": [str(r) for r, _ in bm25]}
             fused = rrf(paths, k=self.settings.rrf_k, weights=weights)[:depth]
             t = mark("rrf", t)
             rankings: dict[str, list[tuple[int, float]]] = {
-                "dense": dense, "bm25": bm25, "rrf": [(int(f.id), f.score) for f in fused],
+                "dense": dense,
+                "bm25": bm25,
+                "rrf": [(int(f.id), f.score) for f in fused],
             }
             contributions = {int(f.id): dict(f.contributions) for f in fused}
             final = "rrf"
             if self.settings.maxsim_mode != "off" and fused:
                 candidates = np.array([int(f.id) for f in fused], dtype=np.int64)
-                query_tokens = (encoded.tokens[0] if self.late_encoder is None
-                                else self.late_encoder.encode_queries([question])[0])
+                query_tokens = (
+                    encoded.tokens[0] if self.late_encoder is None else self.late_encoder.encode_queries([question])[0]
+                )
                 scores = self.maxsim_scores(query_tokens, candidates)
                 order = np.lexsort((np.arange(len(candidates)), -scores))
                 rankings["maxsim"] = [(int(candidates[i]), float(scores[i])) for i in order]
                 if self.settings.maxsim_mode == "replace":
                     rankings["rrf+maxsim"] = rankings["maxsim"]
                 else:
-                    refused = rrf({**paths, "maxsim": [str(r) for r, _ in rankings["maxsim"]]},
-                                  k=self.settings.rrf_k, weights=weights)[:depth]
+                    refused = rrf(
+                        {**paths, "maxsim": [str(r) for r, _ in rankings["maxsim"]]},
+                        k=self.settings.rrf_k,
+                        weights=weights,
+                    )[:depth]
                     rankings["rrf+maxsim"] = [(int(f.id), f.score) for f in refused]
                     contributions = {int(f.id): dict(f.contributions) for f in refused}
                 final = "rrf+maxsim"
@@ -201,12 +222,19 @@ class Pipeline:
             return np.zeros(0, np.float32)
         return maxsim_packed(query_tokens, tokens, packed)
 
-    def _hits(self, rankings: dict[str, list[tuple[int, float]]], final: str, top_k: int,
-              contributions: dict[int, dict[str, float]]) -> list[Hit]:
+    def _hits(
+        self,
+        rankings: dict[str, list[tuple[int, float]]],
+        final: str,
+        top_k: int,
+        contributions: dict[int, dict[str, float]],
+    ) -> list[Hit]:
         snap = self.snapshot
         top = rankings[final][:top_k]
-        rank_of = {stage: {row: (i + 1, score) for i, (row, score) in enumerate(ranking)}
-                   for stage, ranking in rankings.items()}
+        rank_of = {
+            stage: {row: (i + 1, score) for i, (row, score) in enumerate(ranking)}
+            for stage, ranking in rankings.items()
+        }
         chunk_ids = [str(snap.chunk_ids[row]) for row, _ in top]
         stored = snap.store.get_chunks(chunk_ids, snap.generation)
         hits = []
@@ -216,8 +244,22 @@ class Pipeline:
                 continue
             ranks = {stage: r[row][0] for stage, r in rank_of.items() if row in r}
             scores = {stage: r[row][1] for stage, r in rank_of.items() if row in r}
-            hits.append(Hit(cid, chunk.document_id, chunk.title, chunk.text, chunk.source, chunk.url, chunk.date,
-                            chunk.collection, float(score), ranks, scores, contributions.get(row, {})))
+            hits.append(
+                Hit(
+                    cid,
+                    chunk.document_id,
+                    chunk.title,
+                    chunk.text,
+                    chunk.source,
+                    chunk.url,
+                    chunk.date,
+                    chunk.collection,
+                    float(score),
+                    ranks,
+                    scores,
+                    contributions.get(row, {}),
+                )
+            )
         return hits
 
     # --- evidence and answers ----------------------------------------------------------------
@@ -227,8 +269,9 @@ class Pipeline:
         tokenize = self.snapshot.bm25_tokenize
         terms = set(tokenize(question))
         candidates = [
-            Evidence(i, h.chunk_id, h.doc_id, h.source, h.date, h.title, h.text, highlight(terms, h.text, tokenize),
-                     h.url)
+            Evidence(
+                i, h.chunk_id, h.doc_id, h.source, h.date, h.title, h.text, highlight(terms, h.text, tokenize), h.url
+            )
             for i, h in enumerate(hits[: self.settings.evidence_max], start=1)
         ]
         if generator is None:
@@ -239,8 +282,14 @@ class Pipeline:
         budget = max(64, min(self.settings.evidence_token_budget, room))
         return order_oldest_first(select_within_budget(candidates, budget, generator.count_tokens))
 
-    def stream(self, question: str, top_k: int | None = None, filters: Filters | None = None,
-               generate: bool = True, generator: str | None = None) -> Iterator[StreamEvent]:
+    def stream(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+        generate: bool = True,
+        generator: str | None = None,
+    ) -> Iterator[StreamEvent]:
         """Retrieval first, then answer pieces as they come, then the whole :class:`Answer`."""
         start = time.perf_counter()
         retrieval = self.retrieve(question, top_k, filters)
@@ -269,8 +318,14 @@ class Pipeline:
         timings["total"] = (time.perf_counter() - start) * 1000
         yield StreamEvent("answer", Answer(question, text, citations, retrieval.hits, evidence, timings, gen.name))
 
-    def answer(self, question: str, top_k: int | None = None, filters: Filters | None = None,
-               generate: bool = True, generator: str | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+        generate: bool = True,
+        generator: str | None = None,
+    ) -> Answer:
         for event in self.stream(question, top_k, filters, generate, generator):
             if event.kind == "answer":
                 result: Answer = event.data

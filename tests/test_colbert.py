@@ -26,8 +26,14 @@ DIM = 16
 def _tiny_bert(tokenizer_dir: str, folder: Path) -> tuple[BertModel, torch.Tensor]:
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     model = BertModel(config).eval()
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -40,16 +46,28 @@ def pylate_checkpoint(tmp_path_factory, settings: Settings) -> tuple[Path, BertM
     model, weight = _tiny_bert(settings.encoder_model, folder)
     (folder / "1_Dense").mkdir()
     save_file({"linear.weight": weight.contiguous()}, str(folder / "1_Dense" / "model.safetensors"))
-    (folder / "1_Dense" / "config.json").write_text(json.dumps({"in_features": 32, "out_features": DIM,
-                                                                "bias": False}))
-    (folder / "modules.json").write_text(json.dumps([
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
-    ]))
-    (folder / "config_sentence_transformers.json").write_text(json.dumps({
-        "query_prefix": "[unused0]", "document_prefix": "[unused1]", "query_length": 12, "document_length": 40,
-        "attend_to_expansion_tokens": False, "do_query_expansion": True, "skiplist_words": list(string.punctuation),
-    }))
+    (folder / "1_Dense" / "config.json").write_text(json.dumps({"in_features": 32, "out_features": DIM, "bias": False}))
+    (folder / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"},
+            ]
+        )
+    )
+    (folder / "config_sentence_transformers.json").write_text(
+        json.dumps(
+            {
+                "query_prefix": "[unused0]",
+                "document_prefix": "[unused1]",
+                "query_length": 12,
+                "document_length": 40,
+                "attend_to_expansion_tokens": False,
+                "do_query_expansion": True,
+                "skiplist_words": list(string.punctuation),
+            }
+        )
+    )
     return folder, model, weight
 
 
@@ -64,10 +82,19 @@ def stanford_checkpoint(tmp_path_factory, settings: Settings) -> tuple[Path, Ber
     config = json.loads((folder / "config.json").read_text())
     config["architectures"] = ["HF_ColBERT"]
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "artifact.metadata").write_text(json.dumps({
-        "query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": 12, "doc_maxlen": 40,
-        "attend_to_mask_tokens": False, "mask_punctuation": True, "dim": DIM,
-    }))
+    (folder / "artifact.metadata").write_text(
+        json.dumps(
+            {
+                "query_token_id": "[unused0]",
+                "doc_token_id": "[unused1]",
+                "query_maxlen": 12,
+                "doc_maxlen": 40,
+                "attend_to_mask_tokens": False,
+                "mask_punctuation": True,
+                "dim": DIM,
+            }
+        )
+    )
     return folder, model, weight
 
 
@@ -116,8 +143,9 @@ def test_not_a_checkpoint(tmp_path) -> None:
         detect_colbert(tmp_path)
 
 
-def test_index_and_query_path_use_the_checkpoint(tmp_path, pylate_checkpoint, encoder, scifact_docs,
-                                                 settings: Settings) -> None:
+def test_index_and_query_path_use_the_checkpoint(
+    tmp_path, pylate_checkpoint, encoder, scifact_docs, settings: Settings
+) -> None:
     folder, _, _ = pylate_checkpoint
     late_settings = settings.model_copy(update={"late_model": str(folder), "maxsim_mode": "replace"})
     with IndexWriter(tmp_path / "ix", late_settings, encoder, show_progress=False) as writer:
@@ -138,5 +166,6 @@ def test_index_and_query_path_use_the_checkpoint(tmp_path, pylate_checkpoint, en
     got = dict(retrieval.rankings["maxsim"])
     for row, score in zip(rows, expected, strict=True):
         assert got[str(snapshot.chunk_ids[row])] == pytest.approx(float(score), abs=1e-3)
-    assert [h.scores["maxsim"] for h in retrieval.hits] == sorted((h.scores["maxsim"] for h in retrieval.hits),
-                                                                  reverse=True)
+    assert [h.scores["maxsim"] for h in retrieval.hits] == sorted(
+        (h.scores["maxsim"] for h in retrieval.hits), reverse=True
+    )

@@ -38,9 +38,23 @@ def local() -> LlamaCppGenerator:
 def llama_server() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", bundled_smollm2_path(), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "1024", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            bundled_smollm2_path(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            "1024",
+            "--model_alias",
+            "smollm2",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
@@ -102,7 +116,7 @@ def test_remote_server_down_fails_fast_after_bounded_retries() -> None:
 class _Scripted(http.server.BaseHTTPRequestHandler):
     """Replies from a per-server script: a list of (status, body, delay_s)."""
 
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         server = self.server
         server.calls += 1  # type: ignore[attr-defined]
@@ -133,8 +147,13 @@ def scripted() -> Iterator:
         server.shutdown()
 
 
-OK_BODY = json.dumps({"model": "m", "choices": [{"message": {"content": "Paris [1]."}, "finish_reason": "stop"}],
-                      "usage": {"prompt_tokens": 5, "completion_tokens": 3}})
+OK_BODY = json.dumps(
+    {
+        "model": "m",
+        "choices": [{"message": {"content": "Paris [1]."}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 3},
+    }
+)
 
 
 def test_remote_retries_503_then_succeeds(scripted) -> None:

@@ -26,8 +26,13 @@ def squad_index(tmp_path_factory, squad_dir: Path, encoder, settings: Settings) 
     other = [r for r in records if r["title"] != "1973 oil crisis"][::25][:40]
     index = tmp_path_factory.mktemp("squad") / "ix"
     with IndexWriter(index, settings, encoder, show_progress=False) as writer:
-        writer.upsert([Document(r["_id"], r["text"], r["title"], source="wikipedia",
-                                date=f"2019-01-{1 + i % 28:02d}") for i, r in enumerate(oil)], "oil")
+        writer.upsert(
+            [
+                Document(r["_id"], r["text"], r["title"], source="wikipedia", date=f"2019-01-{1 + i % 28:02d}")
+                for i, r in enumerate(oil)
+            ],
+            "oil",
+        )
         writer.upsert([Document(r["_id"], r["text"], r["title"], source="squad") for r in other], "other")
     return index
 

@@ -1,0 +1,61 @@
+"""``report.md`` tables and PNG plots from a run's report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eval.metrics import METRICS
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [f"# Evaluation: {report['dataset']} ({report['n_queries']} queries)", ""]
+    lines.append("| stage | " + " | ".join(METRICS) + " | p50 ms | p95 ms |")
+    lines.append("|---|" + "---|" * (len(METRICS) + 2))
+    for stage, values in report["stages"].items():
+        cells = [f"{values[m]:.4f}" for m in METRICS]
+        lat = values["latency_ms"]
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {lat['p50']:.1f} | {lat['p95']:.1f} |")
+    lines += ["", f"Final stage (what the default pipeline returns): `{report['final_stage']}`.", ""]
+    answers = report.get("answers")
+    if answers:
+        lines += ["| answers | value |", "|---|---|"]
+        for key, value in answers.items():
+            lines.append(f"| {key} | {value if value is None or isinstance(value, int) else f'{value:.4f}'} |")
+        lines.append("")
+    lines.append(
+        f"Index build {report['timing_s']['index_build']:.0f} s, whole run {report['timing_s']['total']:.0f} s. "
+        f"Latency: {report['config']['latency']}."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], latencies: dict[str, list[float]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    (out / "report.md").write_text(markdown(report))
+    stages = list(report["stages"])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(METRICS)
+    for i, metric in enumerate(METRICS):
+        xs = [s + i * width for s in range(len(stages))]
+        ax.bar(xs, [report["stages"][st][metric] for st in stages], width, label=metric)
+    ax.set_xticks([s + width * (len(METRICS) - 1) / 2 for s in range(len(stages))], stages)
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{report['dataset']}: retrieval quality per stage")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "metrics_per_stage.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    ax.boxplot([latencies[s] for s in stages], showfliers=False)
+    ax.set_xticks(range(1, len(stages) + 1), stages)
+    ax.set_ylabel("ms from the question (query encoding included)")
+    ax.set_title(f"{report['dataset']}: latency per stage, one query at a time")
+    fig.tight_layout()
+    fig.savefig(out / "latency.png", dpi=120)
+    plt.close(fig)

@@ -12,15 +12,17 @@ bench/results/bm25_choices.json.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 import numpy as np
 from ranx import Qrels, Run, evaluate
 
-from bench.common import DATASETS, percentiles_ms, print_table, read_jsonl, read_qrels, write_result
+from bench.common import DATASETS, RESULTS, percentiles_ms, print_table, read_jsonl, read_qrels, write_result
 from rag.bm25 import BM25Index, BM25Params
 from rag.bm25_tokenizer import make_tokenizer
 from rag.evidence import sentences
+from rag.settings import Settings
 
 VARIANTS = [
     ("okapi", 1.5, 0.75),  # rank_bm25's defaults
@@ -34,7 +36,7 @@ TOKENISERS = [(False, "none"), (True, "none"), (False, "english"), (True, "engli
 def ndcg_for(dataset: str, rankings: dict[str, dict[str, float]]) -> dict[str, float]:
     qrels = read_qrels(DATASETS / dataset / "qrels" / "test.tsv")
     run = {q: r for q, r in rankings.items() if q in qrels}
-    return evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100"])  # type: ignore[return-value]
+    return evaluate(Qrels(qrels), Run(run), ["ndcg@10", "recall@100"])
 
 
 def quality() -> list[dict]:
@@ -82,10 +84,11 @@ def latency(n_chunks: int) -> dict:
         copies += 1
         passages.extend(f"{p} copy{copies}" for p in passages[:real])
     passages = passages[:n_chunks]
-    tokenize = make_tokenizer(True, "english")
+    settings = Settings()  # the defaults this bench chose
+    tokenize = make_tokenizer(settings.bm25_stopwords, settings.bm25_stemmer)
     start = time.perf_counter()
     corpus = [tokenize(p) for p in passages]
-    index = BM25Index.build(corpus, BM25Params("lucene", 1.2, 0.75))
+    index = BM25Index.build(corpus, BM25Params(settings.bm25_variant, settings.bm25_k1, settings.bm25_b))
     build_s = time.perf_counter() - start
     queries = [q["text"] for q in read_jsonl(DATASETS / "scifact" / "queries.jsonl")]
     queries += [q["text"] for q in read_jsonl(DATASETS / "squad-dev-a" / "queries.jsonl")[:700]]
@@ -109,8 +112,13 @@ def latency(n_chunks: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--latency-chunks", type=int, default=100_000)
+    parser.add_argument("--latency-only", action="store_true", help="skip the quality grid, keep its last result")
     args = parser.parse_args()
-    rows = quality()
+    if args.latency_only:
+        previous = json.loads((RESULTS / "bm25_choices.json").read_text())
+        rows = previous["quality"]
+    else:
+        rows = quality()
     print_table(rows, ["dataset", "tokeniser", "variant", "ndcg@10", "recall@100"])
     speed = latency(args.latency_chunks)
     print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from bench.common import DATASETS, peak_rss_mib, percentiles_ms, print_table, read_jsonl, write_result
 from rag.index import Snapshot
@@ -51,7 +52,7 @@ def main() -> None:
     )
     print_table(rows, ["stage", "p50 ms", "p95 ms", "mean ms"])
 
-    generation = None
+    generation: dict[str, Any] | None = None
     if args.generate_index is not None:
         gen_pipeline = Pipeline(Snapshot.load(args.generate_index, settings), settings)
         questions = [q["text"] for q in read_jsonl(DATASETS / args.generate_dataset / "queries.jsonl")]

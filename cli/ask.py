@@ -20,7 +20,9 @@ def ask(
     index: Annotated[Path, typer.Option("--index", "-i", help="Index directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     no_generate: Annotated[bool, typer.Option("--no-generate", help="Stop after retrieval.")] = False,
-    generator: Annotated[str | None, typer.Option(help="local or remote (default: RAG_GENERATOR).")] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="local, remote or transformers (default: RAG_GENERATOR).")
+    ] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Hits to return.")] = None,
     collection: Annotated[str | None, typer.Option(help="Only this collection.")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only these sources (repeatable).")] = None,

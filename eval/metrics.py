@@ -36,4 +36,4 @@ def retrieval_metrics(
         else {}
         for m in metrics
     }
-    return {m: float(means[m]) for m in metrics}, per_query  # type: ignore[index]
+    return {m: float(means[m]) for m in metrics}, per_query

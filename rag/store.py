@@ -324,6 +324,46 @@ class DocumentStore:
         with Session(self.engine) as session:
             return list(session.scalars(select(CollectionRow.name).order_by(CollectionRow.name)))
 
+    def collection_counts(self, generation: int) -> dict[str, int]:
+        """Live documents per collection, every collection listed (empty ones with 0)."""
+        with Session(self.engine) as session:
+            counts = {name: 0 for name in session.scalars(select(CollectionRow.name).order_by(CollectionRow.name))}
+            rows = session.execute(
+                select(DocumentRow.collection, func.count())
+                .where(_live(DocumentRow, generation))
+                .group_by(DocumentRow.collection)
+            )
+            for name, count in rows:
+                counts[name] = int(count)
+        return counts
+
+    def create_collection(self, name: str) -> bool:
+        """Create an empty collection; False when it exists already."""
+        with Session(self.engine) as session, session.begin():
+            if session.get(CollectionRow, name) is not None:
+                return False
+            session.add(CollectionRow(name=name, created_at=datetime.now(UTC)))
+        return True
+
+    def drop_collection(self, name: str) -> None:
+        """Forget a collection's name (its documents must be deleted through the index writer first)."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(delete(CollectionRow).where(CollectionRow.name == name))
+
+    def document_ids(self, collection: str, generation: int) -> list[str]:
+        with Session(self.engine) as session:
+            return list(
+                session.scalars(
+                    select(DocumentRow.id).where(DocumentRow.collection == collection, _live(DocumentRow, generation))
+                )
+            )
+
+    def document_chunks(self, document_id: str, generation: int) -> list[StoredChunk]:
+        """A live document's chunks in order."""
+        ids = self.live_chunk_ids([document_id], generation).get(document_id, [])
+        chunks = self.get_chunks(ids, generation)
+        return [chunks[i] for i in ids if i in chunks]
+
     def size_bytes(self) -> int:
         """Bytes the store occupies: the SQLite file, or the tables' total relation size in PostgreSQL."""
         url = make_url(self.url)

@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import http.server
 import json
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
 from rag.generator import Generator, Message
 from rag.generator_llamacpp import LlamaCppGenerator, bundled_smollm2_path
 from rag.generator_remote import RemoteGenerator
+from tests.servers import free_port, start_llm
 
 MESSAGES = [Message("system", "Answer briefly."), Message("user", "What is the capital of France?")]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -36,46 +27,10 @@ def local() -> LlamaCppGenerator:
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory) -> Iterator[str]:
-    port = free_port()
-    # llama.cpp logs the model load at length: a file, not a pipe nobody drains, takes it.
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            bundled_smollm2_path(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "1024",
-            "--model_alias",
-            "smollm2",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama_cpp.server exited: {log_path.read_text(errors='replace')[-2000:]}")
-        try:
-            if httpx.get(f"{base}/models", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        raise RuntimeError("llama_cpp.server did not start in 300 s")
-    yield base
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    """``rag llm-server``: llama.cpp's OpenAI-compatible server, the command docker-compose's llm service runs."""
+    server = start_llm(tmp_path_factory.mktemp("llama-server") / "server.log")
+    yield server.base_url
+    server.stop()
 
 
 def test_bundled_model_is_found() -> None:
@@ -98,7 +53,7 @@ def test_local_missing_model_is_a_clear_error() -> None:
 
 
 def test_remote_against_a_real_llama_cpp_server(llama_server: str) -> None:
-    remote = RemoteGenerator(llama_server, "smollm2", timeout_s=60)
+    remote = RemoteGenerator(llama_server, "default", timeout_s=60)
     whole = remote.generate(MESSAGES, max_tokens=24)
     assert whole.text.strip() and whole.completion_tokens > 0
     pieces = list(remote.stream(MESSAGES, max_tokens=24))

@@ -1,0 +1,193 @@
+"""The app factory: ``create_app(index_dir, settings)``; models load in the lifespan, not at import."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import routes_documents, routes_ops, routes_query
+from api.auth import KeyRing, RateLimiter, load_keys
+from api.deps import AppState
+from api.errors import ApiError, from_rag_error
+from api.index_service import IndexService
+from api.jobs import Job, JobRunner
+from api.metrics import Metrics
+from api.schemas import DocumentsIn
+from rag.errors import RagError
+from rag.settings import Settings
+
+log = logging.getLogger("rag.api")
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``max_bytes`` with 413: by Content-Length, or while reading a chunked one."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = _json_error(413, "too_large", f"the request body is larger than {self.max_bytes:,} bytes")
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await too_large(scope, receive, send)
+
+
+class RequestMetrics:
+    """Count and time every request by its route template (not its raw path, which would explode labels)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def timing_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                route = scope.get("route")
+                name = getattr(route, "path", "unmatched")
+                self.metrics.latency.labels(name).observe(time.perf_counter() - start)
+                self.metrics.requests.labels(scope["method"], name, str(status)).inc()
+            await send(message)
+
+        await self.app(scope, receive, timing_send)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        parts.append(f"{where}: {error.get('msg')}" if where else str(error.get("msg")))
+    return "; ".join(parts) or "invalid request"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RagError)
+    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
+        error = from_rag_error(exc)
+        return _json_error(error.status, error.code, error.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _json_error(422, "invalid_request", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _json_error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return _json_error(500, "internal", f"internal error ({exc.__class__.__name__}); see the server log")
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the bodies that routes parse themselves (JSON or multipart uploads)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        extra = DocumentsIn.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(extra.pop("$defs", {}))
+        components["DocumentsIn"] = extra
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
+def create_app(index_dir: Path, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    def finished(job: Job) -> None:
+        metrics.jobs.labels(job.kind, job.status).inc()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        keys = KeyRing(load_keys(settings))
+        if not keys.keys:
+            log.warning("no API keys configured (RAG_API_KEYS): the index is read-only over HTTP")
+        service = IndexService(Path(index_dir), settings)
+        service.start()
+        jobs = JobRunner(service, on_finish=finished)
+        jobs.start()
+        app.state.rag = AppState(
+            settings, service, jobs, keys, RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_burst), metrics
+        )
+        log.info("ready: %s", json.dumps({"index": str(index_dir), "keys": len(keys.keys)}))
+        try:
+            yield
+        finally:
+            jobs.stop()
+            service.close()
+
+    app = FastAPI(
+        title="rag-late",
+        version="0.1.0",
+        description="Hybrid retrieval (dense + BM25, RRF) with MaxSim reranking and cited answers.",
+        lifespan=lifespan,
+    )
+    app.include_router(routes_query.router)
+    app.include_router(routes_documents.router)
+    app.include_router(routes_ops.router)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_upload_bytes)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app

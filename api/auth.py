@@ -1,0 +1,111 @@
+"""API keys and per-client rate limits.
+
+Keys are compared in constant time (``hmac.compare_digest`` over SHA-256 digests, against every key,
+so neither the match position nor the key length leaks). Logs and metrics name a key only by its id,
+the first 12 hex digits of its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import InputError
+from rag.settings import Settings
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A configured key: its id (safe to log) and the collections it may use (None: all)."""
+
+    key_id: str
+    digest: bytes
+    collections: frozenset[str] | None
+
+    def may_use(self, collection: str) -> bool:
+        return self.collections is None or collection in self.collections
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def make_key(secret: str, collections: frozenset[str] | None) -> ApiKey:
+    digest = _digest(secret)
+    return ApiKey(digest.hex()[:12], digest, collections)
+
+
+def parse_key_entry(entry: str) -> ApiKey:
+    """``KEY`` or ``KEY:collection|collection``."""
+    secret, _, scope = entry.strip().partition(":")
+    if not secret:
+        raise InputError("an API key entry is empty")
+    names = frozenset(c.strip() for c in scope.split("|") if c.strip())
+    return make_key(secret, names or None)
+
+
+def load_keys(settings: Settings) -> list[ApiKey]:
+    keys = [parse_key_entry(e) for e in settings.api_keys.split(",") if e.strip()]
+    if settings.api_keys_file:
+        path = Path(settings.api_keys_file)
+        try:
+            lines = path.read_text("utf-8").splitlines()
+        except OSError as exc:
+            raise InputError(f"cannot read the API keys file {path}: {exc.strerror}") from exc
+        for line in lines:
+            words = line.split("#", 1)[0].split()
+            if words:
+                keys.append(make_key(words[0], frozenset(words[1:]) or None))
+    return keys
+
+
+class KeyRing:
+    """The configured keys; :meth:`identify` finds the one presented, in constant time."""
+
+    def __init__(self, keys: list[ApiKey]) -> None:
+        self.keys = keys
+
+    def identify(self, presented: str) -> ApiKey | None:
+        digest = _digest(presented)
+        found: ApiKey | None = None
+        for key in self.keys:  # no early exit: every key is compared
+            if hmac.compare_digest(digest, key.digest):
+                found = key
+        return found
+
+
+class RateLimiter:
+    """Token buckets per client: ``rate`` requests a second on average, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = max(1, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.rate > 0
+
+    def acquire(self, client: str) -> float:
+        """0 when the request may go ahead, else the seconds until it may (a Retry-After)."""
+        if not self.enabled:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(client, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+def retry_after_header(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))

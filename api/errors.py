@@ -1,0 +1,48 @@
+"""Every error the API answers is JSON ``{"error": code, "message": text}``; this maps the project's
+exceptions to HTTP statuses. Nothing an input can trigger answers a traceback."""
+
+from __future__ import annotations
+
+from rag.errors import (
+    GeneratorError,
+    GeneratorUnavailableError,
+    IndexBusyError,
+    IndexCorruptError,
+    IndexNotFoundError,
+    InputError,
+    ModelError,
+    RagError,
+)
+
+
+class ApiError(Exception):
+    """An error with its HTTP status, a stable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.code, "message": self.message}
+
+
+# Most specific first: GeneratorUnavailableError is a GeneratorError.
+_RAG_ERRORS: list[tuple[type[RagError], int, str]] = [
+    (InputError, 400, "invalid_input"),
+    (IndexNotFoundError, 503, "index_not_found"),
+    (IndexCorruptError, 503, "index_corrupt"),
+    (IndexBusyError, 409, "index_busy"),
+    (ModelError, 503, "model_unavailable"),
+    (GeneratorUnavailableError, 503, "generator_unavailable"),
+    (GeneratorError, 502, "generator_failed"),
+]
+
+
+def from_rag_error(exc: RagError) -> ApiError:
+    for kind, status, code in _RAG_ERRORS:
+        if isinstance(exc, kind):
+            return ApiError(status, code, str(exc))
+    return ApiError(400, "error", str(exc))

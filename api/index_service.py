@@ -1,0 +1,76 @@
+"""The live index as the API sees it: one :class:`Pipeline` per snapshot, swapped atomically.
+
+A query takes the current pipeline once and runs to the end against that snapshot, whatever is
+committed meanwhile. A new snapshot (from this process's job worker, or from ``rag index add`` in
+another process) is noticed through ``DIR/CURRENT`` and swapped in with a single reference write.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from rag.encoder import Encoder
+from rag.generator import Generator
+from rag.index import Snapshot, current_snapshot_name, store_for
+from rag.index_writer import IndexWriter
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+
+log = logging.getLogger("rag.api")
+
+
+class IndexService:
+    def __init__(self, index_dir: Path, settings: Settings) -> None:
+        self.index_dir = Path(index_dir)
+        self.settings = settings
+        self.store = store_for(self.index_dir, settings)  # one reader connection pool for every snapshot
+        self.generators: dict[str, Generator] = {}
+        self._encoder: Encoder | None = None
+        self._pipeline: Pipeline | None = None
+        self._loaded_name: str | None = None
+        self._swap_lock = threading.Lock()
+
+    def start(self) -> None:
+        """Create an empty index when there is none, load the live snapshot and warm the encoder."""
+        if current_snapshot_name(self.index_dir) is None:
+            settings = self.settings
+            self._encoder = Encoder(settings.encoder_model, settings.encoder_batch_size, settings.torch_threads)
+            with IndexWriter(self.index_dir, settings, encoder=self._encoder, show_progress=False) as writer:
+                if writer.snapshot is None:
+                    writer.upsert([], "default")
+                    log.info("created an empty index at %s", self.index_dir)
+        self.swap()
+        self.pipeline().encoder.encode(["warm up"])
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            raise RuntimeError("IndexService.start() was not called")
+        return self._encoder
+
+    def swap(self) -> Pipeline:
+        """Load the snapshot ``CURRENT`` names (if it is not the loaded one) and make it live."""
+        with self._swap_lock:
+            name = current_snapshot_name(self.index_dir)
+            if self._pipeline is not None and name == self._loaded_name:
+                return self._pipeline
+            snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
+            pipeline = Pipeline(snapshot, self.settings, encoder=self._encoder, generators=self.generators)
+            self._encoder = pipeline.encoder
+            self._pipeline, self._loaded_name = pipeline, name  # the swap: readers see old or new, whole
+            log.info("serving snapshot %s (%d chunks)", name, len(snapshot))
+            return pipeline
+
+    def pipeline(self) -> Pipeline:
+        """The live pipeline, after noticing a snapshot another process committed."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            raise RuntimeError("IndexService.start() was not called")
+        if current_snapshot_name(self.index_dir) != self._loaded_name:
+            pipeline = self.swap()
+        return pipeline

@@ -1,0 +1,229 @@
+"""Background writes: every change to the index is a job, run one at a time by a single worker.
+
+A job is accepted only once its record and payload are on disk (``DIR/jobs/<id>.json`` and
+``<id>.jsonl``, written beside and renamed, fsynced), so a crash loses nothing that was accepted:
+on restart, jobs that were queued or running are run again. That is safe because an upsert of
+unchanged documents changes nothing and the index writer rolls back a change that never committed.
+A job reports ``succeeded`` only after its snapshot is committed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from api.index_service import IndexService
+from rag.arrays import fsync_dir, write_text_atomic
+from rag.datatypes import Document
+from rag.errors import IndexBusyError, RagError
+from rag.index_writer import ChangeSummary, IndexWriter
+
+log = logging.getLogger("rag.api")
+
+JobKind = Literal["upsert", "delete", "delete_collection"]
+JobStatus = Literal["queued", "running", "succeeded", "failed"]
+BUSY_RETRY_S = 2.0  # another process holds the index's write lock: try again after this
+KEEP_FINISHED_JOBS = 1000
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: JobKind
+    collection: str | None
+    status: JobStatus
+    created_at: str
+    documents: int = 0  # documents in the request (upsert) or ids to delete
+    document_ids: tuple[str, ...] = ()  # delete jobs only
+    started_at: str | None = None
+    finished_at: str | None = None
+    passages_done: int = 0
+    passages_total: int = 0
+    attempts: int = 0
+    message: str = ""
+    result: dict[str, int] | None = None
+    error: str | None = None
+    key_id: str | None = field(default=None, repr=False)
+
+
+class JobRunner:
+    """Persists jobs and runs them in order on one worker thread."""
+
+    def __init__(self, service: IndexService, on_finish: Callable[[Job], None] | None = None) -> None:
+        self.service = service
+        self.directory = service.index_dir / "jobs"
+        self.on_finish = on_finish
+        self._jobs: dict[str, Job] = {}
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- persistence -------------------------------------------------------------------------
+
+    def _record_path(self, job_id: str) -> Path:
+        return self.directory / f"{job_id}.json"
+
+    def _payload_path(self, job_id: str) -> Path:
+        return self.directory / f"{job_id}.jsonl"
+
+    def _save(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+        write_text_atomic(self._record_path(job.id), json.dumps(asdict(job)))
+
+    def _update(self, job: Job, **changes: Any) -> Job:
+        updated = replace(job, **changes)
+        self._save(updated)
+        return updated
+
+    def start(self) -> None:
+        """Load the job records; run again whatever a crash or a stop interrupted."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        for leftover in self.directory.glob("*.part"):  # a write that a crash cut short
+            leftover.unlink(missing_ok=True)
+        pending: list[Job] = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                record = json.loads(path.read_text("utf-8"))
+                record["document_ids"] = tuple(record.get("document_ids", ()))
+                job = Job(**record)
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("skipping unreadable job record %s: %s", path.name, exc)
+                continue
+            self._jobs[job.id] = job
+            if job.status in ("queued", "running"):
+                pending.append(job)
+        self._prune()
+        for job in sorted(pending, key=lambda j: j.created_at):
+            if job.kind == "upsert" and not self._payload_path(job.id).exists():
+                self._update(job, status="failed", finished_at=_now(), error="the job's payload was lost")
+                continue
+            self._update(job, status="queued", message="resumed after a restart" if job.status == "running" else "")
+            self._queue.put(job.id)
+        self._thread = threading.Thread(target=self._work, name="rag-jobs", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop after the running job (an interrupted one resumes at the next start)."""
+        self._stop.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _prune(self) -> None:
+        finished = sorted(
+            (j for j in self._jobs.values() if j.status in ("succeeded", "failed")), key=lambda j: j.created_at
+        )
+        for job in finished[: max(0, len(finished) - KEEP_FINISHED_JOBS)]:
+            self._record_path(job.id).unlink(missing_ok=True)
+            self._payload_path(job.id).unlink(missing_ok=True)
+            del self._jobs[job.id]
+
+    # --- submitting --------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(1 for j in self._jobs.values() if j.status in ("queued", "running"))
+
+    def _submit(self, job: Job, documents: Sequence[Document] = ()) -> Job:
+        if documents:
+            payload = "".join(json.dumps(asdict(d), ensure_ascii=False) + "\n" for d in documents)
+            write_text_atomic(self._payload_path(job.id), payload)
+        self._save(job)
+        fsync_dir(self.directory)
+        self._queue.put(job.id)
+        return job
+
+    def _new(self, kind: JobKind, collection: str | None, key_id: str | None, **fields: Any) -> Job:
+        return Job(uuid.uuid4().hex, kind, collection, "queued", _now(), key_id=key_id, **fields)
+
+    def submit_upsert(self, documents: Sequence[Document], collection: str, key_id: str | None) -> Job:
+        return self._submit(self._new("upsert", collection, key_id, documents=len(documents)), documents)
+
+    def submit_delete(self, document_ids: Sequence[str], key_id: str | None) -> Job:
+        ids = tuple(document_ids)
+        return self._submit(self._new("delete", None, key_id, documents=len(ids), document_ids=ids))
+
+    def submit_delete_collection(self, collection: str, key_id: str | None) -> Job:
+        return self._submit(self._new("delete_collection", collection, key_id))
+
+    # --- running -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            job = self.get(job_id)
+            if job is None or job.status != "queued":
+                continue
+            try:
+                self._run(job)
+            except Exception:  # the worker must outlive any one job
+                log.exception("job %s crashed the worker loop", job_id)
+
+    def _run(self, job: Job) -> None:
+        job = self._update(job, status="running", started_at=_now(), attempts=job.attempts + 1, message="")
+        last_saved = 0.0
+
+        def progress(done: int, total: int) -> None:
+            nonlocal job, last_saved
+            job = replace(job, passages_done=done, passages_total=total)
+            now = time.monotonic()
+            if now - last_saved >= 1.0 or done == total:  # the record on disk: at most once a second
+                self._save(job)
+                last_saved = now
+            else:
+                with self._lock:
+                    self._jobs[job.id] = job
+
+        try:
+            summary = self._apply(job, progress)
+        except IndexBusyError as exc:
+            self._update(job, status="queued", message=f"{exc}; retrying")
+            threading.Timer(BUSY_RETRY_S, self._queue.put, args=(job.id,)).start()
+            return
+        except RagError as exc:
+            job = self._update(job, status="failed", finished_at=_now(), error=str(exc))
+        except Exception as exc:
+            log.exception("job %s failed", job.id)
+            job = self._update(job, status="failed", finished_at=_now(), error=f"internal error: {exc!r}")
+        else:
+            self.service.swap()
+            job = self._update(job, status="succeeded", finished_at=_now(), result=asdict(summary))
+        self._payload_path(job.id).unlink(missing_ok=True)
+        if self.on_finish is not None:
+            self.on_finish(job)
+
+    def _apply(self, job: Job, progress: Callable[[int, int], None]) -> ChangeSummary:
+        service = self.service
+        with IndexWriter(
+            service.index_dir, service.settings, encoder=service.encoder, show_progress=False, on_progress=progress
+        ) as writer:
+            if job.kind == "upsert":
+                return writer.upsert(self._read_payload(job), job.collection or "default")
+            if job.kind == "delete":
+                return writer.delete(job.document_ids, missing_ok=True)
+            return writer.delete_collection(job.collection or "")
+
+    def _read_payload(self, job: Job) -> list[Document]:
+        with open(self._payload_path(job.id), encoding="utf-8") as handle:
+            return [Document(**json.loads(line)) for line in handle if line.strip()]

@@ -1,0 +1,182 @@
+"""Documents, collections and jobs. Every change is a background job (``202`` + ``/jobs/{id}``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from api.deps import AppState, Caller, reader, state, writer
+from api.errors import ApiError
+from api.jobs import Job
+from api.routes_query import ERRORS
+from api.schemas import NAME_PATTERN, CollectionIn, CollectionOut, DocumentOut, DocumentsIn, JobOut
+from rag.datatypes import Document
+from rag.errors import InputError
+from rag.parsing import documents_from_upload
+
+router = APIRouter()
+
+UPLOAD_DOC = (
+    "Add or replace documents, as JSON (`DocumentsIn`) or as a multipart file upload (`file`: .jsonl, .json, "
+    ".txt, .md or .html; `collection`: form field). Answers `202` with a job to poll at `/jobs/{id}`; the "
+    "documents are searchable once the job has `succeeded`. A document whose id exists is replaced."
+)
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/DocumentsIn"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "collection": {"type": "string", "pattern": NAME_PATTERN, "default": "default"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    body = asdict(job)
+    body.pop("key_id")
+    body.pop("document_ids")
+    return body
+
+
+async def _documents_from_request(request: Request) -> tuple[str, list[Document]]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        form = await request.form()
+        upload = form.get("file")
+        collection = form.get("collection") or "default"
+        if not isinstance(upload, UploadFile):
+            raise ApiError(422, "invalid_request", "the upload needs a 'file' part")
+        if not isinstance(collection, str):
+            raise ApiError(422, "invalid_request", "'collection' must be a form field, not a file")
+        try:
+            parsed = CollectionIn(name=collection)
+        except ValidationError as exc:
+            raise ApiError(422, "invalid_request", f"collection: {exc.errors()[0]['msg']}") from exc
+        documents = documents_from_upload(await upload.read(), upload.filename or "upload")
+        return parsed.name, documents
+    if content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
+    try:
+        body = DocumentsIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ApiError(422, "invalid_request", f"{where}: {first['msg']}" if where else first["msg"]) from exc
+    return body.collection, [Document(**d.model_dump()) for d in body.documents]
+
+
+@router.post(
+    "/documents",
+    status_code=202,
+    response_model=JobOut,
+    responses={**ERRORS, 415: {"model": ERRORS[400]["model"]}},
+    description=UPLOAD_DOC,
+    openapi_extra=UPLOAD_BODY,
+    tags=["documents"],
+)
+async def add_documents(
+    request: Request, response: Response, caller: Caller = Depends(writer), app: AppState = Depends(state)
+) -> Any:
+    collection, documents = await _documents_from_request(request)
+    caller.check_collection(collection)
+    seen: set[str] = set()
+    for doc in documents:  # the same checks the writer makes, answered now rather than in a failed job
+        if any("\x00" in field for field in (doc.id, doc.text, doc.title, doc.source, doc.url, doc.date)):
+            raise InputError(f"document {doc.id!r} contains a NUL character")
+        if not doc.id.strip() or not doc.text.strip():
+            raise InputError(f"document {doc.id!r} has an empty id or empty text")
+        if doc.id in seen:
+            raise InputError(f"document id {doc.id!r} appears more than once")
+        seen.add(doc.id)
+    job = app.jobs.submit_upsert(documents, collection, caller.key.key_id if caller.key else None)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(job)
+
+
+def _live_document(app: AppState, caller: Caller, doc_id: str) -> Any:
+    if "\x00" in doc_id or len(doc_id) > 512:  # no stored id has these; PostgreSQL refuses NUL outright
+        raise ApiError(404, "not_found", f"no document {doc_id[:100]!r}")
+    pipeline = app.service.pipeline()
+    doc = pipeline.snapshot.store.get_document(doc_id, pipeline.snapshot.generation)
+    if doc is None:
+        raise ApiError(404, "not_found", f"no document {doc_id!r}")
+    caller.check_collection(doc.collection)
+    return doc, pipeline.snapshot
+
+
+@router.get("/documents/{doc_id:path}", response_model=DocumentOut, responses=ERRORS, tags=["documents"])
+def get_document(doc_id: str, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
+    doc, snapshot = _live_document(app, caller, doc_id)
+    chunks = snapshot.store.document_chunks(doc_id, snapshot.generation)
+    return {
+        **{k: v for k, v in asdict(doc).items() if k != "content_hash"},
+        "chunks": [{"id": c.id, "ordinal": c.ordinal, "text": c.text} for c in chunks],
+        "generation": snapshot.generation,
+    }
+
+
+@router.delete("/documents/{doc_id:path}", status_code=202, response_model=JobOut, responses=ERRORS, tags=["documents"])
+def delete_document(
+    doc_id: str, response: Response, caller: Caller = Depends(writer), app: AppState = Depends(state)
+) -> Any:
+    _live_document(app, caller, doc_id)
+    job = app.jobs.submit_delete([doc_id], caller.key.key_id if caller.key else None)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(job)
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, tags=["documents"])
+def get_job(job_id: str, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
+    job = app.jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r}")
+    return job_out(job)
+
+
+@router.get("/collections", response_model=list[CollectionOut], responses=ERRORS, tags=["collections"])
+def list_collections(caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
+    pipeline = app.service.pipeline()
+    counts = app.service.store.collection_counts(pipeline.snapshot.generation)
+    return [
+        {"name": name, "documents": n} for name, n in counts.items() if caller.key is None or caller.key.may_use(name)
+    ]
+
+
+@router.post(
+    "/collections",
+    status_code=201,
+    response_model=CollectionOut,
+    responses={**ERRORS, 409: ERRORS[400]},
+    tags=["collections"],
+)
+def create_collection(body: CollectionIn, caller: Caller = Depends(writer), app: AppState = Depends(state)) -> Any:
+    caller.check_collection(body.name)
+    if not app.service.store.create_collection(body.name):
+        raise ApiError(409, "conflict", f"collection {body.name!r} exists already")
+    return {"name": body.name, "documents": 0}
+
+
+@router.delete("/collections/{name}", status_code=202, response_model=JobOut, responses=ERRORS, tags=["collections"])
+def delete_collection(
+    name: str, response: Response, caller: Caller = Depends(writer), app: AppState = Depends(state)
+) -> Any:
+    caller.check_collection(name)
+    if name not in app.service.store.collections():
+        raise ApiError(404, "not_found", f"no collection {name!r}")
+    job = app.jobs.submit_delete_collection(name, caller.key.key_id if caller.key else None)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(job)

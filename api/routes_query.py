@@ -1,0 +1,121 @@
+"""``POST /query``: JSON, or Server-Sent Events when ``stream`` is true."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import AppState, Caller, reader, state
+from api.errors import ApiError, from_rag_error
+from api.schemas import ErrorOut, QueryIn, QueryOut
+from rag.errors import RagError
+from rag.filters import Filters
+from rag.pipeline import Answer, Pipeline, Retrieval, StreamEvent
+
+log = logging.getLogger("rag.api")
+router = APIRouter(tags=["query"])
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 413, 422, 429, 502, 503, 504)
+}
+SSE_DOC = (
+    "With `stream` true the answer is `text/event-stream`: one `retrieval` event (hits, timings), "
+    '`token` events (`{"text": ...}`) as the generator writes, then `answer` (the whole QueryOut). '
+    'A failure after the stream began arrives as an `error` event (`{"error", "message", "status"}`).'
+)
+
+
+def answer_body(answer: Answer, generation: int) -> dict[str, Any]:
+    body = asdict(answer)
+    body["timings"] = body.pop("timings_ms")
+    body["generation"] = generation
+    return body
+
+
+def retrieval_body(retrieval: Retrieval, generation: int) -> dict[str, Any]:
+    return {
+        "hits": [asdict(h) for h in retrieval.hits],
+        "timings": retrieval.timings_ms,
+        "final_stage": retrieval.final_stage,
+        "generation": generation,
+    }
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _filters(body: QueryIn, collection: str | None) -> Filters:
+    f = body.filters
+    return Filters(
+        collection=collection,
+        sources=tuple(f.sources) if f else (),
+        date_from=f.date_from if f else None,
+        date_to=f.date_to if f else None,
+    )
+
+
+def _observe(app: AppState, timings: dict[str, float]) -> None:
+    for stage, ms in timings.items():
+        app.metrics.stage_ms.labels(stage).observe(ms)
+
+
+@router.post(
+    "/query",
+    response_model=QueryOut,
+    responses={**ERRORS, 200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    description=SSE_DOC,
+)
+async def query(body: QueryIn, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
+    collection = caller.default_collection(body.collection)
+    if collection is not None and collection not in app.service.store.collections():
+        raise ApiError(404, "not_found", f"no collection {collection!r}")
+    filters = _filters(body, collection)
+    pipeline = app.service.pipeline()
+    generation = pipeline.snapshot.generation
+    if body.stream:
+        events = pipeline.stream(body.question, body.top_k, filters, body.generate, body.generator)
+        # Retrieval runs before the response starts, so bad input still answers 4xx, not a broken stream.
+        first: StreamEvent = await run_in_threadpool(next, events)
+        return StreamingResponse(
+            _sse_stream(app, first, events, generation),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    try:
+        answer = await asyncio.wait_for(
+            run_in_threadpool(_answer, pipeline, body, filters), timeout=app.settings.api_request_timeout_s
+        )
+    except TimeoutError as exc:
+        raise ApiError(504, "timeout", f"the query took longer than {app.settings.api_request_timeout_s:g} s") from exc
+    _observe(app, answer.timings_ms)
+    return answer_body(answer, generation)
+
+
+def _answer(pipeline: Pipeline, body: QueryIn, filters: Filters) -> Answer:
+    return pipeline.answer(body.question, body.top_k, filters, body.generate, body.generator)
+
+
+def _sse_stream(app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> Iterator[str]:
+    yield sse("retrieval", retrieval_body(first.data, generation))
+    try:
+        for event in events:
+            if event.kind == "token":
+                yield sse("token", {"text": event.data})
+            elif event.kind == "answer":
+                _observe(app, event.data.timings_ms)
+                yield sse("answer", answer_body(event.data, generation))
+    except RagError as exc:
+        error = from_rag_error(exc)
+        yield sse("error", {**error.body(), "status": error.status})
+    except Exception as exc:
+        log.exception("a streamed answer failed")
+        yield sse("error", {"error": "internal", "message": f"internal error: {exc.__class__.__name__}", "status": 500})

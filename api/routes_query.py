@@ -75,6 +75,11 @@ def _observe(app: AppState, timings: dict[str, float]) -> None:
     description=SSE_DOC,
 )
 async def query(body: QueryIn, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
+    if body.generate and (body.generator or app.settings.generator) == "remote" and not app.settings.remote_url:
+        message = "this server has no remote generator (RAG_REMOTE_URL is not set)"
+        if body.generator == "remote":  # the client asked for it: its request cannot be served here
+            raise ApiError(400, "invalid_input", message)
+        raise ApiError(503, "generator_unavailable", message)
     collection = caller.default_collection(body.collection)
     if collection is not None and collection not in app.service.store.collections():
         raise ApiError(404, "not_found", f"no collection {collection!r}")

@@ -34,6 +34,7 @@ from rag.maxsim import maxsim_packed
 from rag.settings import Settings
 
 MAX_QUESTION_CHARS = 2000
+MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
 STAGES = ("dense", "bm25", "rrf", "maxsim")
 
 
@@ -284,7 +285,12 @@ class Pipeline:
         skeleton = build_messages(question, [], self._demos, self.settings.false_premise_check)
         overhead = sum(generator.count_tokens(m.content) for m in skeleton) + 32  # chat template tokens
         room = generator.context_tokens - overhead - self.settings.max_answer_tokens
-        budget = max(64, min(self.settings.evidence_token_budget, room))
+        if room < MIN_EVIDENCE_TOKENS:
+            raise InputError(
+                f"the question leaves no room for evidence in the generator's {generator.context_tokens}-token "
+                f"context (prompt {overhead} tokens + answer {self.settings.max_answer_tokens}): shorten it"
+            )
+        budget = min(self.settings.evidence_token_budget, room)
         return order_oldest_first(select_within_budget(candidates, budget, generator.count_tokens))
 
     def stream(

@@ -9,8 +9,10 @@ fi
 PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${PIP[@]}" install --upgrade pip
 # The CPU build of torch first: anything that depends on torch would otherwise pull a multi-GB CUDA build.
-"${PIP[@]}" install "torch==2.13.0"
+# TORCH_INDEX_URL (the Dockerfile sets PyTorch's CPU index) where no local CPU wheel is on disk.
+"${PIP[@]}" install "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 "${PIP[@]}" install -e ".[dev]"
+# (editable: reinstalling maps packages added since, e.g. api/ and ui/)
 
 # llama.cpp compiles at install (several minutes). Build it once with AVX2/FMA/F16C kernels (a generic
 # build is several times slower on this CPU) into a wheel cache that later installs reuse.

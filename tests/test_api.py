@@ -178,6 +178,8 @@ def test_bad_input_answers_clear_json_errors(client: httpx.Client, ingested: lis
         ({"question": "x", "generate": False, "filters": {"date_from": "2021-13-40"}}, 400),
         ({"question": "x", "generate": False, "filters": {"date_from": "2022-01-01", "date_to": "2021-01-01"}}, 400),
         ({"question": "x", "generate": False, "collection": "missing"}, 404),
+        ({"question": "0" * 2000}, 400),  # fits the API's limit but not the generator's context
+        ({"question": "x", "generator": "remote"}, 400),  # no remote generator configured
     ]
     for payload, status in cases:
         r = client.post("/query", json=payload)

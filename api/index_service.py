@@ -31,6 +31,7 @@ class IndexService:
         self._pipeline: Pipeline | None = None
         self._loaded_name: str | None = None
         self._swap_lock = threading.Lock()
+        self.retrieval_gate = threading.BoundedSemaphore(max(1, settings.api_retrieval_concurrency))
 
     def start(self) -> None:
         """Create an empty index when there is none, load the live snapshot and warm the encoder."""
@@ -60,7 +61,9 @@ class IndexService:
             if self._pipeline is not None and name == self._loaded_name:
                 return self._pipeline
             snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
-            pipeline = Pipeline(snapshot, self.settings, encoder=self._encoder, generators=self.generators)
+            pipeline = Pipeline(
+                snapshot, self.settings, self._encoder, self.generators, retrieval_gate=self.retrieval_gate
+            )
             self._encoder = pipeline.encoder
             self._pipeline, self._loaded_name = pipeline, name  # the swap: readers see old or new, whole
             log.info("serving snapshot %s (%d chunks)", name, len(snapshot))

@@ -8,7 +8,7 @@ import typer
 
 from cli.ask import ask
 from cli.eval_cmd import eval_app
-from cli.serve import llm_server, serve
+from cli.serve import llm_server, serve, ui
 from indexer.cli import index_app
 from rag.errors import RagError
 
@@ -23,6 +23,7 @@ app.command()(ask)
 app.add_typer(eval_app, name="eval")
 app.command()(serve)
 app.command(name="llm-server")(llm_server)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ui)
 
 
 def main() -> None:

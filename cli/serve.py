@@ -62,3 +62,24 @@ def llm_server(
     ]
     typer.echo(f"llama.cpp server for {Path(path).name} on http://{host}:{port}/v1", err=True)
     os.execv(sys.executable, argv)
+
+
+def ui(ctx: typer.Context) -> None:
+    """Start the Streamlit chat UI; further arguments go to Streamlit (e.g. --server.port 8501)."""
+    from ui.settings import UiSettings
+
+    app_file = Path(__file__).resolve().parents[1] / "ui" / "app.py"
+    typer.echo(f"UI talks to the API at {UiSettings().api_url} (set RAG_API_URL to change it)", err=True)
+    argv = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_file),
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "viewer",
+        *ctx.args,
+    ]
+    os.execv(sys.executable, argv)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,8 +129,12 @@ class Pipeline:
         settings: Settings,
         encoder: Encoder | None = None,
         generators: dict[str, Generator] | None = None,
+        retrieval_gate: threading.Semaphore | None = None,
     ) -> None:
+        """``retrieval_gate`` bounds how many retrievals compute at once (a server shares one among
+        its threads: on two cores, more at once only fight over them)."""
         self.snapshot = snapshot
+        self.retrieval_gate = retrieval_gate
         self.settings = settings
         self.encoder = encoder or Encoder(
             snapshot.params.encoder_model, settings.encoder_batch_size, settings.torch_threads
@@ -166,7 +172,9 @@ class Pipeline:
             elapsed[stage] = (now - start) * 1000
             return now
 
-        with threadpool_limits(limits=self.settings.query_blas_threads, user_api="blas"):
+        gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
+        with gate, threadpool_limits(limits=self.settings.query_blas_threads, user_api="blas"):
+            start = time.perf_counter()  # time spent waiting at the gate is not a stage
             encoded = self.encoder.encode([question])
             t = mark("encode", start)
             allowed = allowed_rows(filters, *snap.row_fields()) if filters and not filters.empty else None

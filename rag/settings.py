@@ -98,8 +98,4 @@ class Settings(BaseSettings):
     api_rate_limit_per_s: float = 50.0  # per key (or per client address without one); 0 turns it off
     api_rate_burst: int = 100
     api_request_timeout_s: float = 120.0  # a query that takes longer answers 504
-    api_max_top_k: int = 50
-
-    # UI (``rag ui``): where the API is, and the key it sends for uploads.
-    api_url: str = "http://127.0.0.1:8000"
-    api_key: str = ""
+    api_retrieval_concurrency: int = 1  # retrievals computing at once; the rest wait their turn (bench/api_load.py)

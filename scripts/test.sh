@@ -3,6 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# The browser test drives Debian's chromium (Playwright cannot download a browser here).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  echo "installing chromium for the browser test ..." >&2
+  (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null
+fi
 .venv/bin/ruff check .
-.venv/bin/mypy rag indexer cli eval tests bench
+.venv/bin/mypy rag indexer cli api ui eval tests bench
 .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,53 @@
+"""Pure helpers that turn API answers into what the page shows (tested without Streamlit)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+STAGES = ("bm25", "dense", "rrf", "maxsim")
+
+
+def inspector_rows(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per hit: its rank and score on every retrieval path (None where a path missed it)."""
+    rows = []
+    for position, hit in enumerate(hits, start=1):
+        row: dict[str, Any] = {"#": position, "doc": hit["doc_id"], "title": hit["title"][:60]}
+        for stage in STAGES:
+            row[f"{stage} rank"] = hit["ranks"].get(stage)
+            score = hit["scores"].get(stage)
+            row[f"{stage} score"] = None if score is None else round(score, 4)
+        rows.append(row)
+    return rows
+
+
+def stage_timings(timings: dict[str, float]) -> dict[str, float]:
+    """Per-stage milliseconds worth charting (totals and first-token marks left out)."""
+    skip = {"retrieval_total", "total", "first_token"}
+    return {stage: round(ms, 2) for stage, ms in timings.items() if stage not in skip}
+
+
+def evidence_for(answer: dict[str, Any], citation: dict[str, Any]) -> dict[str, Any] | None:
+    """The evidence a citation points at (by its number, else by chunk)."""
+    for evidence in answer.get("evidence", []):
+        if evidence["number"] == citation["number"] or evidence["chunk_id"] == citation["chunk_id"]:
+            return evidence
+    return None
+
+
+def citation_label(citation: dict[str, Any]) -> str:
+    title = citation["title"] or citation["doc_id"]
+    date = f" ({citation['date'][:10]})" if citation.get("date") else ""
+    return f"[{citation['number']}] {title}{date}"
+
+
+def filters_payload(sources: str, date_from: str, date_to: str) -> dict[str, Any] | None:
+    """The query's ``filters`` from the sidebar's fields; None when nothing is filtered."""
+    names = [s.strip() for s in sources.split(",") if s.strip()]
+    filters: dict[str, Any] = {}
+    if names:
+        filters["sources"] = names
+    if date_from.strip():
+        filters["date_from"] = date_from.strip()
+    if date_to.strip():
+        filters["date_to"] = date_to.strip()
+    return filters or None

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from api.index_service import IndexService
 from rag.arrays import fsync_dir, write_text_atomic
 from rag.datatypes import Document
+from rag.encoder import Encoder
 from rag.errors import IndexBusyError, RagError
 from rag.index_writer import ChangeSummary, IndexWriter
 
@@ -71,6 +72,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._encoder: Encoder | None = None  # its own: the chunker uses the tokenizer outside the encoder
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -215,8 +217,11 @@ class JobRunner:
 
     def _apply(self, job: Job, progress: Callable[[int, int], None]) -> ChangeSummary:
         service = self.service
+        if self._encoder is None:
+            shared = service.encoder
+            self._encoder = Encoder(shared.model_name_or_path, shared.batch_size, shared.torch_threads)
         with IndexWriter(
-            service.index_dir, service.settings, encoder=service.encoder, show_progress=False, on_progress=progress
+            service.index_dir, service.settings, encoder=self._encoder, show_progress=False, on_progress=progress
         ) as writer:
             if job.kind == "upsert":
                 return writer.upsert(self._read_payload(job), job.collection or "default")

@@ -40,6 +40,7 @@ class Encoder:
         self.model_name_or_path = model_name_or_path
         self.batch_size = batch_size
         self.torch_threads = torch_threads
+        self._tokenizer_lock = threading.Lock()
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
@@ -90,7 +91,8 @@ class Encoder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Word pieces per text, special tokens excluded."""
-        encoded = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def _preprocess(self, texts: list[str]) -> dict[str, Any]:
@@ -98,7 +100,8 @@ class Encoder:
 
         model = self.model
         prepare = getattr(model, "preprocess", None) or model.tokenize
-        features = prepare(texts)
+        with self._tokenizer_lock:  # HF fast tokenizers raise "Already borrowed" when shared by threads
+            features = prepare(texts)
         return {k: v.to(model.device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
 
     def encode(

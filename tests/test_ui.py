@@ -68,6 +68,16 @@ def test_retrieval_only_in_one_collection(monkeypatch: pytest.MonkeyPatch, api: 
     assert {h["collection"] for h in answer["hits"]} == {"papers"}
 
 
+def test_a_generator_the_server_lacks_is_said_plainly(monkeypatch: pytest.MonkeyPatch, api: Server) -> None:  # noqa: F811
+    at = page(monkeypatch, api.base_url)
+    at.sidebar.radio[0].set_value("remote")
+    at.chat_input[0].set_value("brain development").run()
+    assert not at.exception
+    assert any("no remote generator" in w.value for w in at.warning)
+    at.sidebar.radio[0].set_value("local").run()  # the page keeps working
+    assert at.sidebar.success and not at.exception
+
+
 def test_api_down_is_said_plainly_and_the_page_still_works(monkeypatch: pytest.MonkeyPatch) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     at = page(monkeypatch, dead)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.servers import Server, free_port, rag_command, start_server
-from tests.ui_fixtures import api  # noqa: F401 - the fixture
+from tests.ui_fixtures import UI_KEY, api  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("RAG_CHROMIUM", "/usr/bin/chromium")
@@ -26,7 +26,9 @@ def ui_server(api: Server, tmp_path_factory) -> Iterator[Server]:  # noqa: F811
     argv = [*rag_command(), "ui", "--server.port", str(port), "--server.address", "127.0.0.1",
             "--server.headless", "true"]  # fmt: skip
     log = tmp_path_factory.mktemp("ui") / "ui.log"
-    server = start_server(argv, f"http://127.0.0.1:{port}/_stcore/health", log, {"RAG_API_URL": api.base_url})
+    server = start_server(
+        argv, f"http://127.0.0.1:{port}/_stcore/health", log, {"RAG_API_URL": api.base_url, "RAG_API_KEY": UI_KEY}
+    )
     yield server
     server.stop()
     assert f"UI talks to the API at {api.base_url}" in server.log()
@@ -67,6 +69,16 @@ def test_ask_and_open_a_citation_in_chromium(ui_server: Server) -> None:
             expect(page.get_by_text("Open the source").first).to_be_visible(timeout=30_000)
             expect(page.get_by_text("scifact ·").first).to_be_visible()
             page.screenshot(path=str(ARTIFACTS / "ui-answer.png"), full_page=True)
+
+            # upload a document into a collection and watch its job finish
+            note = ARTIFACTS / "late-interaction-note.md"
+            note.write_text("# Late interaction\n\nMaxSim keeps one vector per token and sums the best matches.\n")
+            page.get_by_text("Add documents").click()
+            page.locator('[data-testid="stSidebar"] input[type="file"]').set_input_files(str(note))
+            add = page.get_by_role("button", name="Add to the index", exact=True)
+            expect(add).to_be_enabled(timeout=30_000)
+            add.click()
+            expect(page.get_by_text("1 added, 0 replaced")).to_be_visible(timeout=120_000)
         finally:
             browser.close()
     assert (ARTIFACTS / "ui-answer.png").stat().st_size > 10_000

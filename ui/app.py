@@ -89,7 +89,7 @@ def upload_form(client: ApiClient, collections: list[str]) -> None:
     with st.sidebar.expander("Add documents"):
         upload = st.file_uploader("File (.jsonl, .json, .txt, .md, .html)", type=["jsonl", "json", "txt", "md", "html"])
         target = st.text_input("Into collection", value=collections[0] if collections else "default")
-        if st.button("Upload", disabled=upload is None) and upload is not None:
+        if st.button("Add to the index", disabled=upload is None) and upload is not None:
             try:
                 job = client.upload(upload.name, upload.getvalue(), target)
                 bar = st.progress(0.0, text="queued")

@@ -1,5 +1,6 @@
 """Limits and failures through a real ``rag serve`` (SQLite store): upload size (413), rate limit (429),
-and a remote generator that hangs or is down (503 that says so, while ``generate=false`` still works)."""
+request timeout (504), and a remote generator that hangs or is down (503 that says so, while
+``generate=false`` still works)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def server(tmp_path_factory, silent_llm: socket.socket) -> Iterator[Server]:
         "RAG_GENERATOR": "remote",
         "RAG_REMOTE_URL": f"http://127.0.0.1:{port}/v1",
         "RAG_REMOTE_TIMEOUT_S": "1",
-        "RAG_REMOTE_RETRIES": "0",
+        "RAG_REMOTE_RETRIES": "1",  # a hanging generator: 1 s + 0.5 s backoff + 1 s, past the request timeout
+        "RAG_API_REQUEST_TIMEOUT_S": "2",
     }
     srv = start_api(root / "index", root / "server.log", env)
     with httpx.Client(base_url=srv.base_url, timeout=60) as c:
@@ -78,23 +80,21 @@ def test_generator_that_hangs_or_is_down_answers_503_and_retrieval_still_works(
     server: Server, silent_llm: socket.socket
 ) -> None:
     headers = {"X-API-Key": GEN_KEY}
-    r = httpx.post(f"{server.base_url}/query", json={"question": "what is rank fusion"}, headers=headers, timeout=60)
-    assert r.status_code == 503 and r.json()["error"] == "generator_unavailable"
-    assert "timed out" in r.json()["message"]
-    silent_llm.close()  # now nothing listens: the generator is down
-    r = httpx.post(f"{server.base_url}/query", json={"question": "what is rank fusion"}, headers=headers, timeout=60)
-    assert r.status_code == 503 and "unreachable" in r.json()["message"]
-    r = httpx.post(
-        f"{server.base_url}/query", json={"question": "what is rank fusion", "generate": False}, headers=headers
-    )
-    assert r.status_code == 200 and r.json()["hits"][0]["doc_id"] == "rrf"
-    # in a stream, the failure comes after the retrieval event, as an error event
-    with httpx.stream(
-        "POST", f"{server.base_url}/query", json={"question": "rank fusion", "stream": True}, headers=headers
-    ) as response:
+    url = f"{server.base_url}/query"
+    # streamed (no request timeout): the generator's own timeout, as an error event after the retrieval
+    with httpx.stream("POST", url, json={"question": "rank fusion", "stream": True}, headers=headers) as response:
         text = response.read().decode()
     assert response.status_code == 200 and text.startswith("event: retrieval")
-    assert "event: error" in text and '"status": 503' in text
+    assert "event: error" in text and '"status": 503' in text and "timed out" in text
+    # not streamed: the request timeout (2 s) comes first
+    r = httpx.post(url, json={"question": "what is rank fusion"}, headers=headers, timeout=60)
+    assert r.status_code == 504 and r.json()["error"] == "timeout" and "2 s" in r.json()["message"]
+    silent_llm.close()  # now nothing listens: the generator is down
+    r = httpx.post(url, json={"question": "what is rank fusion"}, headers=headers, timeout=60)
+    assert r.status_code == 503 and r.json()["error"] == "generator_unavailable"
+    assert "unreachable" in r.json()["message"]
+    r = httpx.post(url, json={"question": "what is rank fusion", "generate": False}, headers=headers)
+    assert r.status_code == 200 and r.json()["hits"][0]["doc_id"] == "rrf"
 
 
 def test_rate_limit_per_key_answers_429_with_retry_after(server: Server) -> None:

@@ -201,7 +201,9 @@ class JobRunner:
             summary = self._apply(job, progress)
         except IndexBusyError as exc:
             self._update(job, status="queued", message=f"{exc}; retrying")
-            threading.Timer(BUSY_RETRY_S, self._queue.put, args=(job.id,)).start()
+            retry = threading.Timer(BUSY_RETRY_S, self._queue.put, args=(job.id,))
+            retry.daemon = True  # never holds up a shutdown; the job resumes at the next start
+            retry.start()
             return
         except RagError as exc:
             job = self._update(job, status="failed", finished_at=_now(), error=str(exc))

@@ -74,3 +74,36 @@ def test_kill_9_during_upload_loses_nothing_that_succeeded(tmp_path: Path, scifa
     snapshot.verify()
     assert snapshot.store.count_documents(snapshot.generation) == 230
     snapshot.store.close()
+
+
+def test_jobs_wait_for_another_writer_and_queries_see_its_commit(tmp_path: Path, encoder) -> None:
+    """A CLI-style writer in another process holds the lock: the API's job waits, then runs; the writer's
+    own commit is served without a restart."""
+    from rag.datatypes import Document
+    from rag.index_writer import IndexWriter
+
+    index = tmp_path / "index"
+    server = start_api(index, tmp_path / "server.log", {"RAG_API_KEYS": KEY})
+    try:
+        url = server.base_url
+        with IndexWriter(index, Settings(_env_file=None), encoder=encoder, show_progress=False) as writer:  # type: ignore[call-arg]
+            job = httpx.post(
+                f"{url}/documents", json={"documents": [{"id": "api", "text": "Sent through the API."}]},
+                headers={"X-API-Key": KEY},
+            ).json()  # fmt: skip
+            deadline = time.monotonic() + 30
+            while "retrying" not in (state := httpx.get(f"{url}/jobs/{job['id']}").json())["message"]:
+                assert time.monotonic() < deadline, state
+                time.sleep(0.2)
+            assert state["status"] == "queued" and "another process" in state["message"]
+            writer.upsert([Document(id="cli", text="Written by another process holding the lock.")], "default")
+        hits = httpx.post(f"{url}/query", json={"question": "another process lock", "generate": False}).json()["hits"]
+        assert hits[0]["doc_id"] == "cli"  # the other writer's snapshot, noticed through CURRENT
+        deadline = time.monotonic() + 60
+        while (state := httpx.get(f"{url}/jobs/{job['id']}").json())["status"] != "succeeded":
+            assert time.monotonic() < deadline and state["status"] != "failed", state
+            time.sleep(0.3)
+        assert httpx.get(f"{url}/documents/api").status_code == 200
+        assert httpx.get(f"{url}/documents/cli").status_code == 200
+    finally:
+        server.stop()

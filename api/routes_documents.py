@@ -15,7 +15,7 @@ from api.jobs import Job
 from api.routes_query import ERRORS
 from api.schemas import NAME_PATTERN, CollectionIn, CollectionOut, DocumentOut, DocumentsIn, JobOut
 from rag.datatypes import Document
-from rag.errors import InputError
+from rag.index_writer import validate_documents
 from rag.parsing import documents_from_upload
 
 router = APIRouter()
@@ -93,15 +93,7 @@ async def add_documents(
 ) -> Any:
     collection, documents = await _documents_from_request(request)
     caller.check_collection(collection)
-    seen: set[str] = set()
-    for doc in documents:  # the same checks the writer makes, answered now rather than in a failed job
-        if any("\x00" in field for field in (doc.id, doc.text, doc.title, doc.source, doc.url, doc.date)):
-            raise InputError(f"document {doc.id!r} contains a NUL character")
-        if not doc.id.strip() or not doc.text.strip():
-            raise InputError(f"document {doc.id!r} has an empty id or empty text")
-        if doc.id in seen:
-            raise InputError(f"document id {doc.id!r} appears more than once")
-        seen.add(doc.id)
+    validate_documents(documents)  # the writer checks it again; answered now rather than in a failed job
     job = app.jobs.submit_upsert(documents, collection, caller.key.key_id if caller.key else None)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job)

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.pipeline import MAX_QUESTION_CHARS
+from rag.evidence import Citation, Evidence
+from rag.pipeline import MAX_QUESTION_CHARS, Hit
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}"
@@ -32,51 +33,14 @@ class QueryIn(Strict):
     generator: Literal["local", "remote", "transformers"] | None = None
 
 
-class HitOut(BaseModel):
-    chunk_id: str
-    doc_id: str
-    title: str
-    text: str
-    source: str
-    url: str
-    date: str
-    collection: str
-    score: float
-    ranks: dict[str, int] = Field(description="Rank (from 1) on each path: dense, bm25, rrf, maxsim.")
-    scores: dict[str, float] = Field(description="Score on each path.")
-    rrf_contributions: dict[str, float]
-
-
-class CitationOut(BaseModel):
-    number: int
-    chunk_id: str
-    doc_id: str
-    title: str
-    source: str
-    url: str
-    date: str
-    how: str = Field(description="model: cited in the answer; overlap: attributed by shared words.")
-
-
-class EvidenceOut(BaseModel):
-    number: int
-    chunk_id: str
-    doc_id: str
-    source: str
-    date: str
-    title: str
-    snippet: str
-    highlight: str
-    url: str
-
-
 class QueryOut(BaseModel):
     question: str
     answer: str
     generator: str | None
-    citations: list[CitationOut]
-    hits: list[HitOut]
-    evidence: list[EvidenceOut]
+    # The query path's own frozen dataclasses, published as they are (pydantic reads dataclasses).
+    citations: list[Citation]
+    hits: list[Hit]
+    evidence: list[Evidence]
     timings: dict[str, float] = Field(description="Milliseconds per stage.")
     generation: int = Field(description="The index snapshot the answer comes from.")
 

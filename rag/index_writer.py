@@ -75,9 +75,12 @@ def content_hash(document: Document, collection: str) -> str:
 
 
 def validate_documents(documents: Sequence[Document]) -> None:
-    """Reject a batch with empty ids, empty text or repeated ids, before anything is written."""
+    """Reject a batch with empty ids, empty text, NUL characters (PostgreSQL refuses them) or repeated ids,
+    before anything is written."""
     seen: set[str] = set()
     for doc in documents:
+        if any("\x00" in field for field in (doc.id, doc.text, doc.title, doc.source, doc.url, doc.date)):
+            raise InputError(f"document {doc.id[:60]!r} contains a NUL character")
         if not doc.id.strip():
             raise InputError(f"a document has an empty id (title {doc.title[:60]!r})")
         if not doc.text.strip():

@@ -74,19 +74,26 @@ def _postgres_reachable() -> bool:
         return False
 
 
-@pytest.fixture()
-def postgres_url() -> Iterator[str]:
-    """A clean PostgreSQL database; in CI its absence is a failure, elsewhere a skip."""
+def require_postgres() -> None:
+    """Skip without the PostgreSQL server, except in CI, where its absence is a failure."""
     if not _postgres_reachable():
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
+
+
+def drop_postgres_schema() -> None:
     from rag.store import DocumentStore
 
     store = DocumentStore(POSTGRES_URL)
     store.drop_schema()
     store.close()
+
+
+@pytest.fixture()
+def postgres_url() -> Iterator[str]:
+    """A clean PostgreSQL database; in CI its absence is a failure, elsewhere a skip."""
+    require_postgres()
+    drop_postgres_schema()
     yield POSTGRES_URL
-    store = DocumentStore(POSTGRES_URL)
-    store.drop_schema()
-    store.close()
+    drop_postgres_schema()

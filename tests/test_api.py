@@ -14,8 +14,7 @@ import pytest
 from httpx_sse import connect_sse
 
 from rag.datatypes import Document
-from rag.store import DocumentStore
-from tests.conftest import POSTGRES_URL, _postgres_reachable, read_jsonl
+from tests.conftest import POSTGRES_URL, drop_postgres_schema, read_jsonl, require_postgres
 from tests.servers import Server, start_api
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -41,15 +40,8 @@ def wait_job(client: httpx.Client, job_id: str, timeout_s: float = 300) -> dict:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    import os
-
-    if not _postgres_reachable():
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}")
-    store = DocumentStore(POSTGRES_URL)
-    store.drop_schema()
-    store.close()
+    require_postgres()
+    drop_postgres_schema()
     root = tmp_path_factory.mktemp("api")
     env = {
         "RAG_STORE_URL": POSTGRES_URL,
@@ -61,9 +53,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
     srv = start_api(root / "index", root / "server.log", env)
     yield srv
     srv.stop()
-    store = DocumentStore(POSTGRES_URL)
-    store.drop_schema()
-    store.close()
+    drop_postgres_schema()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +12,10 @@ import typer
 from eval.compare import compare_runs
 from eval.report import markdown
 from eval.runner import EvalOptions, run_eval
+from rag.adapt import AdaptOptions
 from rag.settings import Settings
 
+ADAPT = AdaptOptions()
 eval_app = typer.Typer(help="Batch evaluation on BEIR-layout datasets.", no_args_is_help=True)
 
 
@@ -27,9 +30,20 @@ def run(
     generate: Annotated[bool, typer.Option("--generate", help="Also generate answers: EM and F1.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 13,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    adapt: Annotated[
+        bool, typer.Option("--adapt", help="First train the index's ColBERT head on the corpus (`rag adapt`).")
+    ] = False,
+    adapt_minutes: Annotated[float, typer.Option(help="Training time bound of --adapt.")] = ADAPT.minutes,
+    adapt_steps: Annotated[int, typer.Option(help="Training steps of --adapt.")] = ADAPT.max_steps,
 ) -> None:
     """Evaluate every stage (bm25, dense, rrf, MaxSim) on the queries that have qrels."""
-    report = run_eval(EvalOptions(dataset, out, index, limit, generate, seed, show_progress=not quiet), Settings())
+    adapt_options = (
+        replace(ADAPT, minutes=adapt_minutes, max_steps=adapt_steps, show_progress=not quiet) if adapt else None
+    )
+    report = run_eval(
+        EvalOptions(dataset, out, index, limit, generate, seed, show_progress=not quiet, adapt=adapt_options),
+        Settings(),
+    )
     typer.echo(markdown(report))
     typer.echo(f"wrote {out / 'report.json'}, {out / 'report.md'} and plots", err=True)
 

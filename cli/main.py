@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from cli.adapt import adapt
 from cli.ask import ask
 from cli.eval_cmd import eval_app
 from cli.serve import llm_server, serve, ui
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(index_app, name="index")
 app.command()(ask)
+app.command()(adapt)
 app.add_typer(eval_app, name="eval")
 app.command()(serve)
 app.command(name="llm-server")(llm_server)

@@ -7,6 +7,8 @@ from typing import Any
 
 from eval.metrics import METRICS
 
+RAW = "rrf+maxsim-raw"
+
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Evaluation: {report['dataset']} ({report['n_queries']} queries)", ""]
@@ -17,6 +19,15 @@ def markdown(report: dict[str, Any]) -> str:
         lat = values["latency_ms"]
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {lat['p50']:.1f} | {lat['p95']:.1f} |")
     lines += ["", f"Final stage (what the default pipeline returns): `{report['final_stage']}`.", ""]
+    adapt = report.get("adapt")
+    if adapt:
+        lines += [
+            f"Adapted ColBERT head (`rag adapt`, corpus only): {adapt['steps']} steps on {adapt['examples']} "
+            f"pseudo-queries, loss {adapt['loss_first']:.3f} → {adapt['loss_last']:.3f}; data {adapt['data_s']:.0f} s, "
+            f"training {adapt['train_s']:.0f} s, re-projection {adapt['reproject_s']:.0f} s on this CPU. "
+            f"`{RAW}` reranks the same candidates with the encoder's raw token vectors.",
+            "",
+        ]
     answers = report.get("answers")
     if answers:
         lines += ["| answers | value |", "|---|---|"]

@@ -6,7 +6,7 @@ import json
 import platform
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,9 @@ from tqdm import tqdm
 from eval.answers import answer_in_evidence, exact_match, token_f1
 from eval.datasets import Dataset, Query, load_dataset
 from eval.metrics import METRICS, document_scores, retrieval_metrics
-from eval.report import write_report
+from eval.report import RAW, write_report
 from indexer.loaders import load_documents
+from rag.adapt import AdaptOptions, adapt_index
 from rag.fusion import rrf
 from rag.index import Snapshot, current_snapshot_name
 from rag.index_writer import IndexWriter
@@ -49,6 +50,7 @@ class EvalOptions:
     seed: int = 13
     warmup: int = 10
     show_progress: bool = True
+    adapt: AdaptOptions | None = None  # train the index's ColBERT head on the corpus before scoring
 
 
 def stage_latency_ms(elapsed: dict[str, float], timings: dict[str, float]) -> dict[str, float]:
@@ -69,6 +71,8 @@ ALTERNATIVE = {"replace": "maxsim-fuse", "fuse": "maxsim-replace"}
 def stages_for(rankings: dict[str, Any], maxsim_mode: str) -> list[str]:
     """Stages in pipeline order, the default pipeline's output (``rrf+maxsim`` or ``rrf``) last."""
     stages = ["bm25", "dense", "rrf"]
+    if RAW in rankings:
+        stages.append(RAW)
     if "maxsim" in rankings:
         stages += [ALTERNATIVE[maxsim_mode], "rrf+maxsim"]
     return stages
@@ -106,7 +110,25 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
     build_start = time.perf_counter()
     snapshot = ensure_index(dataset, index, settings, options.show_progress)
     build_s = time.perf_counter() - build_start
+    adapt_report: dict[str, Any] | None = None
+    if options.adapt is not None:
+        # The corpus only: pseudo-queries from its passages, never the dataset's queries or qrels.
+        adapted = adapt_index(index, settings, options.adapt)
+        adapt_report = {
+            "steps": adapted.steps,
+            "examples": adapted.examples,
+            "data_s": adapted.data_seconds,
+            "train_s": adapted.train_seconds,
+            "reproject_s": adapted.commit_seconds,
+            "loss_first": adapted.first_loss,
+            "loss_last": adapted.last_loss,
+            "head": str(adapted.model_dir),
+            "options": {k: v for k, v in asdict(options.adapt).items() if k not in ("labelled", "show_progress")},
+        }
+        snapshot = Snapshot.load(index, settings)
     pipeline = Pipeline(snapshot, settings)
+    # With an adapted head, the same candidates are also reranked with raw token vectors, for comparison.
+    raw = Pipeline(snapshot, settings, encoder=pipeline.encoder, adapted=False) if pipeline.adapted else None
     queries = sample_queries(dataset.queries, options.limit, options.seed)
     chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
 
@@ -121,10 +143,15 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         rankings = dict(retrieval.rankings)
         if "maxsim" in rankings:
             rankings[ALTERNATIVE[settings.maxsim_mode]] = alternative_ranking(rankings, settings)
+        query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
+        if raw is not None and "maxsim" in rankings:
+            raw_retrieval = raw.retrieve(query.text, top_k=max(ANSWER_K, settings.top_k))
+            rankings[RAW] = raw_retrieval.rankings["rrf+maxsim"]
+            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)["rrf+maxsim"]
         stages = stages_for(rankings, settings.maxsim_mode)
         for stage in stages:
             runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)
-        for stage, ms in stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms).items():
+        for stage, ms in query_ms.items():
             if stage in stages:
                 latencies.setdefault(stage, []).append(ms)
         if query.answers:
@@ -160,7 +187,10 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         "n_queries": len(queries),
         "stages": report_stages,
         "final_stage": stages[-1],
+        "maxsim_tokens": "adapted" if pipeline.adapted else "raw",
     }
+    if adapt_report is not None:
+        report["adapt"] = adapt_report
     if answers:
         generated = [a for a in answers if "em" in a]
         report["answers"] = {

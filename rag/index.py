@@ -10,6 +10,8 @@ Layout::
         dense/vectors.npy            (n, dim) float32 [+ hnsw.faiss above the ANN threshold]
         sparse/*.npy, vocabulary.json  BM25 postings
         multivector/vectors.f16      (n_tokens, dim) float16, offsets.npy (n + 1,)
+        projected/vectors.f16        the same tokens through the adapted ColBERT head (`rag adapt`), if any
+    DIR/models/adapted-*/            heads trained by `rag adapt` (sentence-transformers Dense layout)
     DIR/store.db                     SQLite document store (unless a store URL is set)
     DIR/.lock                        held by the one writer
 """
@@ -30,6 +32,7 @@ from rag.bm25_tokenizer import make_tokenizer
 from rag.dense import DenseIndex, DenseParams
 from rag.errors import IndexCorruptError, IndexNotFoundError
 from rag.multivector import MultiVectorIndex
+from rag.projection import load_head
 from rag.settings import Settings
 from rag.store import DocumentStore, sqlite_url
 
@@ -38,6 +41,7 @@ CURRENT_FILE = "CURRENT"
 SNAPSHOTS_DIR = "snapshots"
 STORE_FILE = "store.db"
 MANIFEST_FILE = "manifest.json"
+PROJECTED_DIR = "projected"
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class IndexParams:
     dense: DenseParams
     late_model: str = ""  # empty: the encoder's token vectors
     late_dim: int = 0
+    # A ColBERT head trained by `rag adapt` (path relative to the index directory); empty: none.
+    late_projection: str = ""
+    late_projection_dim: int = 0
 
     @property
     def multivector_dim(self) -> int:
@@ -77,6 +84,8 @@ class IndexParams:
             dense=DenseParams(**dense["params"]),
             late_model=manifest["multivector"].get("model", ""),
             late_dim=int(manifest["multivector"]["dim"]),
+            late_projection=manifest["multivector"].get("projection", ""),
+            late_projection_dim=int(manifest["multivector"].get("projection_dim", 0)),
         )
 
     def manifest_sections(self, dense_kind: str) -> dict[str, Any]:
@@ -89,7 +98,13 @@ class IndexParams:
             },
             "bm25": {**asdict(self.bm25), "stopwords": self.bm25_stopwords, "stemmer": self.bm25_stemmer},
             "dense": {"kind": dense_kind, "params": asdict(self.dense)},
-            "multivector": {"dtype": "float16", "dim": self.multivector_dim, "model": self.late_model},
+            "multivector": {
+                "dtype": "float16",
+                "dim": self.multivector_dim,
+                "model": self.late_model,
+                "projection": self.late_projection,
+                "projection_dim": self.late_projection_dim,
+            },
         }
 
     def bm25_tokenizer(self) -> Callable[[str], list[str]]:
@@ -153,6 +168,8 @@ class Snapshot:
         sparse: BM25Index,
         multivector: MultiVectorIndex,
         store: DocumentStore,
+        projected: MultiVectorIndex | None = None,
+        projection: np.ndarray | None = None,
     ) -> None:
         self.index_dir = index_dir
         self.directory = directory
@@ -164,6 +181,8 @@ class Snapshot:
         self.dense = dense
         self.sparse = sparse
         self.multivector = multivector
+        self.projected = projected  # token vectors through the adapted head, same offsets
+        self.projection = projection  # (d_out, d) the head, applied to the query's token vectors
         self.store = store
         self.bm25_tokenize = self.params.bm25_tokenizer()
         self._row_fields: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -197,6 +216,10 @@ class Snapshot:
                 )
             store = store_for(index_dir, settings)
         params = IndexParams.from_manifest(manifest)
+        projected = projection = None
+        if params.late_projection:
+            projection = load_head(index_dir / params.late_projection)
+            projected = MultiVectorIndex.load(directory / PROJECTED_DIR, params.late_projection_dim)
         return cls(
             index_dir=index_dir,
             directory=directory,
@@ -207,6 +230,8 @@ class Snapshot:
             sparse=BM25Index.load(directory / "sparse", params.bm25),
             multivector=MultiVectorIndex.load(directory / "multivector", params.multivector_dim),
             store=store,
+            projected=projected,
+            projection=projection,
         )
 
     def row_fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -234,6 +259,10 @@ class Snapshot:
             "sparse": len(self.sparse),
             "multivector": len(self.multivector),
         }
+        if self.projected is not None:
+            sizes["projected"] = len(self.projected)
+            if self.projected.n_vectors != self.multivector.n_vectors:
+                raise IndexCorruptError("the projected token vectors do not match the raw ones")
         if any(size != n for size in sizes.values()):
             raise IndexCorruptError(f"row counts disagree: chunk_ids={n}, {sizes}")
         if self.store.count_chunks(self.generation) != n:
@@ -251,6 +280,7 @@ class Snapshot:
                 "dense": size("dense"),
                 "sparse": size("sparse"),
                 "multivector": size("multivector"),
+                "projected": size(PROJECTED_DIR),
                 "rows": size("rows"),
                 "store": self.store.size_bytes(),
             },
@@ -258,5 +288,6 @@ class Snapshot:
             "collections": self.store.collections(),
             "encoder": self.manifest["encoder"]["model"],
             "dense_kind": self.manifest["dense"]["kind"],
+            "late_projection": self.params.late_projection,
             "bm25": self.manifest["bm25"],
         }

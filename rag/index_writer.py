@@ -14,7 +14,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +35,7 @@ from rag.index import (
     CURRENT_FILE,
     FORMAT_VERSION,
     MANIFEST_FILE,
+    PROJECTED_DIR,
     SNAPSHOTS_DIR,
     IndexParams,
     Snapshot,
@@ -44,6 +45,7 @@ from rag.index import (
     store_for,
 )
 from rag.multivector import MultiVectorWriter
+from rag.projection import load_head, project_tokens
 from rag.settings import Settings
 from rag.store import DocumentStore, redact_url
 
@@ -61,6 +63,45 @@ class ChangeSummary:
     deleted: int
     chunks_added: int
     chunks_removed: int
+
+
+class _Projector:
+    """Writes a snapshot's projected token vectors (the adapted ColBERT head), when it has a head.
+
+    Rows kept from an older snapshot with the same head are copied; with another head (or none) they
+    are projected again from the raw vectors, so a new head never needs the corpus encoded again."""
+
+    BLOCK = 1 << 16  # token vectors projected at once
+
+    def __init__(self, index_dir: Path, params: IndexParams, directory: Path) -> None:
+        self.params = params
+        self.weight = load_head(index_dir / params.late_projection) if params.late_projection else None
+        self.writer = MultiVectorWriter(directory, params.late_projection_dim) if params.late_projection else None
+
+    def copy_rows(self, old: Snapshot, rows: np.ndarray) -> None:
+        if self.writer is None or self.weight is None:
+            return
+        if old.projected is not None and old.params.late_projection == self.params.late_projection:
+            self.writer.copy_rows(old.projected, rows)
+            return
+        for start in range(0, len(rows), 256):
+            block = rows[start : start + 256]
+            self.append([old.multivector.row(int(r)) for r in block])
+
+    def append(self, token_vectors: Sequence[np.ndarray]) -> None:
+        if self.writer is None or self.weight is None or not token_vectors:
+            return
+        lengths = [len(v) for v in token_vectors]
+        projected = project_tokens(np.concatenate(token_vectors), self.weight)
+        self.writer.append(np.split(projected, np.cumsum(lengths)[:-1]))
+
+    def finish(self) -> None:
+        if self.writer is not None:
+            self.writer.finish()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
 
 def content_hash(document: Document, collection: str) -> str:
@@ -256,6 +297,15 @@ class IndexWriter:
         store.drop_collection(collection)
         return summary
 
+    def set_projection(self, head: str) -> int:
+        """Commit a snapshot that scores MaxSim through the head at ``head`` (a folder relative to the
+        index directory, from `rag adapt`; empty removes it). Returns the new generation."""
+        if self.snapshot is None:
+            raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
+        dim = int(load_head(self.index_dir / head).shape[0]) if head else 0
+        params = replace(self.snapshot.params, late_projection=head, late_projection_dim=dim)
+        return self._commit(params, None, [], [], [], set())
+
     def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
         """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
         validate_documents(documents)
@@ -321,10 +371,12 @@ class IndexWriter:
             chunk_ids, doc_ids = [], []
 
         writer = MultiVectorWriter(tmp / "multivector", params.multivector_dim)
+        projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR)
         late = self.late_encoder
         try:
             if old is not None:
                 writer.copy_rows(old.multivector, keep_rows)
+                projector.copy_rows(old, keep_rows)
             tokenize = params.bm25_tokenizer()
             # Rows need no particular order, so new passages are written longest first: every encoder
             # batch then holds passages of similar length and pads little, across blocks too.
@@ -334,14 +386,18 @@ class IndexWriter:
                     block = by_length[start : start + ENCODE_BLOCK]
                     texts = [c.encoded_text for c in block]
                     encoded = self.encoder.encode(texts, progress=advance)
-                    writer.append(encoded.tokens if late is None else late.encode_documents(texts))
+                    token_vectors = encoded.tokens if late is None else late.encode_documents(texts)
+                    writer.append(token_vectors)
+                    projector.append(token_vectors)
                     dense = dense.add(encoded.dense)
                     sparse = sparse.add([tokenize(t) for t in texts])
                     chunk_ids.extend(c.id for c in block)
                     doc_ids.extend(c.document_id for c in block)
             n_token_vectors = writer.finish()
+            projector.finish()
         except BaseException:
             writer.abort()
+            projector.abort()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 

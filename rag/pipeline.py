@@ -33,6 +33,7 @@ from rag.generator_remote import RemoteGenerator
 from rag.generator_transformers import TransformersGenerator
 from rag.index import Snapshot
 from rag.maxsim import maxsim_packed
+from rag.projection import project_tokens
 from rag.settings import Settings
 
 MAX_QUESTION_CHARS = 2000
@@ -130,10 +131,13 @@ class Pipeline:
         encoder: Encoder | None = None,
         generators: dict[str, Generator] | None = None,
         retrieval_gate: threading.Semaphore | None = None,
+        adapted: bool = True,
     ) -> None:
         """``retrieval_gate`` bounds how many retrievals compute at once (a server shares one among
-        its threads: on two cores, more at once only fight over them)."""
+        its threads: on two cores, more at once only fight over them). ``adapted=False`` scores MaxSim
+        with the raw token vectors even where the index has an adapted head (for comparison)."""
         self.snapshot = snapshot
+        self.adapted = adapted and snapshot.projected is not None
         self.retrieval_gate = retrieval_gate
         self.settings = settings
         self.encoder = encoder or Encoder(
@@ -231,6 +235,9 @@ class Pipeline:
         if len(rows) == 0:
             return np.zeros(0, np.float32)
         mv = self.snapshot.multivector
+        if self.adapted and self.snapshot.projected is not None and self.snapshot.projection is not None:
+            mv = self.snapshot.projected
+            query_tokens = project_tokens(query_tokens, self.snapshot.projection)
         offsets = np.asarray(mv.offsets)
         tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows])  # float16, packed
         packed = np.concatenate([[0], np.cumsum(offsets[rows + 1] - offsets[rows])])

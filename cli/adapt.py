@@ -1,0 +1,65 @@
+"""``rag adapt``: train the index's ColBERT head on its own corpus (no labels needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eval.datasets import load_dataset
+from rag.adapt import AdaptOptions, adapt_index
+from rag.settings import Settings
+
+DEFAULTS = AdaptOptions()
+
+
+def labelled_pairs(path: Path, split: str) -> tuple[tuple[str, str], ...]:
+    """(query text, document id) for every relevant pair of a BEIR-layout directory's split."""
+    dataset = load_dataset(path, split)
+    return tuple((q.text, doc) for q in dataset.queries for doc, grade in dataset.qrels[q.id].items() if grade > 0)
+
+
+def adapt(
+    index: Annotated[Path, typer.Option("--index", "-i", help="Index directory to adapt.")],
+    max_steps: Annotated[int, typer.Option(help="Training steps, resumed runs included.")] = DEFAULTS.max_steps,
+    minutes: Annotated[
+        float, typer.Option(help="Training time bound in minutes, resumed runs included.")
+    ] = DEFAULTS.minutes,
+    dim: Annotated[int, typer.Option(help="Dimension of the ColBERT projection.")] = DEFAULTS.dim,
+    batch_size: Annotated[int, typer.Option(help="Queries per step.")] = DEFAULTS.batch_size,
+    negatives: Annotated[int, typer.Option(help="Mined hard negatives per query.")] = DEFAULTS.negatives,
+    max_passages: Annotated[
+        int, typer.Option(help="Passages sampled to make pseudo-queries from.")
+    ] = DEFAULTS.max_passages,
+    learning_rate: Annotated[float, typer.Option(help="AdamW learning rate.")] = DEFAULTS.learning_rate,
+    labelled: Annotated[
+        Path | None,
+        typer.Option(help="Optional BEIR-layout directory (queries.jsonl, qrels/SPLIT.tsv) of labelled pairs."),
+    ] = None,
+    split: Annotated[str, typer.Option(help="Qrels split of --labelled.")] = "train",
+    seed: Annotated[int, typer.Option(help="Seed of sampling and training.")] = DEFAULTS.seed,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Train a ColBERT projection on the index's passages and re-project its token vectors with it.
+
+    Interrupted runs resume from the last checkpoint; the query path uses the new head at once."""
+    options = AdaptOptions(
+        max_steps=max_steps,
+        minutes=minutes,
+        dim=dim,
+        batch_size=batch_size,
+        negatives=negatives,
+        max_passages=max_passages,
+        learning_rate=learning_rate,
+        seed=seed,
+        labelled=labelled_pairs(labelled, split) if labelled else (),
+        show_progress=not quiet,
+    )
+    result = adapt_index(index, Settings(), options)
+    typer.echo(
+        f"generation {result.generation}: head {result.model_dir.relative_to(index)} trained {result.steps} steps "
+        f"on {result.examples} pseudo-queries{' (resumed)' if result.resumed else ''}; loss {result.first_loss:.3f} "
+        f"-> {result.last_loss:.3f}; data {result.data_seconds:.0f} s, training {result.train_seconds:.0f} s, "
+        f"re-projection {result.commit_seconds:.0f} s"
+    )

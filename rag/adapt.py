@@ -1,0 +1,440 @@
+"""``rag adapt``: train a ColBERT projection for an index on its own corpus, without labels.
+
+1. Pseudo-queries from the corpus (inverse cloze task and unique titles, :mod:`rag.pseudo_queries`),
+   plus labelled (query, document id) pairs when given.
+2. Hard negatives from the index's own BM25 and dense rankings, fused with RRF, other documents only.
+3. A 128-d projection of the encoder's token vectors trained with the ColBERT loss: softmax cross
+   entropy of MaxSim over the positive, the query's hard negatives and every other passage of the batch.
+   The encoder itself stays frozen, so the passages' token vectors come from the index rather than a
+   forward pass: a training step costs milliseconds instead of the ~27 s a full fine-tuning step of
+   MiniLM takes on this CPU (docs/adapt.md), and adapting never re-encodes the corpus.
+4. The head lands in ``DIR/models/``; a new snapshot adds the projected token vectors, and the query
+   path scores MaxSim with them from then on.
+
+Training checkpoints to ``DIR/adapt/`` and a second run resumes there; ``max_steps`` and ``minutes``
+bound the whole run, resumed parts included.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from rag.encoder import Encoder
+from rag.errors import InputError
+from rag.fusion import rrf
+from rag.index import Snapshot
+from rag.index_writer import IndexWriter
+from rag.projection import principal_directions, save_head
+from rag.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
+from rag.settings import Settings
+
+RUN_DIR = "adapt"
+MODELS_DIR = "models"
+DATA_FILE = "data.npz"
+META_FILE = "meta.json"
+STATE_FILE = "state.pt"
+MAX_QUERY_TOKENS = 64
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    max_steps: int = 1000
+    minutes: float = 10.0  # training time bound, resumed runs included (data and re-projection not counted)
+    dim: int = 128
+    batch_size: int = 16
+    negatives: int = 3  # hard negatives per query (plus every other passage of the batch)
+    negative_depth: int = 30  # negatives are drawn from this many best of the fused BM25 + dense ranking
+    max_passages: int = 20_000  # passages sampled to make pseudo-queries from
+    learning_rate: float = 5e-4
+    seed: int = 13
+    labelled: tuple[tuple[str, str], ...] = ()  # (query text, document id) pairs, optional
+    checkpoint_every_s: float = 60.0
+    show_progress: bool = True
+
+    def data_key(self) -> dict[str, Any]:
+        """What the training data depends on: a resumed run must agree on all of it."""
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("negatives", "negative_depth", "max_passages", "seed", "labelled", "dim", "batch_size")
+        }
+
+
+@dataclass(frozen=True)
+class AdaptResult:
+    model_dir: Path
+    generation: int
+    steps: int
+    examples: int
+    data_seconds: float
+    train_seconds: float
+    commit_seconds: float
+    first_loss: float
+    last_loss: float
+    resumed: bool
+    losses: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Queries' token vectors (packed), each query's positive row with its kept-token mask, negatives."""
+
+    query_vectors: np.ndarray  # (n_query_tokens, dim) float16
+    query_offsets: np.ndarray  # (n_queries + 1,)
+    positives: np.ndarray  # (n_queries,) row
+    kept: np.ndarray  # packed bool masks of the positives' tokens
+    kept_offsets: np.ndarray  # (n_queries + 1,)
+    negatives: np.ndarray  # (n_queries, n_negatives) rows
+
+    def __len__(self) -> int:
+        return len(self.positives)
+
+    def save(self, path: Path) -> None:
+        np.savez(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
+
+    @classmethod
+    def load(cls, path: Path) -> TrainingData:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(**{k: data[k] for k in cls.__dataclass_fields__})
+
+
+def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> AdaptResult:
+    """Train a projection on the index's corpus and commit a snapshot that uses it."""
+    if options.max_steps < 1 or options.minutes <= 0 or options.batch_size < 2 or options.dim < 1:
+        raise InputError("max steps and batch size must be positive (batch size at least 2), minutes above 0")
+    with IndexWriter(index_dir, settings, show_progress=options.show_progress) as writer:
+        snapshot = writer.snapshot
+        if snapshot is None or len(snapshot) == 0:
+            raise InputError(f"{index_dir} holds no passages to adapt to (build the index first)")
+        if snapshot.params.late_model:
+            raise InputError("this index scores MaxSim with a ColBERT checkpoint; adapt trains a head for the encoder")
+        if options.dim > snapshot.params.dim:
+            raise InputError(f"--dim {options.dim} exceeds the encoder's {snapshot.params.dim} dimensions")
+        run = index_dir / RUN_DIR
+        started = time.perf_counter()
+        data, resumed = _training_data(run, snapshot, writer.encoder, settings, options)
+        data_seconds = time.perf_counter() - started
+        weight, steps, train_seconds, losses = train_projection(snapshot, data, options, run / STATE_FILE)
+        started = time.perf_counter()
+        name = f"adapted-gen{snapshot.generation + 1:06d}"
+        model_dir = index_dir / MODELS_DIR / name
+        info = {
+            "base_encoder": snapshot.params.encoder_model,
+            "method": "frozen encoder + linear ColBERT head, ICT pseudo-queries, BM25+dense hard negatives",
+            "trained_on_generation": snapshot.generation,
+            "steps": steps,
+            "examples": len(data),
+            "train_seconds": train_seconds,
+            "options": {k: v for k, v in asdict(options).items() if k not in ("show_progress", "labelled")},
+            "labelled_pairs": len(options.labelled),
+            "losses": losses,
+        }
+        save_head(model_dir, weight, info)
+        generation = writer.set_projection(f"{MODELS_DIR}/{name}")
+        commit_seconds = time.perf_counter() - started
+    shutil.rmtree(run, ignore_errors=True)  # done: the next adapt starts from fresh data
+    return AdaptResult(
+        model_dir=model_dir,
+        generation=generation,
+        steps=steps,
+        examples=len(data),
+        data_seconds=data_seconds,
+        train_seconds=train_seconds,
+        commit_seconds=commit_seconds,
+        first_loss=losses[0] if losses else float("nan"),
+        last_loss=losses[-1] if losses else float("nan"),
+        resumed=resumed,
+        losses=losses,
+    )
+
+
+# --- training data -------------------------------------------------------------------------------
+
+
+def _training_data(
+    run: Path, snapshot: Snapshot, encoder: Encoder, settings: Settings, options: AdaptOptions
+) -> tuple[TrainingData, bool]:
+    """The run's saved data when it was made for this snapshot and these options, else new data."""
+    meta = {"generation": snapshot.generation, "options": options.data_key()}
+    meta_file = run / META_FILE
+    saved = json.loads(meta_file.read_text("utf-8")) if meta_file.exists() else None
+    if saved == json.loads(json.dumps(meta)) and (run / DATA_FILE).exists():
+        return TrainingData.load(run / DATA_FILE), True
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir(parents=True)
+    data = make_training_data(snapshot, encoder, settings, options)
+    data.save(run / DATA_FILE)
+    meta_file.write_text(json.dumps(meta), "utf-8")  # written last: its presence means the data is whole
+    return data, False
+
+
+def make_training_data(snapshot: Snapshot, encoder: Encoder, settings: Settings, options: AdaptOptions) -> TrainingData:
+    rng = random.Random(options.seed)
+    n = len(snapshot)
+    rows = sorted(rng.sample(range(n), min(n, options.max_passages)))
+    chunk_ids = [str(snapshot.chunk_ids[r]) for r in rows]
+    stored = snapshot.store.get_chunks(chunk_ids, snapshot.generation)
+    present = [(r, stored[c]) for r, c in zip(rows, chunk_ids, strict=True) if c in stored]
+    queries = inverse_cloze_queries(
+        [r for r, _ in present],
+        [c.title for _, c in present],
+        [c.text for _, c in present],
+        [c.ordinal == 0 for _, c in present],
+        rng,
+    )
+    queries += _labelled_queries(snapshot, options.labelled)
+    if len(queries) < options.batch_size:
+        raise InputError(
+            f"only {len(queries)} pseudo-queries could be made from this corpus; adapting needs at least "
+            f"{options.batch_size} (passages of two or more sentences, or labelled pairs)"
+        )
+    rng.shuffle(queries)
+    encoded = encoder.encode(
+        [q.text for q in queries], progress=_bar(len(queries), "encoding queries", options.show_progress)
+    )
+    query_tokens = [t[:MAX_QUERY_TOKENS] for t in encoded.tokens]
+    negatives = mine_negatives(snapshot, encoded.dense, [q.text for q in queries], queries, options, rng)
+    texts = {r: (c.title + "\n" + c.text if c.title else c.text) for r, c in present}
+    kept = _kept_masks(snapshot, encoder, queries, texts)
+    return TrainingData(
+        query_vectors=np.concatenate(query_tokens).astype(np.float16),
+        query_offsets=np.concatenate([[0], np.cumsum([len(t) for t in query_tokens])]).astype(np.int64),
+        positives=np.array([q.row for q in queries], np.int64),
+        kept=np.concatenate(kept) if kept else np.zeros(0, bool),
+        kept_offsets=np.concatenate([[0], np.cumsum([len(k) for k in kept])]).astype(np.int64),
+        negatives=negatives,
+    )
+
+
+def _labelled_queries(snapshot: Snapshot, pairs: Sequence[tuple[str, str]]) -> list[PseudoQuery]:
+    """A labelled pair's positive is its document's first passage."""
+    if not pairs:
+        return []
+    first_row: dict[str, int] = {}
+    for row, doc in enumerate(np.asarray(snapshot.doc_ids)):
+        first_row.setdefault(str(doc), row)
+    return [PseudoQuery(text, first_row[doc]) for text, doc in pairs if doc in first_row and text.strip()]
+
+
+def mine_negatives(
+    snapshot: Snapshot,
+    query_dense: np.ndarray,
+    query_texts: Sequence[str],
+    queries: Sequence[PseudoQuery],
+    options: AdaptOptions,
+    rng: random.Random,
+) -> np.ndarray:
+    """(n_queries, negatives) rows drawn from the fused BM25 + dense top ``negative_depth`` of each
+    query, passages of the positive's own document left out; random passages fill any shortfall."""
+    doc_ids = np.asarray(snapshot.doc_ids)
+    depth = options.negative_depth + 8  # room for the positive's own passages
+    dense_rows, _ = snapshot.dense.search(query_dense, depth)
+    out = np.empty((len(queries), options.negatives), np.int64)
+    for i, (query, text) in enumerate(
+        tqdm(
+            list(zip(queries, query_texts, strict=True)),
+            desc="mining negatives",
+            unit="q",
+            disable=not options.show_progress,
+            dynamic_ncols=True,
+        )
+    ):
+        bm25_rows, _ = snapshot.sparse.search(snapshot.bm25_tokenize(text), depth)
+        fused = rrf({"dense": [str(r) for r in dense_rows[i] if r >= 0], "bm25": [str(r) for r in bm25_rows]})
+        own = doc_ids[query.row]
+        pool = [int(f.id) for f in fused if doc_ids[int(f.id)] != own][: options.negative_depth]
+        while len(pool) < options.negatives:  # a tiny corpus: any other document's passage
+            candidate = rng.randrange(len(doc_ids))
+            if doc_ids[candidate] != own or len(set(doc_ids.tolist())) == 1:
+                pool.append(candidate)
+        out[i] = rng.sample(pool, options.negatives)
+    return out
+
+
+def _kept_masks(
+    snapshot: Snapshot, encoder: Encoder, queries: Sequence[PseudoQuery], texts: dict[int, str]
+) -> list[np.ndarray]:
+    """Each positive's token mask: the ICT sentence's tokens left out. The passage is tokenised as the
+    encoder did; if the count disagrees with the index (another tokenizer), nothing is left out."""
+    offsets = np.asarray(snapshot.multivector.offsets)
+    masks = []
+    for query in queries:
+        n_tokens = int(offsets[query.row + 1] - offsets[query.row])
+        if query.removed == NO_SPAN or query.row not in texts:
+            masks.append(np.ones(n_tokens, bool))
+            continue
+        with encoder._tokenizer_lock:
+            spans = encoder.tokenizer(
+                texts[query.row],
+                truncation=True,
+                max_length=snapshot.params.max_seq_length,
+                return_offsets_mapping=True,
+            )["offset_mapping"]
+        mask = np.array(kept_token_mask(spans, query.removed), bool)
+        masks.append(mask if len(mask) == n_tokens and mask.any() else np.ones(n_tokens, bool))
+    return masks
+
+
+def _bar(total: int, desc: str, show: bool) -> Any:
+    bar = tqdm(total=total, desc=desc, unit="q", disable=not show, dynamic_ncols=True)
+
+    def advance(n: int) -> None:
+        bar.update(n)
+        if bar.n >= total:
+            bar.close()
+
+    return advance
+
+
+# --- training --------------------------------------------------------------------------------------
+
+
+def colbert_loss(query: Any, query_mask: Any, docs: Any, doc_mask: Any, weight: Any, positive_column: Any) -> Any:
+    """Cross entropy of MaxSim scores (B queries × N passages) against each query's positive column.
+
+    ``query`` (B, Lq, d), ``docs`` (N, Ld, d) raw unit token vectors; ``weight`` (d_out, d) the head.
+    """
+    import torch
+
+    q = torch.nn.functional.normalize(query @ weight.T, dim=-1)
+    d = torch.nn.functional.normalize(docs @ weight.T, dim=-1)
+    sims = torch.einsum("bqh,nth->bnqt", q, d).masked_fill(~doc_mask[None, :, None, :], -1e4)
+    scores = (sims.max(dim=-1).values * query_mask[:, None, :]).sum(dim=-1)  # (B, N)
+    return torch.nn.functional.cross_entropy(scores, positive_column)
+
+
+def _pad(arrays: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray]:
+    longest = max(1, max(len(a) for a in arrays))
+    out = np.zeros((len(arrays), longest, dim), np.float32)
+    mask = np.zeros((len(arrays), longest), bool)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+        mask[i, : len(a)] = True
+    return out, mask
+
+
+def _batch(snapshot: Snapshot, data: TrainingData, indices: np.ndarray) -> tuple[Any, ...]:
+    """Padded tensors for queries ``indices``: passages are [pos_0, neg_0..., pos_1, neg_1..., ...]."""
+    import torch
+
+    mv = snapshot.multivector
+    offsets = np.asarray(mv.offsets)
+    dim = mv.dim
+    queries = [
+        np.asarray(data.query_vectors[data.query_offsets[i] : data.query_offsets[i + 1]], np.float32) for i in indices
+    ]
+    docs: list[np.ndarray] = []
+    columns = []
+    for i in indices:
+        columns.append(len(docs))
+        pos = int(data.positives[i])
+        tokens = np.asarray(mv.vectors[offsets[pos] : offsets[pos + 1]], np.float32)
+        docs.append(tokens[data.kept[data.kept_offsets[i] : data.kept_offsets[i + 1]]])
+        docs.extend(np.asarray(mv.vectors[offsets[r] : offsets[r + 1]], np.float32) for r in data.negatives[i])
+    q, q_mask = _pad(queries, dim)
+    d, d_mask = _pad(docs, dim)
+    return (
+        torch.from_numpy(q),
+        torch.from_numpy(q_mask.astype(np.float32)),
+        torch.from_numpy(d),
+        torch.from_numpy(d_mask),
+        torch.tensor(columns),
+    )
+
+
+def _order(n: int, seed: int, epoch: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def initial_projection(snapshot: Snapshot, options: AdaptOptions, sample: int = 50_000) -> np.ndarray:
+    """The head before training: principal directions of a sample of the index's token vectors."""
+    n = snapshot.multivector.n_vectors
+    rows = np.sort(np.random.default_rng(options.seed).choice(n, min(n, sample), replace=False))
+    return principal_directions(np.asarray(snapshot.multivector.vectors[rows]), options.dim)
+
+
+def train_projection(
+    snapshot: Snapshot, data: TrainingData, options: AdaptOptions, state_file: Path
+) -> tuple[np.ndarray, int, float, list[float]]:
+    """Train the head; returns (weight, steps, training seconds, mean loss per 10 steps).
+
+    The state (weight, optimiser, step, elapsed time, losses) is saved every ``checkpoint_every_s``
+    and on stopping, and picked up from ``state_file`` when it exists.
+    """
+    import torch
+
+    torch.manual_seed(options.seed)
+    if state_file.exists():
+        state = torch.load(state_file, map_location="cpu", weights_only=True)
+        weight = torch.nn.Parameter(state["weight"])
+        optimizer = torch.optim.AdamW([weight], lr=options.learning_rate, weight_decay=0.0)
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed, losses = int(state["step"]), float(state["elapsed"]), list(state["losses"])
+    else:
+        weight = torch.nn.Parameter(torch.from_numpy(initial_projection(snapshot, options)))
+        optimizer = torch.optim.AdamW([weight], lr=options.learning_rate, weight_decay=0.0)
+        step, elapsed, losses = 0, 0.0, []
+
+    def checkpoint() -> None:
+        tmp = state_file.with_suffix(".part")
+        torch.save(
+            {
+                "weight": weight.detach().clone(),
+                "optimizer": optimizer.state_dict(),
+                "step": step,
+                "elapsed": elapsed,
+                "losses": losses,
+            },
+            tmp,
+        )
+        tmp.replace(state_file)
+
+    budget = options.minutes * 60
+    per_epoch = max(1, len(data) // options.batch_size)
+    window: list[float] = []
+    bar = tqdm(
+        total=options.max_steps,
+        initial=step,
+        desc="adapting",
+        unit="step",
+        disable=not options.show_progress,
+        dynamic_ncols=True,
+    )
+    started = time.perf_counter() - elapsed
+    last_save = time.perf_counter()
+    try:
+        while step < options.max_steps and elapsed < budget:
+            epoch, position = divmod(step, per_epoch)
+            indices = _order(len(data), options.seed, epoch)[position * options.batch_size :][: options.batch_size]
+            q, q_mask, d, d_mask, columns = _batch(snapshot, data, indices)
+            loss = colbert_loss(q, q_mask, d, d_mask, weight, columns)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window.append(loss.item())
+            if len(window) == 10:
+                losses.append(float(np.mean(window)))
+                window = []
+                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.update(1)
+            elapsed = time.perf_counter() - started
+            if time.perf_counter() - last_save > options.checkpoint_every_s:
+                checkpoint()
+                last_save = time.perf_counter()
+    finally:
+        if window:
+            losses.append(float(np.mean(window)))
+        bar.close()
+        checkpoint()
+    return weight.detach().numpy().copy(), step, elapsed, losses

@@ -34,6 +34,7 @@ from rag.generator_transformers import TransformersGenerator
 from rag.index import Snapshot
 from rag.maxsim import maxsim_packed
 from rag.projection import project_tokens
+from rag.query_weights import query_token_weights
 from rag.settings import Settings
 
 MAX_QUESTION_CHARS = 2000
@@ -209,7 +210,8 @@ class Pipeline:
                 query_tokens = (
                     encoded.tokens[0] if self.late_encoder is None else self.late_encoder.encode_queries([question])[0]
                 )
-                scores = self.maxsim_scores(query_tokens, candidates)
+                token_weights = self.query_weights(question, len(query_tokens)) if self.late_encoder is None else None
+                scores = self.maxsim_scores(query_tokens, candidates, token_weights)
                 order = np.lexsort((np.arange(len(candidates)), -scores))
                 rankings["maxsim"] = [(int(candidates[i]), float(scores[i])) for i in order]
                 if self.settings.maxsim_mode == "replace":
@@ -230,7 +232,32 @@ class Pipeline:
         named = {stage: [(str(snap.chunk_ids[r]), s) for r, s in ranking] for stage, ranking in rankings.items()}
         return Retrieval(question, hits, named, timings, elapsed, final)
 
-    def maxsim_scores(self, query_tokens: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    def query_weights(self, question: str, n_tokens: int) -> np.ndarray | None:
+        """Per-token MaxSim weights of the question under the settings; None means uniform."""
+        mode, skip = self.settings.maxsim_query_weights, self.settings.maxsim_skip_punctuation
+        if mode == "uniform" and not skip:
+            return None
+        with self.encoder._tokenizer_lock:
+            offsets = self.encoder.tokenizer(
+                question, truncation=True, max_length=self.encoder.max_seq_length, return_offsets_mapping=True
+            )["offset_mapping"]
+        if len(offsets) != n_tokens:  # not the tokenisation the vectors came from: stay uniform
+            return None
+        sparse, tokenize = self.snapshot.sparse, self.snapshot.bm25_tokenize
+        rarest = float(sparse.idf.max()) if len(sparse.idf) else 1.0
+
+        def idf(word: str) -> float | None:
+            terms = tokenize(word)
+            if not terms:
+                return None
+            term_id = sparse.term_ids.get(terms[0])
+            return rarest if term_id is None else float(sparse.idf[term_id])
+
+        return query_token_weights(question, offsets, idf, mode, skip)
+
+    def maxsim_scores(
+        self, query_tokens: np.ndarray, rows: np.ndarray, query_weights: np.ndarray | None = None
+    ) -> np.ndarray:
         """MaxSim of the query's token vectors against each candidate row's, (len(rows),) float32."""
         if len(rows) == 0:
             return np.zeros(0, np.float32)
@@ -241,7 +268,7 @@ class Pipeline:
         offsets = np.asarray(mv.offsets)
         tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows])  # float16, packed
         packed = np.concatenate([[0], np.cumsum(offsets[rows + 1] - offsets[rows])])
-        return maxsim_packed(query_tokens, tokens, packed)
+        return maxsim_packed(query_tokens, tokens, packed, query_weights)
 
     def _hits(
         self,

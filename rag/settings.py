@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # replace: MaxSim orders the fused candidates; fuse: MaxSim joins RRF as a third ranking; off.
     # replace beat fuse and rrf on scifact and squad-dev-a (docs/benchmarks.md)
     maxsim_mode: Literal["replace", "fuse", "off"] = "replace"
+    # MaxSim query-token weights: uniform (ColBERT) or the BM25 IDF of each token's word; punctuation
+    # tokens can be left out of the sum. Defaults chosen by nDCG@10 on scifact and squad-dev-a (docs/adapt.md).
+    maxsim_query_weights: Literal["uniform", "idf"] = "uniform"
+    maxsim_skip_punctuation: bool = False
     query_blas_threads: int = 1  # BLAS threads on the query path (torch and numpy share two cores)
 
     # Evidence (FreshPrompt style).

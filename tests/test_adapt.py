@@ -28,6 +28,7 @@ from rag.index_writer import IndexWriter
 from rag.pipeline import Pipeline
 from rag.projection import load_head, principal_directions, project_tokens
 from rag.pseudo_queries import NO_SPAN, inverse_cloze_queries, kept_token_mask, sentence_spans
+from rag.query_weights import query_token_weights
 from rag.settings import Settings
 from tests.test_eval import _tiny_dataset
 
@@ -155,3 +156,20 @@ def test_eval_adapt_reports_raw_and_adapted(tmp_path: Path, squad_dir: Path, set
     assert report["maxsim_tokens"] == "adapted" and report["adapt"]["steps"] == 4
     assert report["adapt"]["train_s"] > 0
     assert "Adapted ColBERT head" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_query_token_weights(encoder: Encoder) -> None:
+    question = "What causes hypothyroidism?"
+    offsets = encoder.tokenizer(question, return_offsets_mapping=True)["offset_mapping"]
+    pieces = encoder.tokenizer.convert_ids_to_tokens(encoder.tokenizer(question)["input_ids"])
+    idf = {"what": 0.1, "causes": 1.0, "hypothyroidism": 5.0}.get
+    assert np.allclose(query_token_weights(question, offsets, idf), 1.0)
+    skipped = query_token_weights(question, offsets, idf, skip_punctuation=True)
+    assert skipped[pieces.index("?")] == 0.0 and skipped[0] > 0  # [CLS] stays
+    weighted = query_token_weights(question, offsets, lambda w: idf(w.lower()), mode="idf")
+    rare = [weighted[i] for i, p in enumerate(pieces) if p.startswith("##") or p == "h" or p.startswith("hypo")]
+    assert len(set(np.round(rare, 6))) == 1  # every piece of the word weighs what the word does
+    assert rare[0] > weighted[pieces.index("causes")] > weighted[pieces.index("what")]
+    assert np.isclose(weighted.mean(), 1.0, atol=1e-5)
+    with pytest.raises(ValueError):
+        query_token_weights(question, offsets, idf, mode="bogus")

@@ -155,8 +155,8 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
         data_seconds=data_seconds,
         train_seconds=train_seconds,
         commit_seconds=commit_seconds,
-        first_loss=losses[0] if losses else float("nan"),
-        last_loss=losses[-1] if losses else float("nan"),
+        first_loss=float(np.mean(losses[:5])) if losses else float("nan"),  # 10-step means are noisy: 50 steps
+        last_loss=float(np.mean(losses[-5:])) if losses else float("nan"),
         resumed=resumed,
         losses=losses,
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +175,30 @@ def test_query_token_weights(encoder: Encoder) -> None:
     assert np.isclose(weighted.mean(), 1.0, atol=1e-5)
     with pytest.raises(ValueError):
         query_token_weights(question, offsets, idf, mode="bogus")
+
+
+def test_rag_adapt_command(tmp_path: Path, index: Path, scifact_docs: list[Document]) -> None:
+    labelled = tmp_path / "labelled"
+    (labelled / "qrels").mkdir(parents=True)
+    (labelled / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"q{i}", "text": d.title}) + "\n" for i, d in enumerate(scifact_docs[:5]))
+    )
+    (labelled / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q{i}\t{d.id}\t1\n" for i, d in enumerate(scifact_docs[:5]))
+    )
+    command = [sys.executable, "-m", "cli", "adapt", "--index", str(index), "--max-steps", "2", "--dim", "8"]
+    command += ["--batch-size", "4", "--negatives", "1", "--labelled", str(labelled), "-q"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "trained 2 steps" in done.stdout and "models/adapted-gen000002" in done.stdout
+    info = json.loads((index / "models" / "adapted-gen000002" / "adapt.json").read_text())
+    assert info["labelled_pairs"] == 5 and info["steps"] == 2
+
+    empty = subprocess.run(
+        [sys.executable, "-m", "cli", "adapt", "--index", str(tmp_path / "none"), "-q"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert empty.returncode == 2 and "error:" in empty.stderr and "no passages" in empty.stderr

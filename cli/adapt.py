@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from eval.datasets import load_dataset
+from eval.datasets import read_qrels
 from rag.adapt import AdaptOptions, adapt_index
+from rag.errors import InputError
 from rag.settings import Settings
 
 DEFAULTS = AdaptOptions()
 
 
 def labelled_pairs(path: Path, split: str) -> tuple[tuple[str, str], ...]:
-    """(query text, document id) for every relevant pair of a BEIR-layout directory's split."""
-    dataset = load_dataset(path, split)
-    return tuple((q.text, doc) for q in dataset.queries for doc, grade in dataset.qrels[q.id].items() if grade > 0)
+    """(query text, document id) for every relevant pair of a BEIR-layout directory's split
+    (``queries.jsonl`` and ``qrels/SPLIT.tsv``; no corpus needed)."""
+    qrels = read_qrels(path / "qrels" / f"{split}.tsv")
+    queries_file = path / "queries.jsonl"
+    if not queries_file.exists():
+        raise InputError(f"{path}: no queries.jsonl for the labelled pairs")
+    texts: dict[str, str] = {}
+    for line_no, line in enumerate(queries_file.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{queries_file}:{line_no}: malformed JSON ({exc.msg})") from exc
+        texts[str(record.get("_id", record.get("id", "")))] = str(record.get("text", ""))
+    return tuple((texts[q], doc) for q, docs in qrels.items() if q in texts for doc, grade in docs.items() if grade > 0)
 
 
 def adapt(

@@ -151,7 +151,13 @@ def test_index_and_query_path_use_the_checkpoint(
     with IndexWriter(tmp_path / "ix", late_settings, encoder, show_progress=False) as writer:
         writer.upsert(scifact_docs[:10])
     snapshot = Snapshot.load(tmp_path / "ix", settings)  # the manifest, not the settings, names the model
-    assert snapshot.manifest["multivector"] == {"dtype": "float16", "dim": DIM, "model": str(folder)}
+    assert snapshot.manifest["multivector"] == {
+        "dtype": "float16",
+        "dim": DIM,
+        "model": str(folder),
+        "projection": "",
+        "projection_dim": 0,
+    }
     assert snapshot.multivector.dim == DIM
     pipeline = Pipeline(snapshot, late_settings, encoder)
     retrieval = pipeline.retrieve(scifact_docs[2].title, top_k=10)

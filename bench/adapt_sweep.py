@@ -106,18 +106,24 @@ def main() -> None:
     data = make_training_data(snapshot, base.encoder, settings, AdaptOptions(show_progress=False))
     data_s = time.perf_counter() - started
     for name, overrides in HEADS.items():
-        train_s = 0.0
+        train_s, steps = 0.0, 0
         weight = None
         if overrides is not None:
-            options = replace(AdaptOptions(show_progress=False, checkpoint_every_s=1e9), **overrides)
+            options = replace(AdaptOptions(show_progress=False, checkpoint_every_s=1e9, minutes=120), **overrides)
             if options.max_steps == 0:
                 weight = initial_projection(snapshot, options)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
-                    weight, _, train_s, _ = train_projection(snapshot, data, options, Path(tmp) / "state.pt")
+                    weight, steps, train_s, _ = train_projection(snapshot, data, options, Path(tmp) / "state.pt")
         for weighting in WEIGHTS if overrides is None or not overrides else ("uniform",):
             rows_out.append(
-                {"variant": name, "weights": weighting, "ndcg@10": ndcg(weight, weighting), "train_s": train_s}
+                {
+                    "variant": name,
+                    "weights": weighting,
+                    "ndcg@10": ndcg(weight, weighting),
+                    "train_s": train_s,
+                    "steps": steps,
+                }
             )
             print(
                 f"{name:40s} {weighting:17s} nDCG@10 {rows_out[-1]['ndcg@10']:.4f}  train {train_s:5.0f} s", flush=True

@@ -31,9 +31,9 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.encoder import Encoder
-from rag.errors import InputError
+from rag.errors import IndexNotFoundError, InputError
 from rag.fusion import rrf
-from rag.index import Snapshot
+from rag.index import Snapshot, current_snapshot_name
 from rag.index_writer import IndexWriter
 from rag.projection import principal_directions, save_head
 from rag.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
@@ -116,6 +116,8 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
     """Train a projection on the index's corpus and commit a snapshot that uses it."""
     if options.max_steps < 1 or options.minutes <= 0 or options.batch_size < 2 or options.dim < 1:
         raise InputError("max steps and batch size must be positive (batch size at least 2), minutes above 0")
+    if current_snapshot_name(index_dir) is None:  # before the writer, which would create the directory
+        raise IndexNotFoundError(f"no index at {index_dir} (build one with `rag index build`)")
     with IndexWriter(index_dir, settings, show_progress=options.show_progress) as writer:
         snapshot = writer.snapshot
         if snapshot is None or len(snapshot) == 0:

@@ -24,7 +24,7 @@ from rag.adapt import (
 )
 from rag.datatypes import Document
 from rag.encoder import Encoder
-from rag.errors import InputError
+from rag.errors import IndexNotFoundError, InputError
 from rag.index import Snapshot
 from rag.index_writer import IndexWriter
 from rag.pipeline import Pipeline
@@ -143,8 +143,9 @@ def test_an_interrupted_run_resumes(index: Path, settings: Settings, encoder: En
 
 
 def test_bad_adapt_requests(tmp_path: Path, index: Path, settings: Settings) -> None:
-    with pytest.raises(InputError, match="no passages"):
+    with pytest.raises(IndexNotFoundError, match="no index"):
         adapt_index(tmp_path / "empty", settings, SMALL)
+    assert not (tmp_path / "empty").exists()  # a mistyped path is not created
     with pytest.raises(InputError, match="exceeds"):
         adapt_index(index, settings, AdaptOptions(dim=999, show_progress=False))
     with pytest.raises(InputError, match="positive"):
@@ -201,4 +202,4 @@ def test_rag_adapt_command(tmp_path: Path, index: Path, scifact_docs: list[Docum
         timeout=300,
         check=False,
     )
-    assert empty.returncode == 2 and "error:" in empty.stderr and "no passages" in empty.stderr
+    assert empty.returncode == 2 and "error:" in empty.stderr and "no index" in empty.stderr

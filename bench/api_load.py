@@ -47,9 +47,7 @@ async def run_load(base_url: str, questions: list[str], clients: int, seconds: f
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
         stop_at = time.monotonic() + seconds
-        await asyncio.gather(
-            *(client_loop(client, questions, k * 37, stop_at, results) for k in range(clients))
-        )
+        await asyncio.gather(*(client_loop(client, questions, k * 37, stop_at, results) for k in range(clients)))
     return results
 
 

@@ -71,8 +71,6 @@ class _Projector:
     Rows kept from an older snapshot with the same head are copied; with another head (or none) they
     are projected again from the raw vectors, so a new head never needs the corpus encoded again."""
 
-    BLOCK = 1 << 16  # token vectors projected at once
-
     def __init__(self, index_dir: Path, params: IndexParams, directory: Path) -> None:
         self.params = params
         self.weight = load_head(index_dir / params.late_projection) if params.late_projection else None
@@ -84,7 +82,7 @@ class _Projector:
         if old.projected is not None and old.params.late_projection == self.params.late_projection:
             self.writer.copy_rows(old.projected, rows)
             return
-        for start in range(0, len(rows), 256):
+        for start in range(0, len(rows), 256):  # bounded blocks keep memory flat on large indexes
             block = rows[start : start + 256]
             self.append([old.multivector.row(int(r)) for r in block])
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from eval.datasets import read_qrels
+from eval.datasets import read_qrels, read_queries
 from rag.adapt import AdaptOptions, adapt_index
 from rag.errors import InputError
 from rag.settings import Settings
@@ -23,15 +22,7 @@ def labelled_pairs(path: Path, split: str) -> tuple[tuple[str, str], ...]:
     queries_file = path / "queries.jsonl"
     if not queries_file.exists():
         raise InputError(f"{path}: no queries.jsonl for the labelled pairs")
-    texts: dict[str, str] = {}
-    for line_no, line in enumerate(queries_file.read_text("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{queries_file}:{line_no}: malformed JSON ({exc.msg})") from exc
-        texts[str(record.get("_id", record.get("id", "")))] = str(record.get("text", ""))
+    texts = {q.id: q.text for q in read_queries(queries_file)}
     return tuple((texts[q], doc) for q, docs in qrels.items() if q in texts for doc, grade in docs.items() if grade > 0)
 
 

@@ -46,22 +46,27 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def load_dataset(path: Path, split: str = "test") -> Dataset:
-    path = Path(path)
-    if not (path / "corpus.jsonl").exists() or not (path / "queries.jsonl").exists():
-        raise InputError(f"{path}: not a BEIR dataset (needs corpus.jsonl and queries.jsonl)")
-    qrels = read_qrels(path / "qrels" / f"{split}.tsv")
+def read_queries(path: Path) -> list[Query]:
+    """``{"_id"|"id", "text", "answers"?}`` per line, in file order."""
     queries = []
-    for line_no, line in enumerate((path / "queries.jsonl").read_text("utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path / 'queries.jsonl'}:{line_no}: malformed JSON ({exc.msg})") from exc
+            raise InputError(f"{path}:{line_no}: malformed JSON ({exc.msg})") from exc
         qid = str(record.get("_id", record.get("id", "")))
-        if qid in qrels:
-            queries.append(Query(qid, str(record["text"]), tuple(record.get("answers") or ())))
+        queries.append(Query(qid, str(record.get("text", "")), tuple(record.get("answers") or ())))
+    return queries
+
+
+def load_dataset(path: Path, split: str = "test") -> Dataset:
+    path = Path(path)
+    if not (path / "corpus.jsonl").exists() or not (path / "queries.jsonl").exists():
+        raise InputError(f"{path}: not a BEIR dataset (needs corpus.jsonl and queries.jsonl)")
+    qrels = read_qrels(path / "qrels" / f"{split}.tsv")
+    queries = [q for q in read_queries(path / "queries.jsonl") if q.id in qrels]
     if not queries:
         raise InputError(f"{path}: no query has qrels")
     return Dataset(path.name, path, queries, {q.id: qrels[q.id] for q in queries})

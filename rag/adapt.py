@@ -279,13 +279,7 @@ def _kept_masks(
         if query.removed == NO_SPAN or query.row not in texts:
             masks.append(np.ones(n_tokens, bool))
             continue
-        with encoder._tokenizer_lock:
-            spans = encoder.tokenizer(
-                texts[query.row],
-                truncation=True,
-                max_length=snapshot.params.max_seq_length,
-                return_offsets_mapping=True,
-            )["offset_mapping"]
+        spans = encoder.token_offsets(texts[query.row])
         mask = np.array(kept_token_mask(spans, query.removed), bool)
         masks.append(mask if len(mask) == n_tokens and mask.any() else np.ones(n_tokens, bool))
     return masks

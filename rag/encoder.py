@@ -95,6 +95,12 @@ class Encoder:
             encoded = self.tokenizer(list(texts), add_special_tokens=False, verbose=False)
         return [len(ids) for ids in encoded["input_ids"]]
 
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Char span of each token ``encode`` gives ``text`` (special tokens included, as (0, 0))."""
+        with self._tokenizer_lock:
+            encoded = self.tokenizer(text, truncation=True, max_length=self.max_seq_length, return_offsets_mapping=True)
+        return [tuple(span) for span in encoded["offset_mapping"]]
+
     def _preprocess(self, texts: list[str]) -> dict[str, Any]:
         import torch
 

@@ -237,10 +237,7 @@ class Pipeline:
         mode, skip = self.settings.maxsim_query_weights, self.settings.maxsim_skip_punctuation
         if mode == "uniform" and not skip:
             return None
-        with self.encoder._tokenizer_lock:
-            offsets = self.encoder.tokenizer(
-                question, truncation=True, max_length=self.encoder.max_seq_length, return_offsets_mapping=True
-            )["offset_mapping"]
+        offsets = self.encoder.token_offsets(question)
         if len(offsets) != n_tokens:  # not the tokenisation the vectors came from: stay uniform
             return None
         sparse, tokenize = self.snapshot.sparse, self.snapshot.bm25_tokenize

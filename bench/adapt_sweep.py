@@ -77,11 +77,11 @@ def main() -> None:
     offsets = np.asarray(mv.offsets)
 
     def ndcg(weight: np.ndarray | None, weighting: str) -> float:
-        vectors = mv.vectors
+        vectors = mv.codes if mv.codec.name == "float16" else mv.decode_range(0, mv.n_vectors).astype(np.float16)
         if weight is not None:  # the whole index once, in blocks (as `rag adapt` re-projects it)
             vectors = np.empty((mv.n_vectors, len(weight)), np.float16)
             for start in range(0, mv.n_vectors, 1 << 16):
-                block = np.asarray(mv.vectors[start : start + (1 << 16)])
+                block = mv.decode_range(start, start + (1 << 16))
                 vectors[start : start + len(block)] = project_tokens(block, weight)
         run = {}
         for qid, rows, tokens, weights, _ in fixed:

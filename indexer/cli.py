@@ -94,9 +94,31 @@ def stats(index: IndexOption, as_json: Annotated[bool, typer.Option("--json", he
     typer.echo(f"index        {index} (generation {info['generation']})")
     typer.echo(f"documents    {info['documents']}")
     typer.echo(f"chunks       {info['chunks']}")
-    typer.echo(f"token vecs   {info['token_vectors']}")
+    typer.echo(f"token vecs   {info['token_vectors']} ({info['token_codec']}, {info['bytes_per_token_vector']} B each)")
     for part, size in info["bytes"].items():
         typer.echo(f"bytes.{part:<7}{size:>14,}")
+
+
+@index_app.command()
+def compress(
+    index: IndexOption,
+    codec: Annotated[str, typer.Option(help="Token-vector codec: float16, binary or pq.")],
+    pq_bytes: Annotated[int | None, typer.Option(help="Bytes per token vector for pq (a divisor of dim).")] = None,
+) -> None:
+    """Store the token vectors with another codec (a new snapshot; no passage is encoded again)."""
+    start = time.perf_counter()
+    with IndexWriter(index, Settings(), show_progress=False) as writer:
+        before = writer.snapshot.stats() if writer.snapshot is not None else None
+        generation = writer.set_codec(codec, pq_bytes)
+        after = writer.snapshot.stats() if writer.snapshot is not None else None
+    if before is not None and after is not None:
+        typer.echo(
+            f"generation {generation}: {before['token_codec']} → {after['token_codec']}, "
+            f"{before['bytes_per_token_vector']} → {after['bytes_per_token_vector']} bytes per token vector, "
+            f"multi-vector {before['bytes']['multivector']:,} → {after['bytes']['multivector']:,} bytes "
+            f"({time.perf_counter() - start:.1f} s)",
+            err=True,
+        )
 
 
 @index_app.command()

@@ -328,7 +328,6 @@ def _batch(snapshot: Snapshot, data: TrainingData, indices: np.ndarray) -> tuple
     import torch
 
     mv = snapshot.multivector
-    offsets = np.asarray(mv.offsets)
     dim = mv.dim
     queries = [
         np.asarray(data.query_vectors[data.query_offsets[i] : data.query_offsets[i + 1]], np.float32) for i in indices
@@ -338,9 +337,9 @@ def _batch(snapshot: Snapshot, data: TrainingData, indices: np.ndarray) -> tuple
     for i in indices:
         columns.append(len(docs))
         pos = int(data.positives[i])
-        tokens = np.asarray(mv.vectors[offsets[pos] : offsets[pos + 1]], np.float32)
+        tokens = mv.row(pos)
         docs.append(tokens[data.kept[data.kept_offsets[i] : data.kept_offsets[i + 1]]])
-        docs.extend(np.asarray(mv.vectors[offsets[r] : offsets[r + 1]], np.float32) for r in data.negatives[i])
+        docs.extend(mv.row(int(r)) for r in data.negatives[i])
     q, q_mask = _pad(queries, dim)
     d, d_mask = _pad(docs, dim)
     return (
@@ -360,7 +359,8 @@ def initial_projection(snapshot: Snapshot, options: AdaptOptions, sample: int = 
     """The head before training: principal directions of a sample of the index's token vectors."""
     n = snapshot.multivector.n_vectors
     rows = np.sort(np.random.default_rng(options.seed).choice(n, min(n, sample), replace=False))
-    return principal_directions(np.asarray(snapshot.multivector.vectors[rows]), options.dim)
+    mv = snapshot.multivector
+    return principal_directions(mv.codec.decode(np.asarray(mv.codes[rows])), options.dim)
 
 
 def train_projection(

@@ -50,3 +50,13 @@ def sha256_file(path: Path, block: int = 1 << 22) -> str:
         while chunk := handle.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write named arrays as one uncompressed ``.npz`` (never pickled), beside then renamed."""
+    tmp = path.with_name(path.name + ".part")
+    with open(tmp, "wb") as handle:
+        np.savez(handle, allow_pickle=False, **arrays)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

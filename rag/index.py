@@ -9,8 +9,9 @@ Layout::
         rows/doc_ids.npy             (n,) document id of each row
         dense/vectors.npy            (n, dim) float32 [+ hnsw.faiss above the ANN threshold]
         sparse/*.npy, vocabulary.json  BM25 postings
-        multivector/vectors.f16      (n_tokens, dim) float16, offsets.npy (n + 1,)
-        projected/vectors.f16        the same tokens through the adapted ColBERT head (`rag adapt`), if any
+        multivector/vectors.f16      (n_tokens, dim) float16, or codes.u8 (n_tokens, width) uint8 for the
+                                     binary and pq codecs, + codec.npz (its state), offsets.npy (n + 1,)
+        projected/                   the same tokens through the adapted ColBERT head (`rag adapt`), if any
     DIR/models/adapted-*/            heads trained by `rag adapt` (sentence-transformers Dense layout)
     DIR/store.db                     SQLite document store (unless a store URL is set)
     DIR/.lock                        held by the one writer
@@ -63,6 +64,9 @@ class IndexParams:
     # A ColBERT head trained by `rag adapt` (path relative to the index directory); empty: none.
     late_projection: str = ""
     late_projection_dim: int = 0
+    # How token vectors are stored (rag/token_codec.py): float16, binary or pq; pq_bytes sizes a new pq codec.
+    token_codec: str = "float16"
+    token_codec_pq_bytes: int = 48
 
     @property
     def multivector_dim(self) -> int:
@@ -86,6 +90,8 @@ class IndexParams:
             late_dim=int(manifest["multivector"]["dim"]),
             late_projection=manifest["multivector"].get("projection", ""),
             late_projection_dim=int(manifest["multivector"].get("projection_dim", 0)),
+            token_codec=manifest["multivector"].get("codec", "float16"),
+            token_codec_pq_bytes=int(manifest["multivector"].get("pq_bytes", 48)),
         )
 
     def manifest_sections(self, dense_kind: str) -> dict[str, Any]:
@@ -99,7 +105,8 @@ class IndexParams:
             "bm25": {**asdict(self.bm25), "stopwords": self.bm25_stopwords, "stemmer": self.bm25_stemmer},
             "dense": {"kind": dense_kind, "params": asdict(self.dense)},
             "multivector": {
-                "dtype": "float16",
+                "codec": self.token_codec,
+                "pq_bytes": self.token_codec_pq_bytes,
                 "dim": self.multivector_dim,
                 "model": self.late_model,
                 "projection": self.late_projection,
@@ -130,6 +137,8 @@ def params_from_settings(settings: Settings, dim: int, max_seq_length: int, late
         ),
         late_model=settings.late_model,
         late_dim=late_dim,
+        token_codec=settings.token_codec,
+        token_codec_pq_bytes=settings.token_codec_pq_bytes,
     )
 
 
@@ -219,7 +228,7 @@ class Snapshot:
         projected = projection = None
         if params.late_projection:
             projection = load_head(index_dir / params.late_projection)
-            projected = MultiVectorIndex.load(directory / PROJECTED_DIR, params.late_projection_dim)
+            projected = MultiVectorIndex.load(directory / PROJECTED_DIR, params.token_codec, params.late_projection_dim)
         return cls(
             index_dir=index_dir,
             directory=directory,
@@ -228,7 +237,7 @@ class Snapshot:
             doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
             dense=DenseIndex.load(directory / "dense", params.dense),
             sparse=BM25Index.load(directory / "sparse", params.bm25),
-            multivector=MultiVectorIndex.load(directory / "multivector", params.multivector_dim),
+            multivector=MultiVectorIndex.load(directory / "multivector", params.token_codec, params.multivector_dim),
             store=store,
             projected=projected,
             projection=projection,
@@ -276,6 +285,8 @@ class Snapshot:
             "documents": self.store.count_documents(self.generation),
             "chunks": len(self.chunk_ids),
             "token_vectors": self.multivector.n_vectors,
+            "token_codec": self.params.token_codec,
+            "bytes_per_token_vector": self.multivector.codec.bytes_per_vector,
             "bytes": {
                 "dense": size("dense"),
                 "sparse": size("sparse"),

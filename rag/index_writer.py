@@ -44,10 +44,11 @@ from rag.index import (
     params_from_settings,
     store_for,
 )
-from rag.multivector import MultiVectorWriter
+from rag.multivector import MultiVectorIndex, MultiVectorWriter
 from rag.projection import load_head, project_tokens
 from rag.settings import Settings
 from rag.store import DocumentStore, redact_url
+from rag.token_codec import TokenCodec, make_codec
 
 ENCODE_BLOCK = 1024  # chunks per encoder call: long enough for length-sorted batching, short for memory
 
@@ -71,10 +72,14 @@ class _Projector:
     Rows kept from an older snapshot with the same head are copied; with another head (or none) they
     are projected again from the raw vectors, so a new head never needs the corpus encoded again."""
 
-    def __init__(self, index_dir: Path, params: IndexParams, directory: Path) -> None:
+    def __init__(self, index_dir: Path, params: IndexParams, directory: Path, old: Snapshot | None) -> None:
         self.params = params
         self.weight = load_head(index_dir / params.late_projection) if params.late_projection else None
-        self.writer = MultiVectorWriter(directory, params.late_projection_dim) if params.late_projection else None
+        self.writer = None
+        if params.late_projection:
+            same_head = old is not None and old.params.late_projection == params.late_projection
+            codec = token_codec_for(params, params.late_projection_dim, old.projected if same_head and old else None)
+            self.writer = MultiVectorWriter(directory, codec)
 
     def copy_rows(self, old: Snapshot, rows: np.ndarray) -> None:
         if self.writer is None or self.weight is None:
@@ -100,6 +105,15 @@ class _Projector:
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+
+
+def token_codec_for(params: IndexParams, dim: int, old: MultiVectorIndex | None) -> TokenCodec:
+    """The codec a new snapshot writes with: the old snapshot's own (fitted once, kept for the index's
+    life, so kept rows are copied as bytes), or a new unfitted one when there is none or the codec changes."""
+    fresh = make_codec(params.token_codec, dim, params.token_codec_pq_bytes)
+    if old is not None and old.codec.name == fresh.name and old.dim == dim and old.codec.width == fresh.width:
+        return old.codec
+    return fresh
 
 
 def content_hash(document: Document, collection: str) -> str:
@@ -304,6 +318,19 @@ class IndexWriter:
         params = replace(self.snapshot.params, late_projection=head, late_projection_dim=dim)
         return self._commit(params, None, [], [], [], set())
 
+    def set_codec(self, codec: str, pq_bytes: int | None = None) -> int:
+        """Commit a snapshot whose token vectors (raw and projected) use ``codec``: every vector is
+        decoded and encoded again, no passage is re-run through the model. Returns the new generation."""
+        if self.snapshot is None:
+            raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
+        make_codec(codec, self.snapshot.params.multivector_dim)  # unknown names fail before any work
+        params = replace(
+            self.snapshot.params,
+            token_codec=codec,
+            token_codec_pq_bytes=self.snapshot.params.token_codec_pq_bytes if pq_bytes is None else pq_bytes,
+        )
+        return self._commit(params, None, [], [], [], set())
+
     def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
         """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
         validate_documents(documents)
@@ -368,8 +395,9 @@ class IndexWriter:
             sparse = BM25Index.empty(params.bm25)
             chunk_ids, doc_ids = [], []
 
-        writer = MultiVectorWriter(tmp / "multivector", params.multivector_dim)
-        projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR)
+        codec = token_codec_for(params, params.multivector_dim, old.multivector if old is not None else None)
+        writer = MultiVectorWriter(tmp / "multivector", codec)
+        projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR, old)
         late = self.late_encoder
         try:
             if old is not None:

@@ -39,23 +39,37 @@ def maxsim_packed(
 ) -> np.ndarray:
     """Packed form, no padding: document ``d`` owns ``tokens[offsets[d]:offsets[d + 1]]``.
 
-    ``query`` (n_q, dim); ``tokens`` (n_tokens, dim); ``offsets`` (n_docs + 1,). One matrix product
-    over all candidate tokens, then a segmented max: the fast path for reranking. Returns (n_docs,).
-    A document without tokens scores 0.
+    ``query`` (n_q, dim); ``tokens`` (n_tokens, dim) float; ``offsets`` (n_docs + 1,). One matrix product
+    over all candidate tokens, then a segmented max. Returns (n_docs,); a document without tokens scores 0.
     """
-    q = np.asarray(query, np.float32)
+    if len(tokens) == 0:
+        return np.zeros(len(offsets) - 1, np.float32)
+    return segment_maxsim(token_similarities(query, tokens), offsets, query_weights)
+
+
+def token_similarities(query: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    """(n_tokens, n_q) float32 inner products of float16/float32 ``tokens`` with the ``query`` tokens."""
+    # torch widens float16 and multiplies several times faster than numpy here (docs/benchmarks.md)
+    sims = torch.from_numpy(np.ascontiguousarray(tokens)).float() @ torch.from_numpy(np.asarray(query, np.float32)).T
+    return sims.numpy()
+
+
+def segment_maxsim(
+    similarities: np.ndarray, offsets: np.ndarray, query_weights: np.ndarray | None = None
+) -> np.ndarray:
+    """``score[d] = sum_i w_i * max_{t in d} similarities[t, i]`` for (n_tokens, n_q) ``similarities`` of
+    packed documents (document ``d`` owns rows ``offsets[d]:offsets[d + 1]``). Returns (n_docs,) float32;
+    a document without tokens scores 0."""
     n_docs = len(offsets) - 1
-    weights = np.ones(len(q), np.float32) if query_weights is None else np.asarray(query_weights, np.float32)
-    if n_docs == 0:
-        return np.zeros(0, np.float32)
+    n_q = similarities.shape[1] if similarities.ndim == 2 else 0
+    weights = np.ones(n_q, np.float32) if query_weights is None else np.asarray(query_weights, np.float32)
+    scores = np.zeros(max(n_docs, 0), np.float32)
+    if n_docs <= 0:
+        return scores
     starts = np.asarray(offsets[:-1], np.int64)
-    lengths = np.diff(np.asarray(offsets, np.int64))
-    nonempty = lengths > 0
-    scores = np.zeros(n_docs, np.float32)
+    nonempty = np.diff(np.asarray(offsets, np.int64)) > 0
     if not nonempty.any():
         return scores
-    # torch converts float16 and multiplies several times faster than numpy here (bench/query_latency.py)
-    sims = (torch.from_numpy(q) @ torch.from_numpy(np.ascontiguousarray(tokens)).float().T).numpy()
-    best = np.maximum.reduceat(sims, starts[nonempty], axis=1)  # (n_q, n_nonempty)
-    scores[nonempty] = weights @ best
+    best = np.maximum.reduceat(similarities, starts[nonempty], axis=0)  # (n_nonempty, n_q)
+    scores[nonempty] = best @ weights
     return scores

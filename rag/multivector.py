@@ -1,4 +1,5 @@
-"""Multi-vector index: every chunk's token vectors in one memory-mapped array, with row offsets."""
+"""Multi-vector index: every chunk's token vectors, encoded by the index's codec, in one memory-mapped
+array with row offsets."""
 
 from __future__ import annotations
 
@@ -9,17 +10,22 @@ from typing import BinaryIO
 import numpy as np
 
 from rag.arrays import load_array, save_array
+from rag.maxsim import segment_maxsim
+from rag.token_codec import TokenCodec, evenly_spaced_sample, load_codec
 
-VECTORS_FILE = "vectors.f16"  # raw (n_tokens, dim) float16, shape recorded in the manifest
-OFFSETS_FILE = "offsets.npy"  # (n_rows + 1,) int64; row i owns vectors[offsets[i]:offsets[i+1]]
+OFFSETS_FILE = "offsets.npy"  # (n_rows + 1,) int64; row i owns codes[offsets[i]:offsets[i+1]]
+READ_BLOCK = 1 << 18  # token vectors read or re-encoded at once: bounded memory on large indexes
 
 
 class MultiVectorIndex:
-    """Read side: token vectors of row ``i`` are ``vectors[offsets[i]:offsets[i + 1]]``, (n_tokens, dim) float16."""
+    """Read side: row ``i``'s token vectors are ``codec.decode(codes[offsets[i]:offsets[i + 1]])``.
 
-    def __init__(self, vectors: np.ndarray, offsets: np.ndarray) -> None:
-        self.vectors = vectors
+    ``codes`` is (n_tokens, codec.width), memory-mapped: only the candidates' pages are read."""
+
+    def __init__(self, codes: np.ndarray, offsets: np.ndarray, codec: TokenCodec) -> None:
+        self.codes = codes
         self.offsets = offsets
+        self.codec = codec
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -30,62 +36,110 @@ class MultiVectorIndex:
 
     @property
     def dim(self) -> int:
-        return int(self.vectors.shape[1])
+        return self.codec.dim
 
     def row(self, i: int) -> np.ndarray:
-        return np.asarray(self.vectors[self.offsets[i] : self.offsets[i + 1]])
+        """(n_tokens, dim) float32 token vectors of row ``i`` (decoded)."""
+        return self.decode_range(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def decode_range(self, start: int, stop: int) -> np.ndarray:
+        """Token vectors ``start:stop`` of the whole array, decoded: (stop - start, dim) float32."""
+        return self.codec.decode(np.asarray(self.codes[start:stop]))
+
+    def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The codes of ``rows``, packed: ((n_tokens, width) codes, (len(rows) + 1,) int64 offsets)."""
+        rows = np.asarray(rows, np.int64)
+        offsets = np.asarray(self.offsets)
+        starts, stops = offsets[rows], offsets[rows + 1]
+        packed = np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64)
+        codes = np.concatenate([self.codes[a:b] for a, b in zip(starts, stops, strict=True)]) if len(rows) else None
+        return (codes if codes is not None else np.zeros((0, self.codec.width), self.codec.code_dtype)), packed
+
+    def maxsim(self, query: np.ndarray, rows: np.ndarray, query_weights: np.ndarray | None = None) -> np.ndarray:
+        """MaxSim of (n_q, dim) query token vectors against each row in ``rows``: (len(rows),) float32."""
+        codes, packed = self.gather(rows)
+        if len(codes) == 0:
+            return np.zeros(len(rows), np.float32)
+        return segment_maxsim(self.codec.similarities(query, codes), packed, query_weights)
 
     @classmethod
-    def load(cls, directory: Path, dim: int) -> MultiVectorIndex:
+    def load(cls, directory: Path, codec_name: str, dim: int) -> MultiVectorIndex:
         offsets = load_array(directory / OFFSETS_FILE)
+        codec = load_codec(directory, codec_name, dim)
         n_vectors = int(offsets[-1]) if len(offsets) else 0
-        path = directory / VECTORS_FILE
         if n_vectors == 0:
-            vectors = np.zeros((0, dim), np.float16)
+            codes = np.zeros((0, codec.width), codec.code_dtype)
         else:
-            vectors = np.memmap(path, dtype=np.float16, mode="r", shape=(n_vectors, dim))
-        return cls(vectors, offsets)
+            path = directory / codec.file_name
+            codes = np.memmap(path, dtype=codec.code_dtype, mode="r", shape=(n_vectors, codec.width))
+        return cls(codes, offsets, codec)
 
 
 class MultiVectorWriter:
-    """Streams token vectors to a new snapshot's file, so no full copy is held in memory."""
+    """Streams encoded token vectors to a new snapshot's file, so no full copy is held in memory.
 
-    def __init__(self, directory: Path, dim: int) -> None:
+    An unfitted codec is fitted on the first vectors it sees: an even sample of the source when rows
+    are copied from an index with another codec, else the first appended block."""
+
+    def __init__(self, directory: Path, codec: TokenCodec) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.dim = dim
-        self._handle: BinaryIO = open(directory / VECTORS_FILE, "wb")  # noqa: SIM115 - closed in finish()
+        self.codec = codec
+        self._handle: BinaryIO = open(directory / codec.file_name, "wb")  # noqa: SIM115 - closed in finish()
         self._offsets: list[int] = [0]
 
-    def copy_rows(self, source: MultiVectorIndex, rows: np.ndarray, max_run: int = 1 << 20) -> None:
-        """Append rows of an older snapshot, in order, copying each run of consecutive rows at once."""
+    @property
+    def dim(self) -> int:
+        return self.codec.dim
+
+    def copy_rows(self, source: MultiVectorIndex, rows: np.ndarray) -> None:
+        """Append rows of an older snapshot, in order: codes are copied as bytes when they mean the same
+        here, else decoded and encoded again (a codec change), a bounded block at a time."""
         rows = np.asarray(rows, np.int64)
         if len(rows) == 0:
             return
+        same = self.codec.fitted and self.codec.same_codes_as(source.codec)
+        if not self.codec.fitted:
+            lo, hi = np.asarray(source.offsets)[rows], np.asarray(source.offsets)[rows + 1]
+            token_rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
+            self.codec.fit(
+                source.codec.decode(np.asarray(source.codes[token_rows[evenly_spaced_sample(len(token_rows))]]))
+            )
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for run in np.split(rows, breaks):
             first, last = int(run[0]), int(run[-1])
             lo, hi = int(source.offsets[first]), int(source.offsets[last + 1])
-            for start in range(lo, hi, max_run):  # bounded reads keep memory flat on huge runs
-                block = np.asarray(source.vectors[start : min(start + max_run, hi)], dtype=np.float16)
-                self._handle.write(np.ascontiguousarray(block).tobytes())
+            for start in range(lo, hi, READ_BLOCK):
+                block = np.asarray(source.codes[start : min(start + READ_BLOCK, hi)])
+                codes = block if same else self.codec.encode(source.codec.decode(block))
+                self._handle.write(np.ascontiguousarray(codes, self.codec.code_dtype).tobytes())
             lengths = np.diff(np.asarray(source.offsets[first : last + 2]))
             self._offsets.extend((self._offsets[-1] + np.cumsum(lengths)).tolist())
 
     def append(self, token_vectors: Iterable[np.ndarray]) -> None:
-        for vectors in token_vectors:
+        """Append one row per (n_tokens, dim) float32 array."""
+        blocks = list(token_vectors)
+        for vectors in blocks:
             if vectors.ndim != 2 or vectors.shape[1] != self.dim:
                 raise ValueError(f"token vectors must be (n, {self.dim}), got {vectors.shape}")
-            self._handle.write(np.ascontiguousarray(vectors, dtype=np.float16).tobytes())
-            self._offsets.append(self._offsets[-1] + len(vectors))
+        if not blocks:
+            return
+        stacked = np.concatenate(blocks).astype(np.float32, copy=False)
+        if not self.codec.fitted:
+            self.codec.fit(stacked[evenly_spaced_sample(len(stacked))])
+        self._handle.write(np.ascontiguousarray(self.codec.encode(stacked), self.codec.code_dtype).tobytes())
+        self._offsets.extend((self._offsets[-1] + np.cumsum([len(v) for v in blocks])).tolist())
 
     def finish(self) -> int:
-        """Flush, fsync and write the offsets; returns the number of token vectors written."""
+        """Flush, fsync and write the codec state and the offsets; returns the number of token vectors."""
         import os
 
+        if not self.codec.fitted:  # nothing was written: fit on nothing so the empty index still loads
+            self.codec.fit(np.zeros((1, self.dim), np.float32))
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._handle.close()
+        self.codec.save(self.directory)
         save_array(self.directory / OFFSETS_FILE, np.asarray(self._offsets, np.int64))
         return self._offsets[-1]
 

@@ -32,7 +32,6 @@ from rag.generator_llamacpp import LlamaCppGenerator, bundled_smollm2_path
 from rag.generator_remote import RemoteGenerator
 from rag.generator_transformers import TransformersGenerator
 from rag.index import Snapshot
-from rag.maxsim import maxsim_packed
 from rag.projection import project_tokens
 from rag.query_weights import query_token_weights
 from rag.settings import Settings
@@ -262,10 +261,7 @@ class Pipeline:
         if self.adapted and self.snapshot.projected is not None and self.snapshot.projection is not None:
             mv = self.snapshot.projected
             query_tokens = project_tokens(query_tokens, self.snapshot.projection)
-        offsets = np.asarray(mv.offsets)
-        tokens = np.concatenate([mv.vectors[offsets[r] : offsets[r + 1]] for r in rows])  # float16, packed
-        packed = np.concatenate([[0], np.cumsum(offsets[rows + 1] - offsets[rows])])
-        return maxsim_packed(query_tokens, tokens, packed, query_weights)
+        return mv.maxsim(query_tokens, rows, query_weights)
 
     def _hits(
         self,

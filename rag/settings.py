@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     dense_hnsw_ef_construction: int = 200
     dense_hnsw_ef_search: int = 128
 
+    # Token vectors of the multi-vector index (fixed per index at build; `rag index compress` changes it):
+    # float16 (768 B per vector), binary (1 bit per dimension, 48 B) or pq (pq_bytes bytes, 48 by default).
+    token_codec: Literal["float16", "binary", "pq"] = "float16"
+    token_codec_pq_bytes: int = Field(default=48, ge=1)
+
     # Store: SQLAlchemy URL; empty means a SQLite file inside the index directory.
     store_url: str = ""
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 
 from rag.dense import DenseIndex, DenseParams
+from rag.codec_float16 import Float16Codec
 from rag.multivector import MultiVectorIndex, MultiVectorWriter
 
 
@@ -53,18 +54,18 @@ def test_keep_drops_rows() -> None:
 def test_multivector_roundtrip_and_copy(tmp_path) -> None:
     rng = np.random.default_rng(3)
     rows = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 1, 5, 2)]
-    writer = MultiVectorWriter(tmp_path / "a", 8)
+    writer = MultiVectorWriter(tmp_path / "a", Float16Codec(8))
     writer.append(rows)
     assert writer.finish() == 11
-    index = MultiVectorIndex.load(tmp_path / "a", 8)
+    index = MultiVectorIndex.load(tmp_path / "a", "float16", 8)
     assert len(index) == 4 and index.n_vectors == 11
     for i, expected in enumerate(rows):
         assert np.allclose(index.row(i), expected.astype(np.float16))
-    copy = MultiVectorWriter(tmp_path / "b", 8)
+    copy = MultiVectorWriter(tmp_path / "b", Float16Codec(8))
     copy.copy_rows(index, np.array([0, 2, 3]))
     copy.append([rows[1]])
     copy.finish()
-    copied = MultiVectorIndex.load(tmp_path / "b", 8)
+    copied = MultiVectorIndex.load(tmp_path / "b", "float16", 8)
     for i, source in enumerate([0, 2, 3]):
         assert np.array_equal(copied.row(i), index.row(source))
     assert np.array_equal(copied.row(3), index.row(1))

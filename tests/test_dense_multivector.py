@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.dense import DenseIndex, DenseParams
 from rag.codec_float16 import Float16Codec
+from rag.dense import DenseIndex, DenseParams
 from rag.multivector import MultiVectorIndex, MultiVectorWriter
 
 

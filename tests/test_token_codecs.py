@@ -137,14 +137,14 @@ def test_index_built_compressed_and_converted_ranks_like_float16(
     assert snapshots["pq"].stats()["bytes"]["multivector"] < snapshots["f16"].stats()["bytes"]["multivector"] / 10
     pipelines = {name: Pipeline(snap, settings, encoder) for name, snap in snapshots.items()}
     ids = {d.id for d in scifact_docs}
-    qrels = {}
+    qrels: dict[str, set[str]] = {}
     for line in (scifact_dir / "qrels" / "test.tsv").read_text().splitlines()[1:]:
         qid, doc, _ = line.split("\t")
         if doc in ids:
             qrels.setdefault(qid, set()).add(doc)
     questions = [q["text"] for q in read_jsonl(scifact_dir / "queries.jsonl") if q["_id"] in qrels]
     questions += [d.title for d in scifact_docs[:10]]
-    agreement = {"pq": [], "bin": []}
+    agreement: dict[str, list[bool]] = {"pq": [], "bin": []}
     for question in questions:
         reference = _top(pipelines["f16"], question, 3)
         for name in agreement:

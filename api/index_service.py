@@ -37,7 +37,7 @@ class IndexService:
         """Create an empty index when there is none, load the live snapshot and warm the encoder."""
         if current_snapshot_name(self.index_dir) is None:
             settings = self.settings
-            self._encoder = Encoder(settings.encoder_model, settings.encoder_batch_size, settings.torch_threads)
+            self._encoder = Encoder.from_settings(settings)
             with IndexWriter(self.index_dir, settings, encoder=self._encoder, show_progress=False) as writer:
                 if writer.snapshot is None:
                     writer.upsert([], "default")

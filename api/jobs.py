@@ -221,7 +221,9 @@ class JobRunner:
         service = self.service
         if self._encoder is None:
             shared = service.encoder
-            self._encoder = Encoder(shared.model_name_or_path, shared.batch_size, shared.torch_threads)
+            self._encoder = Encoder(
+                shared.model_name_or_path, shared.batch_size, shared.torch_threads, shared.backend, shared.cache_dir
+            )
         with IndexWriter(
             service.index_dir, service.settings, encoder=self._encoder, show_progress=False, on_progress=progress
         ) as writer:

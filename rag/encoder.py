@@ -6,14 +6,18 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.encoder_runtime import BACKENDS, Backend, compile_transformer, default_cache_dir
 from rag.errors import ModelError
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from rag.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,37 @@ def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
 class Encoder:
     """Lazily loaded sentence-transformers model; nothing is read from disk until first use."""
 
-    def __init__(self, model_name_or_path: str, batch_size: int = 32, torch_threads: int = 0) -> None:
+    def __init__(
+        self,
+        model_name_or_path: str,
+        batch_size: int = 32,
+        torch_threads: int = 0,
+        backend: Backend = "torch",
+        cache_dir: Path | None = None,
+    ) -> None:
+        """``backend``: torch, or a compiled runtime of the same weights (rag/encoder_runtime.py), exported
+        into ``cache_dir`` on first use."""
+        if backend not in BACKENDS:
+            raise ModelError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.model_name_or_path = model_name_or_path
         self.batch_size = batch_size
         self.torch_threads = torch_threads
+        self.backend = backend
+        self.cache_dir = cache_dir or default_cache_dir()
         self._tokenizer_lock = threading.Lock()
         self._model: SentenceTransformer | None = None
+        self._runtime: Any = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, model_name_or_path: str | None = None) -> Encoder:
+        return cls(
+            model_name_or_path or settings.encoder_model,
+            settings.encoder_batch_size,
+            settings.torch_threads,
+            settings.encoder_backend,
+            Path(settings.encoder_cache_dir) if settings.encoder_cache_dir else None,
+        )
 
     @property
     def model(self) -> SentenceTransformer:
@@ -66,7 +94,26 @@ class Encoder:
         except Exception as exc:  # the library raises many kinds; one clear message here
             raise ModelError(f"cannot load encoder {self.model_name_or_path!r}: {exc}") from exc
         model.eval()
+        if self.backend != "torch":
+            folder = Path(self.model_name_or_path)
+            if not folder.is_dir():
+                raise ModelError(f"the {self.backend} backend needs a local model folder, not {folder}")
+            self._runtime = compile_transformer(
+                model[0].auto_model, folder, self.backend, self.cache_dir, self.torch_threads
+            )
         return model
+
+    def _forward(self, features: dict[str, Any]) -> dict[str, Any]:
+        """The model's outputs (``token_embeddings``, ``sentence_embedding``) for one tokenised batch."""
+        model = self.model
+        if self._runtime is None:
+            return model(features)
+        import torch
+
+        out = {**features, "token_embeddings": torch.from_numpy(self._runtime(features))}
+        for module in list(model)[1:]:  # pooling and normalising, as the model defines them
+            out = module(out)
+        return out
 
     @property
     def dim(self) -> int:
@@ -119,7 +166,6 @@ class Encoder:
         import torch
 
         n = len(texts)
-        model = self.model
         if n == 0:
             return Encoded(dense=np.zeros((0, self.dim), np.float32), tokens=[])
         # Sorting by length keeps padding (wasted compute) small, as sentence-transformers does.
@@ -130,7 +176,7 @@ class Encoder:
             for start in range(0, n, self.batch_size):
                 batch_idx = order[start : start + self.batch_size]
                 features = self._preprocess([texts[i] for i in batch_idx])
-                out = model(features)
+                out = self._forward(features)
                 mask = features["attention_mask"].bool()
                 token_emb = out["token_embeddings"].float()
                 dense[batch_idx] = out["sentence_embedding"].float().cpu().numpy()

@@ -205,7 +205,7 @@ class IndexWriter:
     def encoder(self) -> Encoder:
         if self._encoder is None:
             model = self.snapshot.params.encoder_model if self.snapshot else self.settings.encoder_model
-            self._encoder = Encoder(model, self.settings.encoder_batch_size, self.settings.torch_threads)
+            self._encoder = Encoder.from_settings(self.settings, model)
         return self._encoder
 
     @property

@@ -140,9 +140,7 @@ class Pipeline:
         self.adapted = adapted and snapshot.projected is not None
         self.retrieval_gate = retrieval_gate
         self.settings = settings
-        self.encoder = encoder or Encoder(
-            snapshot.params.encoder_model, settings.encoder_batch_size, settings.torch_threads
-        )
+        self.encoder = encoder or Encoder.from_settings(settings, snapshot.params.encoder_model)
         # Shared, not copied: a pipeline for the next snapshot keeps the generators already loaded.
         self.generators: dict[str, Generator] = generators if generators is not None else {}
         late_model = snapshot.params.late_model

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     # Encoder: one forward pass gives token vectors and the mean-pooled dense vector.
     encoder_model: str = Field(default_factory=bundled_encoder_path)
     encoder_batch_size: int = 32
+    # torch, or the same weights exported to ONNX Runtime (float32 or int8) or OpenVINO on first use
+    # (rag/encoder_runtime.py; speed and quality in docs/benchmarks.md). Exports are cached in encoder_cache_dir
+    # (empty: ~/.cache/rag-late/encoders).
+    encoder_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
+    encoder_cache_dir: str = ""
     # Late-interaction (MaxSim) model: empty reuses the encoder's own token vectors (one forward
     # pass per passage); a path to a PyLate or Stanford ColBERT checkpoint uses that model instead.
     late_model: str = ""

@@ -87,6 +87,8 @@ class Encoder:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        if self.backend != "torch" and not Path(self.model_name_or_path).is_dir():
+            raise ModelError(f"the {self.backend} backend needs a local model folder, not {self.model_name_or_path}")
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
         try:
@@ -95,11 +97,8 @@ class Encoder:
             raise ModelError(f"cannot load encoder {self.model_name_or_path!r}: {exc}") from exc
         model.eval()
         if self.backend != "torch":
-            folder = Path(self.model_name_or_path)
-            if not folder.is_dir():
-                raise ModelError(f"the {self.backend} backend needs a local model folder, not {folder}")
             self._runtime = compile_transformer(
-                model[0].auto_model, folder, self.backend, self.cache_dir, self.torch_threads
+                model[0].auto_model, Path(self.model_name_or_path), self.backend, self.cache_dir, self.torch_threads
             )
         return model
 

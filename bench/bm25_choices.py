@@ -18,10 +18,18 @@ import time
 import numpy as np
 from ranx import Qrels, Run, evaluate
 
-from bench.common import DATASETS, RESULTS, percentiles_ms, print_table, read_jsonl, read_qrels, write_result
+from bench.common import (
+    DATASETS,
+    RESULTS,
+    percentiles_ms,
+    print_table,
+    read_jsonl,
+    read_qrels,
+    replicated_passages,
+    write_result,
+)
 from rag.bm25 import BM25Index, BM25Params
 from rag.bm25_tokenizer import make_tokenizer
-from rag.evidence import sentences
 from rag.settings import Settings
 
 VARIANTS = [
@@ -73,17 +81,7 @@ def quality() -> list[dict]:
 
 
 def latency(n_chunks: int) -> dict:
-    passages: list[str] = []
-    for dataset in ("scifact", "squad-dev-a"):
-        for d in read_jsonl(DATASETS / dataset / "corpus.jsonl"):
-            parts = sentences(d["text"])
-            passages.extend(" ".join(parts[i : i + 2]) for i in range(0, max(1, len(parts) - 1)))
-    real = len(passages)
-    copies = 0
-    while len(passages) < n_chunks:  # repeat real text, each copy with its own marker token
-        copies += 1
-        passages.extend(f"{p} copy{copies}" for p in passages[:real])
-    passages = passages[:n_chunks]
+    passages, real, copies = replicated_passages(n_chunks)
     settings = Settings()  # the defaults this bench chose
     tokenize = make_tokenizer(settings.bm25_stopwords, settings.bm25_stemmer)
     start = time.perf_counter()

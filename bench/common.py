@@ -34,6 +34,24 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
     return qrels
 
 
+def replicated_passages(n_chunks: int) -> tuple[list[str], int, int]:
+    """``n_chunks`` passages of real text: sentence pairs of scifact and squad-dev-a, repeated with a
+    marker token per copy when the corpora hold fewer. Returns (passages, distinct real ones, copies)."""
+    from rag.evidence import sentences
+
+    passages: list[str] = []
+    for dataset in ("scifact", "squad-dev-a"):
+        for d in read_jsonl(DATASETS / dataset / "corpus.jsonl"):
+            parts = sentences(d["text"])
+            passages.extend(" ".join(parts[i : i + 2]) for i in range(0, max(1, len(parts) - 1)))
+    real = len(passages)
+    copies = 0
+    while len(passages) < n_chunks:  # repeat real text, each copy with its own marker token
+        copies += 1
+        passages.extend(f"{p} copy{copies}" for p in passages[:real])
+    return passages[:n_chunks], min(real, n_chunks), copies
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far, MiB."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

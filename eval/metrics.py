@@ -30,6 +30,8 @@ def retrieval_metrics(
     ranx_qrels = Qrels({q: dict(d) for q, d in qrels.items()})
     ranx_run = Run(run)
     means = evaluate(ranx_qrels, ranx_run, list(metrics), make_comparable=True)
+    if not isinstance(means, dict):  # ranx answers a bare number when asked for one metric
+        means = {metrics[0]: means}
     per_query = {
         m: dict(zip(ranx_run.keys(), map(float, ranx_run.scores[m].values()), strict=True))
         if isinstance(ranx_run.scores.get(m), dict)

@@ -55,6 +55,7 @@ from rag.settings import Settings
 from rag.token_codec import CODEC_NAMES, TokenCodec, evenly_spaced_sample, make_codec
 
 CANDIDATES = 100
+Retriever = Callable[[str], tuple[list[tuple[str, float]], dict[str, float]]]  # ranking, stage timings (ms)
 CODEC_COLUMNS = ("codec", "bytes/vector", "multivector MB", "encode s", "maxsim p50 ms", "maxsim p95 ms", "ndcg@10")
 
 
@@ -348,7 +349,7 @@ def scale_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # --- the peer ----------------------------------------------------------------------------------------
 
 
-def langchain_ensemble(snapshot: Snapshot, model: str, depth: int) -> Callable[[str], list[tuple[str, float]]]:
+def langchain_ensemble(snapshot: Snapshot, model: str, depth: int) -> Retriever:
     """LangChain's EnsembleRetriever over the index's own passages and MiniLM vectors: BM25Retriever
     (rank_bm25 over ``str.split``, its default) + FAISS (the vectors MiniLM gave at indexing, the query
     embedded by HuggingFaceEmbeddings with the same model), equal weights, RRF c=60, ``depth`` from each."""
@@ -369,23 +370,25 @@ def langchain_ensemble(snapshot: Snapshot, model: str, depth: int) -> Callable[[
     store = FAISS.from_embeddings(list(zip(texts, vectors.tolist(), strict=True)), embeddings, metadatas=metadatas)
     ensemble = EnsembleRetriever(retrievers=[bm25, store.as_retriever(search_kwargs={"k": depth})], weights=[0.5, 0.5])
 
-    def retrieve(question: str) -> list[tuple[str, float]]:
+    def retrieve(question: str) -> tuple[list[tuple[str, float]], dict[str, float]]:
         found = ensemble.invoke(question)
-        return [(d.metadata["chunk_id"], float(len(found) - i)) for i, d in enumerate(found)]
+        return [(d.metadata["chunk_id"], float(len(found) - i)) for i, d in enumerate(found)], {}
 
     return retrieve
 
 
-def ours(pipeline: Pipeline) -> Callable[[str], list[tuple[str, float]]]:
-    def retrieve(question: str) -> list[tuple[str, float]]:
-        result = pipeline.retrieve(question, top_k=CANDIDATES)
-        return result.rankings[result.final_stage]
+def ours(pipeline: Pipeline) -> Retriever:
+    """The query path as served: hits (top_k, texts fetched from the store) and every stage's ranking."""
+
+    def retrieve(question: str) -> tuple[list[tuple[str, float]], dict[str, float]]:
+        result = pipeline.retrieve(question)
+        return result.rankings[result.final_stage], result.timings_ms
 
     return retrieve
 
 
 def bench_peer(
-    systems: dict[str, tuple[Snapshot, Callable[[str], list[tuple[str, float]]]]],
+    systems: dict[str, tuple[Snapshot, Retriever]],
     queries: list[dict[str, Any]],
     qrels: dict[str, dict[str, int]],
 ) -> list[dict[str, Any]]:
@@ -394,12 +397,16 @@ def bench_peer(
         chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
         for q in queries[:10]:
             retrieve(q["text"])
-        run, latency = {}, []
+        run: dict[str, dict[str, float]] = {}
+        latency: list[float] = []
+        stages: dict[str, list[float]] = {}
         for q in queries:
             start = time.perf_counter()
-            ranking = retrieve(q["text"])
+            ranking, timings = retrieve(q["text"])
             latency.append(time.perf_counter() - start)
             run[q["_id"]] = document_scores(ranking, chunk_to_doc)
+            for stage, ms in timings.items():
+                stages.setdefault(stage, []).append(ms / 1000)
         metrics = retrieval_metrics({q["_id"]: qrels[q["_id"]] for q in queries}, run, ["ndcg@10", "recall@100"])[0]
         rows.append(
             {
@@ -408,6 +415,7 @@ def bench_peer(
                 "recall@100": metrics["recall@100"],
                 "p50 ms": percentiles_ms(latency)["p50"],
                 "p95 ms": percentiles_ms(latency)["p95"],
+                "stages p50 ms": {stage: percentiles_ms(v)["p50"] for stage, v in stages.items()},
             }
         )
     peer = float(rows[0]["p50 ms"])
@@ -480,7 +488,7 @@ def main() -> None:
         print_table(rows, list(rows[0]))
 
     if "peer" not in skip:
-        systems: dict[str, tuple[Snapshot, Callable[[str], list[tuple[str, float]]]]] = {
+        systems: dict[str, tuple[Snapshot, Retriever]] = {
             "LangChain EnsembleRetriever (BM25Retriever + FAISS)": (
                 snapshot,
                 langchain_ensemble(snapshot, snapshot.params.encoder_model, settings.candidate_depth),
@@ -495,6 +503,9 @@ def main() -> None:
         out["peer"] = bench_peer(systems, queries, qrels)
         print(f"\nside by side on scifact ({len(queries)} queries, retrieval only, one query at a time)")
         print_table(out["peer"], ["system", "ndcg@10", "recall@100", "p50 ms", "p95 ms", "peer p50 / p50"])
+        for row in out["peer"]:
+            if row["stages p50 ms"]:
+                print(f"  {row['system']}: " + ", ".join(f"{k} {v:.2f}" for k, v in row["stages p50 ms"].items()))
 
     out["peak_rss_mib"] = peak_rss_mib()
     write_result("run", out)

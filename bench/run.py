@@ -427,12 +427,21 @@ def bench_peer(
 # --- main ------------------------------------------------------------------------------------------
 
 
+def _queries(dataset: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, int]]]:
+    """The test queries that have qrels, and the qrels."""
+    qrels = read_qrels(DATASETS / dataset / "qrels" / "test.tsv")
+    return [q for q in read_jsonl(DATASETS / dataset / "queries.jsonl") if q["_id"] in qrels], qrels
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, default=Path("data/scifact-index"), help="scifact index (float16)")
     parser.add_argument("--fast-index", type=Path, default=None, help="scifact index built for speed (see docs)")
     parser.add_argument("--fast-backend", default="onnx-int8", choices=BACKENDS)
     parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument(
+        "--codec-index", action="append", default=[], help="DATASET=DIR: also compare codecs on this dataset's index"
+    )
     parser.add_argument("--skip", default="", help="comma-separated sections to leave out")
     parser.add_argument("--scale-child", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
@@ -446,9 +455,7 @@ def main() -> None:
     settings = Settings()
     snapshot = Snapshot.load(args.index, settings)
     pipeline = Pipeline(snapshot, settings)
-    queries = read_jsonl(DATASETS / "scifact" / "queries.jsonl")
-    qrels = read_qrels(DATASETS / "scifact" / "qrels" / "test.tsv")
-    queries = [q for q in queries if q["_id"] in qrels]
+    queries, qrels = _queries("scifact")
     out: dict[str, Any] = {"command": " ".join(["python -m bench.run", *sys.argv[1:]]), "index": str(args.index)}
 
     if "encoders" not in skip:
@@ -460,22 +467,14 @@ def main() -> None:
         print_table(out["encoders"], ["backend", "passages", "passages/s", "speed-up", "query p50 ms", "query p95 ms"])
 
     if "codecs" not in skip:
-        fixed = fixed_candidates(pipeline, queries)
-        out["codecs"] = bench_codecs(snapshot, fixed, qrels)
-        print(f"\ntoken-vector codecs: MaxSim of the RRF top {CANDIDATES} on scifact ({len(fixed)} queries)")
-        print_table(
-            out["codecs"],
-            [
-                "codec",
-                "bytes/vector",
-                "multivector MB",
-                "encode s",
-                "maxsim p50 ms",
-                "maxsim p95 ms",
-                "ndcg@10",
-                "loss vs float16 (pt)",
-            ],
-        )
+        out["codecs"] = {}
+        for dataset, directory in [("scifact", args.index), *(tuple(x.split("=", 1)) for x in args.codec_index)]:
+            data_snapshot = snapshot if dataset == "scifact" else Snapshot.load(Path(directory), settings)
+            data_queries, data_qrels = _queries(dataset)
+            fixed = fixed_candidates(Pipeline(data_snapshot, settings, pipeline.encoder), data_queries)
+            out["codecs"][dataset] = bench_codecs(data_snapshot, fixed, data_qrels)
+            print(f"\ntoken-vector codecs: MaxSim of the RRF top {CANDIDATES} on {dataset} ({len(fixed)} queries)")
+            print_table(out["codecs"][dataset], [*CODEC_COLUMNS, "loss vs float16 (pt)"])
 
     if "scale" not in skip:
         sizes = [int(s) for s in args.sizes.split(",") if s]

@@ -24,6 +24,26 @@ class DenseParams:
         return "hnsw" if n_rows > self.ann_threshold else "flat"
 
 
+SMALL_BATCH = 8  # flat search of this few queries: one BLAS product beats FAISS's OpenMP set-up (bench/run.py)
+
+
+def _exact_search(
+    vectors: np.ndarray, queries: np.ndarray, n: int, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top ``n`` by inner product, as ``IndexFlatIP`` returns it (rows -1 past the allowed ones).
+
+    For one query over 10k vectors: 0.18 ms against FAISS's 0.8 ms, which pays for its thread pool."""
+    scores = queries @ vectors.T  # (q, n_rows)
+    if allowed is not None:
+        scores[:, ~allowed] = -np.inf
+    top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    top_scores = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -top_scores), axis=1)
+    rows, best = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_scores, order, axis=1)
+    missing = ~np.isfinite(best)
+    return np.where(missing, -1, rows).astype(np.int64), np.where(missing, -np.inf, best).astype(np.float32)
+
+
 def _faiss() -> Any:
     import faiss
 
@@ -87,6 +107,8 @@ class DenseIndex:
         n = min(n, len(self))
         if n == 0:
             return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32)
+        if self.kind == "flat" and len(queries) <= SMALL_BATCH:
+            return _exact_search(np.asarray(self.vectors, np.float32), queries, n, allowed)
         params = None
         if allowed is not None:
             selector = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))

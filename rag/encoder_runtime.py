@@ -119,6 +119,9 @@ class CompiledTransformer:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            # No busy-waiting after a run: on two cores the spinning threads slowed the FAISS and torch
+            # work that follows the query encoding.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._compiled = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def __call__(self, features: dict[str, Any]) -> np.ndarray:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from rag.colbert import ColBERTEncoder
 from rag.encoder import Encoder
@@ -117,6 +117,12 @@ def make_generator(name: str, settings: Settings) -> Generator:
     raise InputError(f"unknown generator {name!r}: use 'local', 'remote' or 'transformers'")
 
 
+def _with_chunk_ids(chunk_ids: np.ndarray, ranking: list[tuple[int, float]]) -> list[tuple[str, float]]:
+    """(chunk id, score) for (row, score); one gather per ranking, not one memory-map read per row."""
+    ids = np.asarray(chunk_ids[np.fromiter((r for r, _ in ranking), np.int64, len(ranking))]).tolist()
+    return [(str(cid), score) for cid, (_, score) in zip(ids, ranking, strict=True)]
+
+
 def final_stage_name(maxsim_mode: str) -> str:
     return {"replace": "rrf+maxsim", "fuse": "rrf+maxsim", "off": "rrf"}[maxsim_mode]
 
@@ -146,6 +152,7 @@ class Pipeline:
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
+        self._threadpools: ThreadpoolController | None = None
 
     def generator(self, name: str | None = None) -> Generator:
         name = name or self.settings.generator
@@ -175,7 +182,7 @@ class Pipeline:
             return now
 
         gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
-        with gate, threadpool_limits(limits=self.settings.query_blas_threads, user_api="blas"):
+        with gate, self._blas_threads().limit(limits=self.settings.query_blas_threads, user_api="blas"):
             start = time.perf_counter()  # time spent waiting at the gate is not a stage
             encoded = self.encoder.encode([question])
             t = mark("encode", start)
@@ -226,8 +233,16 @@ class Pipeline:
             hits = self._hits(rankings, final, top_k, contributions)
             mark("fetch", t)
         timings["retrieval_total"] = (time.perf_counter() - start) * 1000
-        named = {stage: [(str(snap.chunk_ids[r]), s) for r, s in ranking] for stage, ranking in rankings.items()}
+        named = {stage: _with_chunk_ids(snap.chunk_ids, ranking) for stage, ranking in rankings.items()}
         return Retrieval(question, hits, named, timings, elapsed, final)
+
+    def _blas_threads(self) -> ThreadpoolController:
+        """The BLAS libraries loaded once the encoder is: scanning them on every query (what
+        ``threadpool_limits`` does) cost 4.4 ms of a 25 ms retrieval (bench/run.py profile)."""
+        if self._threadpools is None:
+            _ = self.encoder.model  # torch and the runtime load their BLAS with the model
+            self._threadpools = ThreadpoolController()
+        return self._threadpools
 
     def query_weights(self, question: str, n_tokens: int) -> np.ndarray | None:
         """Per-token MaxSim weights of the question under the settings; None means uniform."""

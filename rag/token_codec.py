@@ -17,6 +17,7 @@ times faster than a float16 matrix product over the same tokens (bench/run.py).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import cache
 from pathlib import Path
 from typing import ClassVar
 
@@ -116,12 +117,18 @@ def lookup_similarities(query: np.ndarray, codes: np.ndarray, codebook: np.ndarr
     16 ms for the float16 product, bench/run.py)."""
     width, entries, group = codebook.shape
     n_q = len(query)
-    q = torch.from_numpy(np.ascontiguousarray(query, np.float32)).view(n_q, width, group)
-    table = torch.einsum("qjd,jkd->jkq", q, torch.from_numpy(np.ascontiguousarray(codebook, np.float32)))
-    rows = torch.from_numpy(np.ascontiguousarray(codes)).to(torch.int32) + torch.arange(
-        0, width * entries, entries, dtype=torch.int32
-    )
-    return torch.nn.functional.embedding_bag(rows, table.reshape(width * entries, n_q), mode="sum").numpy()
+    q = torch.from_numpy(np.ascontiguousarray(query, np.float32)).view(n_q, width, group).transpose(0, 1)
+    book = torch.from_numpy(np.ascontiguousarray(codebook, np.float32))
+    table = torch.bmm(book, q.transpose(1, 2))  # (width, entries, n_q): a batched product, not einsum (3 ms)
+    rows = np.add(codes, _group_starts(width, entries), dtype=np.int32)  # row of each code in the flat table
+    return torch.nn.functional.embedding_bag(
+        torch.from_numpy(rows), table.reshape(width * entries, n_q), mode="sum"
+    ).numpy()
+
+
+@cache
+def _group_starts(width: int, entries: int) -> np.ndarray:
+    return np.arange(0, width * entries, entries, dtype=np.int32)
 
 
 def evenly_spaced_sample(n: int, size: int = FIT_SAMPLE) -> np.ndarray:

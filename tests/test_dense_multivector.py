@@ -24,6 +24,12 @@ def test_flat_search_is_exact_and_filters_before_ranking(tmp_path) -> None:
     allowed[::7] = True
     rows, _ = index.search(queries, 10, allowed)
     assert allowed[rows].all() and rows.shape == (3, 10)
+    few = np.zeros(500, bool)
+    few[[4, 9, 300]] = True
+    rows, scores = index.search(queries[:1], 10, few)
+    assert sorted(rows[0, :3]) == [4, 9, 300] and (rows[0, 3:] == -1).all() and scores[0, 0] >= scores[0, 2]
+    batch_rows, _ = index.search(_unit(rng, 20), 10)  # a larger batch goes through FAISS: same contract
+    assert batch_rows.shape == (20, 10) and (batch_rows >= 0).all()
     index.save(tmp_path / "d")
     assert (DenseIndex.load(tmp_path / "d", DenseParams()).search(queries, 10)[0] == expected).all()
 

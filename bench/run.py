@@ -37,6 +37,7 @@ import numpy as np
 
 from bench.common import (
     DATASETS,
+    RESULTS,
     peak_rss_mib,
     percentiles_ms,
     print_table,
@@ -55,6 +56,8 @@ from rag.settings import Settings
 from rag.token_codec import CODEC_NAMES, TokenCodec, evenly_spaced_sample, make_codec
 
 CANDIDATES = 100
+SECTIONS = ("encoders", "codecs", "scale", "peer")
+EF_SEARCH_SWEEP = (128, 256, 512, 1024)  # HNSW search breadths whose recall and latency the scale section reports
 Retriever = Callable[[str], tuple[list[tuple[str, float]], dict[str, float]]]  # ranking, stage timings (ms)
 CODEC_COLUMNS = ("codec", "bytes/vector", "multivector MB", "encode s", "maxsim p50 ms", "maxsim p95 ms", "ndcg@10")
 
@@ -215,12 +218,17 @@ def _scale_dense(size: int, work: Path, settings: Settings) -> dict[str, Any]:
     index = DenseIndex.build(vectors, params)
     structure = index.faiss_index
     build_s = time.perf_counter() - start
-    latency, recall = [], []
-    for q, expected in zip(queries, truth, strict=True):
-        start = time.perf_counter()
-        rows, _ = index.search(q[None], CANDIDATES)
-        latency.append(time.perf_counter() - start)
-        recall.append(len(set(rows[0].tolist()) & set(expected.tolist())) / CANDIDATES)
+    sweep = {}
+    for ef in sorted({settings.dense_hnsw_ef_search, *EF_SEARCH_SWEEP}):
+        index.params = DenseParams(0, params.hnsw_m, params.hnsw_ef_construction, ef)
+        latency, recall = [], []
+        for q, expected in zip(queries, truth, strict=True):
+            start = time.perf_counter()
+            rows, _ = index.search(q[None], CANDIDATES)
+            latency.append(time.perf_counter() - start)
+            recall.append(len(set(rows[0].tolist()) & set(expected.tolist())) / CANDIDATES)
+        sweep[ef] = {"ms": percentiles_ms(latency), "recall@100": float(np.mean(recall))}
+    default = sweep[settings.dense_hnsw_ef_search]
     return {
         "dense_vectors": label,
         "dense_exact_ms": exact_ms,
@@ -228,8 +236,10 @@ def _scale_dense(size: int, work: Path, settings: Settings) -> dict[str, Any]:
         "dense_ann": {
             "kind": index.kind,
             "build_s": build_s,
-            "ms": percentiles_ms(latency),
-            "recall@100": float(np.mean(recall)),
+            "ef_search": settings.dense_hnsw_ef_search,
+            "ms": default["ms"],
+            "recall@100": default["recall@100"],
+            "ef_search_sweep": sweep,
             "bytes": int(faiss.serialize_index(structure).nbytes),
             "index_default_at_this_size": DenseParams(settings.dense_ann_threshold).kind_for(size),
         },
@@ -485,6 +495,16 @@ def main() -> None:
         print("\nscale (ms per query, one at a time; synthetic above 10k, see the header)")
         rows = scale_rows(out["scale"])
         print_table(rows, list(rows[0]))
+        print("\nHNSW search breadth (efSearch): recall@100 against exact / p50 ms")
+        sweep = [
+            {"chunks": r["chunks"]}
+            | {
+                f"ef {ef}": f"{v['recall@100']:.4f} / {v['ms']['p50']:.2f}"
+                for ef, v in r["dense_ann"]["ef_search_sweep"].items()
+            }
+            for r in out["scale"]
+        ]
+        print_table(sweep, list(sweep[0]))
 
     if "peer" not in skip:
         systems: dict[str, tuple[Snapshot, Retriever]] = {
@@ -507,6 +527,11 @@ def main() -> None:
                 print(f"  {row['system']}: " + ", ".join(f"{k} {v:.2f}" for k, v in row["stages p50 ms"].items()))
 
     out["peak_rss_mib"] = peak_rss_mib()
+    previous = RESULTS / "run.json"
+    if skip and previous.exists():  # a partial run keeps the other sections of the last one
+        kept = {k: v for k, v in json.loads(previous.read_text()).items() if k in SECTIONS and k in skip}
+        out = {**kept, **out, "commands": {**json.loads(previous.read_text()).get("commands", {})}}
+    out.setdefault("commands", {}).update({section: out["command"] for section in SECTIONS if section not in skip})
     write_result("run", out)
 
 

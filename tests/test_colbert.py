@@ -152,7 +152,8 @@ def test_index_and_query_path_use_the_checkpoint(
         writer.upsert(scifact_docs[:10])
     snapshot = Snapshot.load(tmp_path / "ix", settings)  # the manifest, not the settings, names the model
     assert snapshot.manifest["multivector"] == {
-        "dtype": "float16",
+        "codec": "float16",
+        "pq_bytes": 48,
         "dim": DIM,
         "model": str(folder),
         "projection": "",

@@ -14,6 +14,7 @@ from rag.maxsim import segment_maxsim
 from rag.token_codec import TokenCodec, evenly_spaced_sample, load_codec
 
 OFFSETS_FILE = "offsets.npy"  # (n_rows + 1,) int64; row i owns codes[offsets[i]:offsets[i+1]]
+FIT_ROWS = 4096  # rows whose tokens a codec is fitted on when converting an index (~800k tokens to sample from)
 READ_BLOCK = 1 << 18  # token vectors read or re-encoded at once: bounded memory on large indexes
 
 
@@ -101,12 +102,9 @@ class MultiVectorWriter:
         if len(rows) == 0:
             return
         same = self.codec.fitted and self.codec.same_codes_as(source.codec)
-        if not self.codec.fitted:
-            lo, hi = np.asarray(source.offsets)[rows], np.asarray(source.offsets)[rows + 1]
-            token_rows = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi, strict=True)])
-            self.codec.fit(
-                source.codec.decode(np.asarray(source.codes[token_rows[evenly_spaced_sample(len(token_rows))]]))
-            )
+        if not self.codec.fitted:  # fit on the tokens of rows spread over the whole source, decoded last
+            codes, _ = source.gather(rows[evenly_spaced_sample(len(rows), FIT_ROWS)])
+            self.codec.fit(source.codec.decode(codes[evenly_spaced_sample(len(codes))]))
         breaks = np.flatnonzero(np.diff(rows) != 1) + 1
         for run in np.split(rows, breaks):
             first, last = int(run[0]), int(run[-1])

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from ranx import Qrels, Run, evaluate
@@ -81,6 +83,7 @@ def quality() -> list[dict]:
 
 
 def latency(n_chunks: int) -> dict:
+    """Build time, one-query-at-a-time latency and size on disk of BM25 over ``n_chunks`` passages of real text."""
     passages, real, copies = replicated_passages(n_chunks)
     settings = Settings()  # the defaults this bench chose
     tokenize = make_tokenizer(settings.bm25_stopwords, settings.bm25_stemmer)
@@ -97,6 +100,9 @@ def latency(n_chunks: int) -> dict:
         t = time.perf_counter()
         index.search(tokenize(q), 100)
         samples.append(time.perf_counter() - t)
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp))
+        size = sum(p.stat().st_size for p in Path(tmp).iterdir())
     return {
         "chunks": len(passages),
         "real_text_chunks": min(real, n_chunks),
@@ -104,6 +110,7 @@ def latency(n_chunks: int) -> dict:
         "build_s": build_s,
         "queries": len(queries),
         "latency_ms": percentiles_ms(samples),
+        "bytes": size,
     }
 
 

@@ -43,7 +43,6 @@ from bench.common import (
     print_table,
     read_jsonl,
     read_qrels,
-    replicated_passages,
     write_result,
 )
 from eval.metrics import document_scores, retrieval_metrics
@@ -185,7 +184,7 @@ def scale_child(size: int, work: Path) -> dict[str, Any]:
     settings = Settings()
     result: dict[str, Any] = {"chunks": size}
     result.update(_scale_dense(size, work, settings))
-    result["bm25"] = _scale_bm25(size, settings)
+    result["bm25"] = _scale_bm25(size)
     result["maxsim"] = _scale_maxsim(size, work)
     result["peak_rss_mib"] = peak_rss_mib()
     return result
@@ -246,32 +245,17 @@ def _scale_dense(size: int, work: Path, settings: Settings) -> dict[str, Any]:
     }
 
 
-def _scale_bm25(size: int, settings: Settings) -> dict[str, Any]:
-    from rag.bm25 import BM25Index, BM25Params
-    from rag.bm25_tokenizer import make_tokenizer
+def _scale_bm25(size: int) -> dict[str, Any]:
+    from bench.bm25_choices import latency
 
-    passages, distinct, copies = replicated_passages(size)
-    tokenize = make_tokenizer(settings.bm25_stopwords, settings.bm25_stemmer)
-    start = time.perf_counter()
-    bm25 = BM25Index.build([tokenize(p) for p in passages], BM25Params(settings.bm25_variant, settings.bm25_k1))
-    build_s = time.perf_counter() - start
-    texts = [q["text"] for q in read_jsonl(DATASETS / "scifact" / "queries.jsonl")]
-    texts += [q["text"] for q in read_jsonl(DATASETS / "squad-dev-a" / "queries.jsonl")[:700]]
-    for t in texts[:20]:
-        bm25.search(tokenize(t), CANDIDATES)
-    latency = []
-    for t in texts:
-        start = time.perf_counter()
-        bm25.search(tokenize(t), CANDIDATES)
-        latency.append(time.perf_counter() - start)
-    with tempfile.TemporaryDirectory() as tmp:
-        bm25.save(Path(tmp))
-        bm25_bytes = sum(p.stat().st_size for p in Path(tmp).iterdir())
+    measured = latency(size)
+    copies = measured["repeated_copies"]
     return {
-        "build_s": build_s,
-        "ms": percentiles_ms(latency),
-        "bytes": bm25_bytes,
-        "text": f"{distinct} distinct real sentence pairs" + (f", {copies} marked repeats" if copies else ""),
+        "build_s": measured["build_s"],
+        "ms": measured["latency_ms"],
+        "bytes": measured["bytes"],
+        "text": f"{measured['real_text_chunks']} distinct real sentence pairs"
+        + (f", {copies} marked repeats" if copies else ""),
     }
 
 

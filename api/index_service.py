@@ -11,10 +11,10 @@ import logging
 import threading
 from pathlib import Path
 
-from rag.encoder import Encoder
-from rag.generator import Generator
-from rag.index import Snapshot, current_snapshot_name, store_for
-from rag.index_writer import IndexWriter
+from indexer.writer import IndexWriter
+from rag.encode.encoder import Encoder
+from rag.generate.protocol import Generator
+from rag.index.snapshot import Snapshot, current_snapshot_name, store_for
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from api.index_service import IndexService
-from rag.arrays import fsync_dir, write_text_atomic
-from rag.datatypes import Document
-from rag.encoder import Encoder
+from indexer.writer import ChangeSummary, IndexWriter
+from rag.encode.encoder import Encoder
 from rag.errors import IndexBusyError, RagError
-from rag.index_writer import ChangeSummary, IndexWriter
+from rag.index.arrays import fsync_dir, write_text_atomic
+from rag.objects import Document
 
 log = logging.getLogger("rag.api")
 

@@ -14,9 +14,9 @@ from api.errors import ApiError
 from api.jobs import Job
 from api.routes_query import ERRORS
 from api.schemas import NAME_PATTERN, CollectionIn, CollectionOut, DocumentOut, DocumentsIn, JobOut
-from rag.datatypes import Document
-from rag.index_writer import validate_documents
-from rag.parsing import documents_from_upload
+from indexer.parsing import documents_from_upload
+from indexer.writer import validate_documents
+from rag.objects import Document
 
 router = APIRouter()
 

@@ -17,8 +17,8 @@ from api.deps import AppState, Caller, reader, state
 from api.errors import ApiError, from_rag_error
 from api.schemas import ErrorOut, QueryIn, QueryOut
 from rag.errors import RagError
-from rag.filters import Filters
-from rag.pipeline import Answer, Pipeline, Retrieval, StreamEvent
+from rag.objects import Answer, AnswerEvent, Filters, Retrieval, RetrievalEvent, StreamEvent, TokenEvent
+from rag.pipeline import Pipeline
 
 log = logging.getLogger("rag.api")
 router = APIRouter(tags=["query"])
@@ -110,14 +110,15 @@ def _answer(pipeline: Pipeline, body: QueryIn, filters: Filters) -> Answer:
 
 
 def _sse_stream(app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> Iterator[str]:
-    yield sse("retrieval", retrieval_body(first.data, generation))
+    if isinstance(first, RetrievalEvent):
+        yield sse("retrieval", retrieval_body(first.retrieval, generation))
     try:
         for event in events:
-            if event.kind == "token":
-                yield sse("token", {"text": event.data})
-            elif event.kind == "answer":
-                _observe(app, event.data.timings_ms)
-                yield sse("answer", answer_body(event.data, generation))
+            if isinstance(event, TokenEvent):
+                yield sse("token", {"text": event.text})
+            elif isinstance(event, AnswerEvent):
+                _observe(app, event.answer.timings_ms)
+                yield sse("answer", answer_body(event.answer, generation))
     except RagError as exc:
         error = from_rag_error(exc)
         yield sse("error", {**error.body(), "status": error.status})

@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.evidence import Citation, Evidence
-from rag.pipeline import MAX_QUESTION_CHARS, Hit
+from rag.objects import Citation, Evidence, Hit
+from rag.pipeline import MAX_QUESTION_CHARS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}"

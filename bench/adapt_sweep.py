@@ -25,11 +25,11 @@ from bench.common import write_result
 from eval.datasets import load_dataset
 from eval.metrics import METRICS, document_scores, retrieval_metrics
 from eval.runner import sample_queries
-from rag.adapt import AdaptOptions, initial_projection, make_training_data, train_projection
-from rag.index import Snapshot
+from indexer.adapt import AdaptOptions, initial_projection, make_training_data, train_projection
+from rag.encode.projection import project_tokens
+from rag.index.snapshot import Snapshot
 from rag.maxsim import maxsim_packed
 from rag.pipeline import Pipeline
-from rag.projection import project_tokens
 from rag.settings import Settings
 
 HEADS: dict[str, dict[str, Any] | None] = {

@@ -30,8 +30,8 @@ from bench.common import (
     replicated_passages,
     write_result,
 )
-from rag.bm25 import BM25Index, BM25Params
-from rag.bm25_tokenizer import make_tokenizer
+from rag.index.bm25 import BM25Index, BM25Params
+from rag.index.bm25_tokenizer import make_tokenizer
 from rag.settings import Settings
 
 VARIANTS = [

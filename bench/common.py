@@ -37,7 +37,7 @@ def read_qrels(path: Path) -> dict[str, dict[str, int]]:
 def replicated_passages(n_chunks: int) -> tuple[list[str], int, int]:
     """``n_chunks`` passages of real text: sentence pairs of scifact and squad-dev-a, repeated with a
     marker token per copy when the corpora hold fewer. Returns (passages, distinct real ones, copies)."""
-    from rag.evidence import sentences
+    from rag.sentences import sentences
 
     passages: list[str] = []
     for dataset in ("scifact", "squad-dev-a"):

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from bench.common import DATASETS, peak_rss_mib, print_table, timed, write_result
+from indexer.chunking import chunk_documents
 from indexer.loaders import load_documents
-from rag.chunking import chunk_documents
-from rag.encoder import Encoder
-from rag.index import Snapshot
-from rag.index_writer import IndexWriter
+from indexer.writer import IndexWriter
+from rag.encode.encoder import Encoder
+from rag.index.snapshot import Snapshot
 from rag.settings import Settings
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import DATASETS, peak_rss_mib, percentiles_ms, print_table, read_jsonl, write_result
-from rag.index import Snapshot
+from rag.index.snapshot import Snapshot
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 

@@ -46,13 +46,13 @@ from bench.common import (
     write_result,
 )
 from eval.metrics import document_scores, retrieval_metrics
-from rag.encoder import Encoder
-from rag.encoder_runtime import BACKENDS
-from rag.index import Snapshot
-from rag.multivector import MultiVectorIndex
+from rag.encode.encoder import Encoder
+from rag.encode.runtime import BACKENDS
+from rag.index.codecs import CODEC_NAMES, TokenCodec, evenly_spaced_sample, make_codec
+from rag.index.multivector import MultiVectorIndex
+from rag.index.snapshot import Snapshot
 from rag.pipeline import Pipeline
 from rag.settings import Settings
-from rag.token_codec import CODEC_NAMES, TokenCodec, evenly_spaced_sample, make_codec
 
 CANDIDATES = 100
 SECTIONS = ("encoders", "codecs", "scale", "peer")
@@ -193,7 +193,7 @@ def scale_child(size: int, work: Path) -> dict[str, Any]:
 def _scale_dense(size: int, work: Path, settings: Settings) -> dict[str, Any]:
     import faiss
 
-    from rag.dense import DenseIndex, DenseParams
+    from rag.index.dense import DenseIndex, DenseParams
 
     queries = np.load(work / "query_dense.npy")
     real = np.load(work / "chunk_dense.npy", mmap_mode="r")
@@ -212,18 +212,19 @@ def _scale_dense(size: int, work: Path, settings: Settings) -> dict[str, Any]:
         truth.append(rows[0])
     exact_ms = percentiles_ms(latency)
     # threshold 0: the ANN structure an index uses above its threshold, at every size
-    params = DenseParams(0, settings.dense_hnsw_m, settings.dense_hnsw_ef_construction, settings.dense_hnsw_ef_search)
+    params = DenseParams(
+        ann_threshold=0, hnsw_m=settings.dense_hnsw_m, hnsw_ef_construction=settings.dense_hnsw_ef_construction
+    )
     start = time.perf_counter()
     index = DenseIndex.build(vectors, params)
     structure = index.faiss_index
     build_s = time.perf_counter() - start
     sweep = {}
     for ef in sorted({settings.dense_hnsw_ef_search, *EF_SEARCH_SWEEP}):
-        index.params = DenseParams(0, params.hnsw_m, params.hnsw_ef_construction, ef)
         latency, recall = [], []
         for q, expected in zip(queries, truth, strict=True):
             start = time.perf_counter()
-            rows, _ = index.search(q[None], CANDIDATES)
+            rows, _ = index.search(q[None], CANDIDATES, ef_search=ef)
             latency.append(time.perf_counter() - start)
             recall.append(len(set(rows[0].tolist()) & set(expected.tolist())) / CANDIDATES)
         sweep[ef] = {"ms": percentiles_ms(latency), "recall@100": float(np.mean(recall))}
@@ -261,7 +262,7 @@ def _scale_bm25(size: int) -> dict[str, Any]:
 
 def _scale_maxsim(size: int, work: Path) -> dict[str, Any]:
     """MaxSim of 100 random rows per query over the index's rows repeated to ``size`` rows, per codec."""
-    from rag.token_codec import load_codec
+    from rag.index.codecs import load_codec
 
     lengths = np.diff(np.load(work / "offsets.npy"))
     query_tokens = np.load(work / "query_tokens.npy")

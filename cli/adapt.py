@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from eval.datasets import read_qrels, read_queries
-from rag.adapt import AdaptOptions, adapt_index
+from indexer.adapt import AdaptOptions, adapt_index
 from rag.errors import InputError
 from rag.settings import Settings
 

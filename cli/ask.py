@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rag.filters import Filters
-from rag.index import Snapshot
-from rag.pipeline import Answer, Pipeline
+from rag.index.snapshot import Snapshot
+from rag.objects import Answer, AnswerEvent, Filters, TokenEvent
+from rag.pipeline import Pipeline
 from rag.settings import Settings
 
 
@@ -35,14 +36,14 @@ def ask(
     filters = Filters(collection, tuple(source or ()), date_from, date_to)
     result: Answer | None = None
     for event in pipeline.stream(question, top_k, filters, generate=not no_generate, generator=generator):
-        if event.kind == "token" and not as_json:
-            sys.stdout.write(event.data)
+        if isinstance(event, TokenEvent) and not as_json:
+            sys.stdout.write(event.text)
             sys.stdout.flush()
-        elif event.kind == "answer":
-            result = event.data
+        elif isinstance(event, AnswerEvent):
+            result = event.answer
     assert result is not None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        typer.echo(json.dumps(asdict(result), indent=2, ensure_ascii=False))
         return
     if result.answer:
         typer.echo("")

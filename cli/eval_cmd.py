@@ -12,7 +12,7 @@ import typer
 from eval.compare import compare_runs
 from eval.report import markdown
 from eval.runner import EvalOptions, run_eval
-from rag.adapt import AdaptOptions
+from indexer.adapt import AdaptOptions
 from rag.settings import Settings
 
 ADAPT = AdaptOptions()

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from rag.errors import GeneratorUnavailableError
-from rag.generator_llamacpp import bundled_smollm2_path
+from rag.generate.llamacpp import bundled_smollm2_path
 from rag.settings import Settings
 
 HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")]

@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from eval.metrics import METRICS
+from rag.objects import Stage
 
-RAW = "rrf+maxsim-raw"
+RAW = Stage.MAXSIM_RAW
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -18,11 +18,12 @@ from eval.answers import answer_in_evidence, exact_match, token_f1
 from eval.datasets import Dataset, Query, load_dataset
 from eval.metrics import METRICS, document_scores, retrieval_metrics
 from eval.report import RAW, write_report
+from indexer.adapt import AdaptOptions, adapt_index
 from indexer.loaders import load_documents
-from rag.adapt import AdaptOptions, adapt_index
+from indexer.writer import IndexWriter
 from rag.fusion import rrf
-from rag.index import Snapshot, current_snapshot_name
-from rag.index_writer import IndexWriter
+from rag.index.snapshot import Snapshot, current_snapshot_name
+from rag.objects import Stage
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 
@@ -59,22 +60,22 @@ def stage_latency_ms(elapsed: dict[str, float], timings: dict[str, float]) -> di
     encode = timings["encode"] + timings.get("filter", 0.0)
     latency = {"bm25": encode + timings["bm25"], "dense": encode + timings["dense"], "rrf": elapsed["rrf"]}
     if "maxsim" in elapsed:
-        for stage in ("rrf+maxsim", *ALTERNATIVE.values()):
+        for stage in (Stage.FINAL, *ALTERNATIVE.values()):
             latency[stage] = elapsed["maxsim"]
     return latency
 
 
 # The MaxSim mode the pipeline does not use is scored too, under this name, for comparison.
-ALTERNATIVE = {"replace": "maxsim-fuse", "fuse": "maxsim-replace"}
+ALTERNATIVE = {"replace": Stage.MAXSIM_FUSE, "fuse": Stage.MAXSIM_REPLACE}
 
 
 def stages_for(rankings: dict[str, Any], maxsim_mode: str) -> list[str]:
     """Stages in pipeline order, the default pipeline's output (``rrf+maxsim`` or ``rrf``) last."""
-    stages = ["bm25", "dense", "rrf"]
+    stages: list[str] = [Stage.BM25, Stage.DENSE, Stage.RRF]
     if RAW in rankings:
         stages.append(RAW)
     if "maxsim" in rankings:
-        stages += [ALTERNATIVE[maxsim_mode], "rrf+maxsim"]
+        stages += [ALTERNATIVE[maxsim_mode], Stage.FINAL]
     return stages
 
 
@@ -146,8 +147,8 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
         if raw is not None and "maxsim" in rankings:
             raw_retrieval = raw.retrieve(query.text, top_k=max(ANSWER_K, settings.top_k))
-            rankings[RAW] = raw_retrieval.rankings["rrf+maxsim"]
-            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)["rrf+maxsim"]
+            rankings[RAW] = raw_retrieval.rankings[Stage.FINAL]
+            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)[Stage.FINAL]
         stages = stages_for(rankings, settings.maxsim_mode)
         for stage in stages:
             runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)

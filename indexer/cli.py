@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 
 from indexer.loaders import load_documents
-from rag.datatypes import Document
+from indexer.writer import ChangeSummary, IndexWriter
 from rag.errors import InputError
-from rag.index import Snapshot
-from rag.index_writer import ChangeSummary, IndexWriter
+from rag.index.snapshot import Snapshot
+from rag.objects import Document
 from rag.settings import Settings
 
 index_app = typer.Typer(help="Build and update an index directory.", no_args_is_help=True)

@@ -1,7 +1,7 @@
 """Load documents from a BEIR directory, a JSONL file, or a folder of .txt/.md/.html files.
 
 Every error names the file (and line, for JSONL) so a user can fix the input; the parsing itself
-lives in :mod:`rag.parsing`, shared with uploads through the API.
+lives in :mod:`indexer.parsing`, shared with uploads through the API.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from rag.datatypes import Document
+from indexer.parsing import JSONL_SUFFIXES, TEXT_SUFFIXES, documents_from_jsonl, html_to_text, title_and_text
 from rag.errors import InputError
-from rag.parsing import JSONL_SUFFIXES, TEXT_SUFFIXES, documents_from_jsonl, html_to_text, title_and_text
+from rag.objects import Document
 
 __all__ = ["html_to_text", "load_documents", "load_folder", "load_jsonl", "load_text_file"]
 

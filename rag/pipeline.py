@@ -6,18 +6,18 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from rag.colbert import ColBERTEncoder
-from rag.encoder import Encoder
+from rag.encode.colbert import ColBERTEncoder
+from rag.encode.encoder import Encoder
+from rag.encode.projection import project_tokens
 from rag.errors import InputError
-from rag.evidence import (
-    Citation,
-    Evidence,
+from rag.filters import allowed_rows
+from rag.fusion import rrf
+from rag.generate import make_generator
+from rag.generate.evidence import (
     build_messages,
     citations_for,
     highlight,
@@ -25,106 +25,31 @@ from rag.evidence import (
     order_oldest_first,
     select_within_budget,
 )
-from rag.filters import Filters, allowed_rows
-from rag.fusion import rrf
-from rag.generator import Generator
-from rag.generator_llamacpp import LlamaCppGenerator, bundled_smollm2_path
-from rag.generator_remote import RemoteGenerator
-from rag.generator_transformers import TransformersGenerator
-from rag.index import Snapshot
-from rag.projection import project_tokens
+from rag.generate.protocol import Generator
+from rag.index.snapshot import Snapshot
+from rag.objects import (
+    Answer,
+    AnswerEvent,
+    Evidence,
+    Filters,
+    Hit,
+    Retrieval,
+    RetrievalEvent,
+    Stage,
+    StreamEvent,
+    TokenEvent,
+)
 from rag.query_weights import query_token_weights
 from rag.settings import Settings
 
 MAX_QUESTION_CHARS = 2000
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
-STAGES = ("dense", "bm25", "rrf", "maxsim")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """A retrieved chunk and why it is here: its rank and score on every path (ranks from 1)."""
-
-    chunk_id: str
-    doc_id: str
-    title: str
-    text: str
-    source: str
-    url: str
-    date: str
-    collection: str
-    score: float
-    ranks: dict[str, int] = field(default_factory=dict)
-    scores: dict[str, float] = field(default_factory=dict)
-    rrf_contributions: dict[str, float] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Retrieval:
-    """Hits plus every stage's full ranking (chunk ids, best first) and per-stage timings in ms.
-
-    ``elapsed_ms[stage]`` is the time from the question to that stage's ranking, query encoding included.
-    """
-
-    question: str
-    hits: list[Hit]
-    rankings: dict[str, list[tuple[str, float]]]
-    timings_ms: dict[str, float]
-    elapsed_ms: dict[str, float]
-    final_stage: str
-
-
-@dataclass(frozen=True)
-class Answer:
-    question: str
-    answer: str
-    citations: list[Citation]
-    hits: list[Hit]
-    evidence: list[Evidence]
-    timings_ms: dict[str, float]
-    generator: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class StreamEvent:
-    """``retrieval`` (hits ready), ``token`` (a piece of the answer), or ``answer`` (the finished Answer)."""
-
-    kind: str
-    data: Any
-
-
-def make_generator(name: str, settings: Settings) -> Generator:
-    if name == "local":
-        return LlamaCppGenerator(settings.local_model, settings.local_context_tokens, settings.local_threads)
-    if name == "transformers":
-        return TransformersGenerator(
-            settings.transformers_model or bundled_smollm2_path(), settings.local_context_tokens, settings.local_threads
-        )
-    if name == "remote":
-        return RemoteGenerator(
-            settings.remote_url,
-            settings.remote_model,
-            settings.remote_api_key,
-            timeout_s=settings.remote_timeout_s,
-            retries=settings.remote_retries,
-            context_tokens=settings.remote_context_tokens,
-        )
-    raise InputError(f"unknown generator {name!r}: use 'local', 'remote' or 'transformers'")
 
 
 def _with_chunk_ids(chunk_ids: np.ndarray, ranking: list[tuple[int, float]]) -> list[tuple[str, float]]:
     """(chunk id, score) for (row, score); one gather per ranking, not one memory-map read per row."""
     ids = np.asarray(chunk_ids[np.fromiter((r for r, _ in ranking), np.int64, len(ranking))]).tolist()
     return [(str(cid), score) for cid, (_, score) in zip(ids, ranking, strict=True)]
-
-
-def final_stage_name(maxsim_mode: str) -> str:
-    return {"replace": "rrf+maxsim", "fuse": "rrf+maxsim", "off": "rrf"}[maxsim_mode]
 
 
 class Pipeline:
@@ -188,27 +113,32 @@ class Pipeline:
             t = mark("encode", start)
             allowed = allowed_rows(filters, *snap.row_fields()) if filters and not filters.empty else None
             t = mark("filter", t)
-            dense_rows, dense_scores = snap.dense.search(encoded.dense, depth, allowed)
+            dense_rows, dense_scores = snap.dense.search(
+                encoded.dense, depth, allowed, ef_search=self.settings.dense_hnsw_ef_search
+            )
             dense = [(int(r), float(s)) for r, s in zip(dense_rows[0], dense_scores[0], strict=True) if r >= 0]
-            t = mark("dense", t)
+            t = mark(Stage.DENSE, t)
             bm25_rows, bm25_scores = snap.sparse.search(snap.bm25_tokenize(question), depth, allowed)
             bm25 = [(int(r), float(s)) for r, s in zip(bm25_rows, bm25_scores, strict=True)]
-            t = mark("bm25", t)
-            weights = {
-                "dense": self.settings.weight_dense,
-                "bm25": self.settings.weight_bm25,
-                "maxsim": self.settings.weight_maxsim,
+            t = mark(Stage.BM25, t)
+            weights: dict[str, float] = {
+                Stage.DENSE: self.settings.weight_dense,
+                Stage.BM25: self.settings.weight_bm25,
+                Stage.MAXSIM: self.settings.weight_maxsim,
             }
-            paths = {"dense": [str(r) for r, _ in dense], "bm25": [str(r) for r, _ in bm25]}
+            paths: dict[str, list[str]] = {
+                Stage.DENSE: [str(r) for r, _ in dense],
+                Stage.BM25: [str(r) for r, _ in bm25],
+            }
             fused = rrf(paths, k=self.settings.rrf_k, weights=weights)[:depth]
-            t = mark("rrf", t)
+            t = mark(Stage.RRF, t)
             rankings: dict[str, list[tuple[int, float]]] = {
-                "dense": dense,
-                "bm25": bm25,
-                "rrf": [(int(f.id), f.score) for f in fused],
+                Stage.DENSE: dense,
+                Stage.BM25: bm25,
+                Stage.RRF: [(int(f.id), f.score) for f in fused],
             }
             contributions = {int(f.id): dict(f.contributions) for f in fused}
-            final = "rrf"
+            final = Stage.RRF
             if self.settings.maxsim_mode != "off" and fused:
                 candidates = np.array([int(f.id) for f in fused], dtype=np.int64)
                 query_tokens = (
@@ -217,19 +147,19 @@ class Pipeline:
                 token_weights = self.query_weights(question, len(query_tokens)) if self.late_encoder is None else None
                 scores = self.maxsim_scores(query_tokens, candidates, token_weights)
                 order = np.lexsort((np.arange(len(candidates)), -scores))
-                rankings["maxsim"] = [(int(candidates[i]), float(scores[i])) for i in order]
+                rankings[Stage.MAXSIM] = [(int(candidates[i]), float(scores[i])) for i in order]
                 if self.settings.maxsim_mode == "replace":
-                    rankings["rrf+maxsim"] = rankings["maxsim"]
+                    rankings[Stage.FINAL] = rankings[Stage.MAXSIM]
                 else:
                     refused = rrf(
-                        {**paths, "maxsim": [str(r) for r, _ in rankings["maxsim"]]},
+                        {**paths, Stage.MAXSIM: [str(r) for r, _ in rankings[Stage.MAXSIM]]},
                         k=self.settings.rrf_k,
                         weights=weights,
                     )[:depth]
-                    rankings["rrf+maxsim"] = [(int(f.id), f.score) for f in refused]
+                    rankings[Stage.FINAL] = [(int(f.id), f.score) for f in refused]
                     contributions = {int(f.id): dict(f.contributions) for f in refused}
-                final = "rrf+maxsim"
-                t = mark("maxsim", t)
+                final = Stage.FINAL
+                t = mark(Stage.MAXSIM, t)
             hits = self._hits(rankings, final, top_k, contributions)
             mark("fetch", t)
         timings["retrieval_total"] = (time.perf_counter() - start) * 1000
@@ -300,18 +230,15 @@ class Pipeline:
             scores = {stage: r[row][1] for stage, r in rank_of.items() if row in r}
             hits.append(
                 Hit(
-                    cid,
-                    chunk.document_id,
-                    chunk.title,
-                    chunk.text,
-                    chunk.source,
-                    chunk.url,
-                    chunk.date,
-                    chunk.collection,
-                    float(score),
-                    ranks,
-                    scores,
-                    contributions.get(row, {}),
+                    chunk_id=cid,
+                    doc_id=chunk.document_id,
+                    text=chunk.text,
+                    collection=chunk.collection,
+                    score=float(score),
+                    ranks=ranks,
+                    scores=scores,
+                    rrf_contributions=contributions.get(row, {}),
+                    **chunk.document_fields(),
                 )
             )
         return hits
@@ -324,7 +251,12 @@ class Pipeline:
         terms = set(tokenize(question))
         candidates = [
             Evidence(
-                i, h.chunk_id, h.doc_id, h.source, h.date, h.title, h.text, highlight(terms, h.text, tokenize), h.url
+                number=i,
+                chunk_id=h.chunk_id,
+                doc_id=h.doc_id,
+                snippet=h.text,
+                highlight=highlight(terms, h.text, tokenize),
+                **h.document_fields(),
             )
             for i, h in enumerate(hits[: self.settings.evidence_max], start=1)
         ]
@@ -352,12 +284,12 @@ class Pipeline:
         """Retrieval first, then answer pieces as they come, then the whole :class:`Answer`."""
         start = time.perf_counter()
         retrieval = self.retrieve(question, top_k, filters)
-        yield StreamEvent("retrieval", retrieval)
+        yield RetrievalEvent(retrieval)
         timings = dict(retrieval.timings_ms)
         if not generate:
             evidence = self.evidence(question, retrieval.hits, None)
             timings["total"] = (time.perf_counter() - start) * 1000
-            yield StreamEvent("answer", Answer(question, "", [], retrieval.hits, evidence, timings, None))
+            yield AnswerEvent(Answer(question, "", [], retrieval.hits, evidence, timings, None))
             return
         gen = self.generator(generator)
         t = time.perf_counter()
@@ -370,12 +302,12 @@ class Pipeline:
             if not pieces:
                 timings["first_token"] = (time.perf_counter() - start) * 1000
             pieces.append(piece)
-            yield StreamEvent("token", piece)
+            yield TokenEvent(piece)
         timings["generate"] = (time.perf_counter() - t) * 1000
         text = "".join(pieces).strip()
         citations = citations_for(text, evidence, self.snapshot.bm25_tokenize)
         timings["total"] = (time.perf_counter() - start) * 1000
-        yield StreamEvent("answer", Answer(question, text, citations, retrieval.hits, evidence, timings, gen.name))
+        yield AnswerEvent(Answer(question, text, citations, retrieval.hits, evidence, timings, gen.name))
 
     def answer(
         self,
@@ -386,9 +318,8 @@ class Pipeline:
         generator: str | None = None,
     ) -> Answer:
         for event in self.stream(question, top_k, filters, generate, generator):
-            if event.kind == "answer":
-                result: Answer = event.data
-                return result
+            if isinstance(event, AnswerEvent):
+                return event.answer
         raise RuntimeError("the answer stream ended without an answer")
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.datatypes import Document
-from rag.encoder import Encoder
+from rag.encode.encoder import Encoder
+from rag.objects import Document
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def require_postgres() -> None:
 
 
 def drop_postgres_schema() -> None:
-    from rag.store import DocumentStore
+    from rag.index.store import DocumentStore
 
     store = DocumentStore(POSTGRES_URL)
     store.drop_schema()

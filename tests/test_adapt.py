@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from eval.runner import EvalOptions, run_eval
-from rag.adapt import (
+from indexer.adapt import (
     RUN_DIR,
     STATE_FILE,
     AdaptOptions,
@@ -22,15 +22,16 @@ from rag.adapt import (
     initial_projection,
     train_projection,
 )
-from rag.datatypes import Document
-from rag.encoder import Encoder
+from indexer.pseudo_queries import NO_SPAN, inverse_cloze_queries, kept_token_mask
+from indexer.writer import IndexWriter
+from rag.encode.encoder import Encoder
+from rag.encode.projection import load_head, principal_directions, project_tokens
 from rag.errors import IndexNotFoundError, InputError
-from rag.index import Snapshot
-from rag.index_writer import IndexWriter
+from rag.index.snapshot import Snapshot
+from rag.objects import Document
 from rag.pipeline import Pipeline
-from rag.projection import load_head, principal_directions, project_tokens
-from rag.pseudo_queries import NO_SPAN, inverse_cloze_queries, kept_token_mask, sentence_spans
 from rag.query_weights import query_token_weights
+from rag.sentences import sentence_spans
 from rag.settings import Settings
 from tests.test_eval import _tiny_dataset
 

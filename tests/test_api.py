@@ -13,7 +13,7 @@ import httpx
 import pytest
 from httpx_sse import connect_sse
 
-from rag.datatypes import Document
+from rag.objects import Document
 from tests.conftest import POSTGRES_URL, drop_postgres_schema, read_jsonl, require_postgres
 from tests.servers import Server, start_api
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.index import Snapshot
+from rag.index.snapshot import Snapshot
 from rag.settings import Settings
 from tests.conftest import read_jsonl
 from tests.servers import start_api
@@ -79,8 +79,8 @@ def test_kill_9_during_upload_loses_nothing_that_succeeded(tmp_path: Path, scifa
 def test_jobs_wait_for_another_writer_and_queries_see_its_commit(tmp_path: Path, encoder) -> None:
     """A CLI-style writer in another process holds the lock: the API's job waits, then runs; the writer's
     own commit is served without a restart."""
-    from rag.datatypes import Document
-    from rag.index_writer import IndexWriter
+    from indexer.writer import IndexWriter
+    from rag.objects import Document
 
     index = tmp_path / "index"
     server = start_api(index, tmp_path / "server.log", {"RAG_API_KEYS": KEY})

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from rag.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi
-from rag.bm25_tokenizer import make_tokenizer
+from rag.index.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi
+from rag.index.bm25_tokenizer import make_tokenizer
 from tests.conftest import read_jsonl
 
 TINY = [["cat", "sat", "mat"], ["dog", "sat"], ["cat", "cat", "dog", "bird"], ["fish"]]
@@ -63,13 +63,13 @@ def test_okapi_equals_rank_bm25_on_scifact(scifact_dir) -> None:
         assert np.abs(scores - expected[rows]).max() < 1e-6
 
 
-def test_add_and_keep_equal_a_rebuild() -> None:
+def test_add_and_delete_equal_a_rebuild() -> None:
     params = BM25Params("okapi", 1.5, 0.75, 0.25)
     grown = BM25Index.build(TINY[:2], params).add(TINY[2:])
     full = BM25Index.build(TINY, params)
     for query in (["cat"], ["dog", "fish"], ["sat", "bird", "cat"]):
         assert np.allclose(grown.scores(query)[1], full.scores(query)[1])
-    kept = full.keep(np.array([0, 2]))
+    kept = full.delete(np.array([1, 3]))
     rebuilt = BM25Index.build([TINY[0], TINY[2]], params)
     for query in (["cat"], ["dog"], ["fish"]):
         assert kept.scores(query)[0].tolist() == rebuilt.scores(query)[0].tolist()

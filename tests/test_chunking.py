@@ -4,10 +4,11 @@ import itertools
 
 import pytest
 
-from rag.chunking import chunk_documents, chunk_id, pack_units, sentence_starts
-from rag.datatypes import Document
-from rag.encoder import Encoder
+from indexer.chunking import chunk_documents, chunk_id, pack_units
+from rag.encode.encoder import Encoder
 from rag.errors import InputError
+from rag.objects import Document
+from rag.sentences import sentence_starts
 
 
 def test_sentence_starts_split_on_terminal_punctuation_and_blank_lines() -> None:

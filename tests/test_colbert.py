@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import save_file
 from transformers import AutoTokenizer, BertConfig, BertModel
 
-from rag.colbert import ColBERTEncoder, detect_colbert
+from indexer.writer import IndexWriter
+from rag.encode.colbert import ColBERTEncoder, detect_colbert
 from rag.errors import ModelError
-from rag.index import Snapshot
-from rag.index_writer import IndexWriter
+from rag.index.snapshot import Snapshot
 from rag.maxsim import maxsim_packed
 from rag.pipeline import Pipeline
 from rag.settings import Settings

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rag.index import Snapshot
+from rag.index.snapshot import Snapshot
 from rag.settings import Settings
 from tests.conftest import read_jsonl
 

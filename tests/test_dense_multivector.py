@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.codec_float16 import Float16Codec
-from rag.dense import DenseIndex, DenseParams
-from rag.multivector import MultiVectorIndex, MultiVectorWriter
+from rag.index.codecs.float16 import Float16Codec
+from rag.index.dense import DenseIndex, DenseParams
+from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 32) -> np.ndarray:
@@ -49,10 +49,10 @@ def test_hnsw_above_threshold_has_high_recall_and_survives_reload(tmp_path) -> N
     assert (DenseIndex.load(tmp_path / "h", params).search(queries, 10)[0] == rows).all()
 
 
-def test_keep_drops_rows() -> None:
+def test_delete_drops_rows() -> None:
     rng = np.random.default_rng(2)
     vectors = _unit(rng, 50)
-    kept = DenseIndex.build(vectors, DenseParams()).keep(np.arange(0, 50, 2))
+    kept = DenseIndex.build(vectors, DenseParams()).delete(np.arange(1, 50, 2))
     rows, _ = kept.search(vectors[4], 1)
     assert rows[0, 0] == 2  # old row 4 is new row 2
 

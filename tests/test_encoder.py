@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.encoder import Encoder
+from rag.encode.encoder import Encoder
 
 
 def test_one_pass_equals_sentence_transformers_encode(encoder: Encoder, scifact_docs) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.encoder import Encoder
+from rag.encode.encoder import Encoder
 from rag.errors import ModelError
 
 

@@ -2,8 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from rag.bm25_tokenizer import make_tokenizer
-from rag.evidence import (
+from rag.generate.evidence import (
     Evidence,
     build_messages,
     citations_for,
@@ -14,12 +13,22 @@ from rag.evidence import (
     order_oldest_first,
     select_within_budget,
 )
+from rag.index.bm25_tokenizer import make_tokenizer
 
 TOKENIZE = make_tokenizer()
 
 
 def _ev(n: int, date_: str, snippet: str = "Some text here.", title: str = "T") -> Evidence:
-    return Evidence(n, f"c{n}", f"d{n}", "src", date_, title, snippet, snippet)
+    return Evidence(
+        number=n,
+        chunk_id=f"c{n}",
+        doc_id=f"d{n}",
+        source="src",
+        date=date_,
+        title=title,
+        snippet=snippet,
+        highlight=snippet,
+    )
 
 
 def test_oldest_first_with_undated_oldest_and_renumbered() -> None:

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from rag.errors import InputError
-from rag.filters import Filters, allowed_rows
+from rag.filters import allowed_rows
+from rag.objects import Filters
 
 COLLECTIONS = np.array(["a", "a", "b", "b"])
 SOURCES = np.array(["web", "pdf", "web", "web"])

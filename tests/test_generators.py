@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import pytest
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
-from rag.generator import Generator, Message
-from rag.generator_llamacpp import LlamaCppGenerator, bundled_smollm2_path
-from rag.generator_remote import RemoteGenerator
+from rag.generate.llamacpp import LlamaCppGenerator, bundled_smollm2_path
+from rag.generate.protocol import Generator, Message
+from rag.generate.remote import RemoteGenerator
 from tests.servers import free_port, start_llm
 
 MESSAGES = [Message("system", "Answer briefly."), Message("user", "What is the capital of France?")]
@@ -147,7 +147,7 @@ def test_remote_timeout(scripted) -> None:
 
 
 def test_transformers_generator_runs_the_bundled_gguf() -> None:
-    from rag.generator_transformers import TransformersGenerator
+    from rag.generate.hf_transformers import TransformersGenerator
 
     generator = TransformersGenerator(bundled_smollm2_path(), context_tokens=1024, threads=2)
     assert isinstance(generator, Generator)

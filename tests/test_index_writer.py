@@ -7,11 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rag.datatypes import Document
-from rag.encoder import Encoder
+from indexer.writer import IndexWriter
+from rag.encode.encoder import Encoder
 from rag.errors import IndexBusyError, IndexNotFoundError, InputError
-from rag.index import Snapshot
-from rag.index_writer import IndexWriter
+from rag.index.snapshot import Snapshot
+from rag.objects import Document
 from rag.settings import Settings
 
 

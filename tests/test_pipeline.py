@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rag.datatypes import Document
+from indexer.writer import IndexWriter
 from rag.errors import InputError
-from rag.filters import Filters
-from rag.index import Snapshot
-from rag.index_writer import IndexWriter
+from rag.index.snapshot import Snapshot
+from rag.objects import AnswerEvent, Document, Filters, TokenEvent
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from tests.conftest import read_jsonl
@@ -28,12 +27,14 @@ def squad_index(tmp_path_factory, squad_dir: Path, encoder, settings: Settings) 
     with IndexWriter(index, settings, encoder, show_progress=False) as writer:
         writer.upsert(
             [
-                Document(r["_id"], r["text"], r["title"], source="wikipedia", date=f"2019-01-{1 + i % 28:02d}")
+                Document(
+                    id=r["_id"], text=r["text"], title=r["title"], source="wikipedia", date=f"2019-01-{1 + i % 28:02d}"
+                )
                 for i, r in enumerate(oil)
             ],
             "oil",
         )
-        writer.upsert([Document(r["_id"], r["text"], r["title"], source="squad") for r in other], "other")
+        writer.upsert([Document(id=r["_id"], text=r["text"], title=r["title"], source="squad") for r in other], "other")
     return index
 
 
@@ -105,11 +106,35 @@ def test_streamed_answer_with_citations_from_the_local_generator(squad_index, se
     events = list(pipeline.stream(OIL_QUESTION, top_k=5))
     kinds = [e.kind for e in events]
     assert kinds[0] == "retrieval" and kinds[-1] == "answer" and kinds.count("token") >= 2
-    answer = events[-1].data
-    assert answer.answer == "".join(e.data for e in events if e.kind == "token").strip()
+    last = events[-1]
+    assert isinstance(last, AnswerEvent)
+    answer = last.answer
+    assert answer.answer == "".join(e.text for e in events if isinstance(e, TokenEvent)).strip()
     assert answer.citations and answer.citations[0].chunk_id in {e.chunk_id for e in answer.evidence}
-    assert answer.generator.startswith("local:")
+    assert answer.generator is not None and answer.generator.startswith("local:")
     assert [e.date for e in answer.evidence] == sorted(e.date for e in answer.evidence)  # oldest first
     assert {"first_token", "generate", "total"} <= set(answer.timings_ms)
     plain = pipeline.answer(OIL_QUESTION, generate=False)
     assert plain.answer == "" and plain.generator is None and plain.hits
+
+
+def test_ef_search_is_a_search_time_setting_of_an_existing_hnsw_index(
+    tmp_path, scifact_docs, encoder, settings: Settings
+) -> None:
+    """The index is built with one efSearch; a later RAG_DENSE_HNSW_EF_SEARCH changes how hard HNSW searches."""
+    import faiss
+
+    built_with = settings.model_copy(update={"dense_ann_threshold": 1, "dense_hnsw_ef_search": 512})
+    with IndexWriter(tmp_path / "ix", built_with, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs)
+    assert "hnsw_ef_search" not in Snapshot.load(tmp_path / "ix", built_with).manifest["dense"]["params"]
+
+    def distances_computed(ef_search: int) -> int:
+        pipeline = _pipeline(tmp_path / "ix", settings, encoder, dense_ann_threshold=1, dense_hnsw_ef_search=ef_search)
+        assert pipeline.snapshot.dense.kind == "hnsw"
+        stats = faiss.cvar.hnsw_stats  # type: ignore[attr-defined]
+        stats.reset()
+        pipeline.retrieve(scifact_docs[3].title, depth=1)
+        return int(stats.ndis)
+
+    assert distances_computed(1) < distances_computed(512)

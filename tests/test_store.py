@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rag.datatypes import Chunk, Document
-from rag.store import DocumentStore, sqlite_url
+from rag.index.store import DocumentStore, sqlite_url
+from rag.objects import Chunk, Document
 
 
 def _chunk(doc: str, ordinal: int, text: str) -> Chunk:

@@ -7,15 +7,15 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
-from rag.codec_binary import BinaryCodec
-from rag.codec_pq import ProductQuantizationCodec, group_count
+from indexer.writer import IndexWriter
 from rag.errors import InputError
-from rag.index import Snapshot
-from rag.index_writer import IndexWriter
+from rag.index.codecs import load_codec, make_codec
+from rag.index.codecs.binary import BinaryCodec
+from rag.index.codecs.pq import ProductQuantizationCodec, group_count
+from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
+from rag.index.snapshot import Snapshot
 from rag.maxsim import maxsim_packed
-from rag.multivector import MultiVectorIndex, MultiVectorWriter
 from rag.pipeline import Pipeline
-from rag.token_codec import load_codec, make_codec
 
 
 def _unit_tokens(rng: np.random.Generator, n: int, dim: int = 64) -> np.ndarray:

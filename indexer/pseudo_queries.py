@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rag.chunking import sentence_starts
+from rag.sentences import sentence_spans
 
 NO_SPAN = (0, 0)
 
@@ -27,19 +27,6 @@ class PseudoQuery:
     text: str
     row: int
     removed: tuple[int, int] = NO_SPAN
-
-
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence, surrounding whitespace trimmed."""
-    starts = sentence_starts(text)
-    spans = []
-    for start, end in zip(starts, [*starts[1:], len(text)], strict=True):
-        piece = text[start:end]
-        left = len(piece) - len(piece.lstrip())
-        right = len(piece.rstrip())
-        if right > left:
-            spans.append((start + left, start + right))
-    return spans
 
 
 def inverse_cloze_queries(

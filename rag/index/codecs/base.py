@@ -24,8 +24,6 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from rag.errors import IndexCorruptError, InputError
-
 CODEC_FILE = "codec.npz"  # the fitted state (centres, codebooks) beside the codes
 FIT_SAMPLE = 65_536  # token vectors a codec is fitted on (sampled evenly); k-means needs ~40 per centroid
 
@@ -84,7 +82,7 @@ class TokenCodec(ABC):
         return mine.keys() == theirs.keys() and all(np.array_equal(mine[k], theirs[k]) for k in mine)
 
     def save(self, directory: Path) -> None:
-        from rag.arrays import save_npz
+        from rag.index.arrays import save_npz
 
         save_npz(directory / CODEC_FILE, {"name": np.array(self.name), **self.state()})
 
@@ -136,34 +134,3 @@ def evenly_spaced_sample(n: int, size: int = FIT_SAMPLE) -> np.ndarray:
     if n <= size:
         return np.arange(n)
     return np.linspace(0, n - 1, size).astype(np.int64)
-
-
-CODEC_NAMES = ("float16", "binary", "pq")
-
-
-def make_codec(name: str, dim: int, pq_bytes: int = 48) -> TokenCodec:
-    """A new, unfitted codec. ``pq_bytes``: bytes per vector for ``pq`` (rounded down to a divisor of dim)."""
-    from rag.codec_binary import BinaryCodec
-    from rag.codec_float16 import Float16Codec
-    from rag.codec_pq import ProductQuantizationCodec
-
-    if name == "float16":
-        return Float16Codec(dim)
-    if name == "binary":
-        return BinaryCodec(dim)
-    if name == "pq":
-        return ProductQuantizationCodec(dim, pq_bytes)
-    raise InputError(f"unknown token codec {name!r}; choose one of {', '.join(CODEC_NAMES)}")
-
-
-def load_codec(directory: Path, name: str, dim: int) -> TokenCodec:
-    """The codec a multi-vector directory was written with (its state from ``codec.npz``; an index
-    from before codecs existed has none and is float16)."""
-    codec = make_codec(name, dim)
-    path = directory / CODEC_FILE
-    if path.exists():
-        with np.load(path, allow_pickle=False) as saved:
-            codec.load_state({k: saved[k] for k in saved.files if k != "name"})
-    if not codec.fitted:
-        raise IndexCorruptError(f"{directory} has no usable state for its {name} codec")
-    return codec

@@ -3,27 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class Message:
-    """One chat message: role is ``system``, ``user`` or ``assistant``."""
-
-    role: str
-    content: str
-
-
-@dataclass(frozen=True)
-class Generation:
-    """A finished answer with the generator's own accounting."""
-
-    text: str
-    model: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    finish_reason: str = ""
+from rag.objects import Generation, Message
 
 
 @runtime_checkable

@@ -11,8 +11,8 @@ import re
 from html.parser import HTMLParser
 from typing import Any, ClassVar
 
-from rag.datatypes import Document
 from rag.errors import InputError
+from rag.objects import Document
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm"}
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
-from rag.generator import Generation, Message, as_dicts
+from rag.generate.protocol import Generation, Message, as_dicts
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 

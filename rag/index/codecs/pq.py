@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.token_codec import LookupCodec
+from rag.index.codecs.base import LookupCodec
 
 CENTROIDS = 256  # one byte per group
 

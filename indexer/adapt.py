@@ -1,6 +1,6 @@
 """``rag adapt``: train a ColBERT projection for an index on its own corpus, without labels.
 
-1. Pseudo-queries from the corpus (inverse cloze task and unique titles, :mod:`rag.pseudo_queries`),
+1. Pseudo-queries from the corpus (inverse cloze task and unique titles, :mod:`indexer.pseudo_queries`),
    plus labelled (query, document id) pairs when given.
 2. Hard negatives from the index's own BM25 and dense rankings, fused with RRF, other documents only.
 3. A linear projection of the encoder's token vectors (full width by default, 128-d as in ColBERT with
@@ -30,13 +30,13 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from rag.encoder import Encoder
+from indexer.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
+from indexer.writer import IndexWriter
+from rag.encode.encoder import Encoder
+from rag.encode.projection import principal_directions, save_head
 from rag.errors import IndexNotFoundError, InputError
 from rag.fusion import rrf
-from rag.index import Snapshot, current_snapshot_name
-from rag.index_writer import IndexWriter
-from rag.projection import principal_directions, save_head
-from rag.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
+from rag.index.snapshot import Snapshot, current_snapshot_name
 from rag.settings import Settings
 
 RUN_DIR = "adapt"

@@ -8,17 +8,23 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rag.arrays import load_array, save_array
+from rag.index.arrays import load_array, save_array
 
 Kind = Literal["flat", "hnsw"]
 
 
+# HNSW efSearch when the caller names none: recall@100 0.976 against exact at 1M chunks, 1.6 ms (bench/run.py).
+# A search-time knob (RAG_DENSE_HNSW_EF_SEARCH), never stored with the index.
+EF_SEARCH = 512
+
+
 @dataclass(frozen=True)
 class DenseParams:
+    """Build-time parameters of the dense index."""
+
     ann_threshold: int = 200_000  # rows above which HNSW replaces exact search
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
-    hnsw_ef_search: int = 512  # recall@100 0.976 against exact at 1M chunks, 1.6 ms (bench/run.py)
 
     def kind_for(self, n_rows: int) -> Kind:
         return "hnsw" if n_rows > self.ann_threshold else "flat"
@@ -96,12 +102,16 @@ class DenseIndex:
             new._faiss_index, self._faiss_index = self._faiss_index, None
         return new
 
-    def keep(self, keep_rows: np.ndarray) -> DenseIndex:
-        """A new index with only ``keep_rows``; HNSW cannot drop nodes, so its graph is rebuilt lazily."""
-        return DenseIndex(np.asarray(self.vectors)[keep_rows], self.params)
+    def delete(self, rows: np.ndarray) -> DenseIndex:
+        """A new index without ``rows`` (later rows move up); HNSW cannot drop nodes, so its graph is
+        rebuilt lazily."""
+        return DenseIndex(np.delete(np.asarray(self.vectors), np.asarray(rows, np.int64), axis=0), self.params)
 
-    def search(self, queries: np.ndarray, n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` (rows, scores) for each query: two (q, n) arrays; missing slots have row -1."""
+    def search(
+        self, queries: np.ndarray, n: int, allowed: np.ndarray | None = None, ef_search: int = EF_SEARCH
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (rows, scores) for each (dim,) query of ``queries`` (q, dim): two (q, n) arrays; missing
+        slots have row -1. ``allowed`` (n_rows,) bool masks rows out; ``ef_search`` sizes HNSW's search."""
         faiss = _faiss()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         n = min(n, len(self))
@@ -113,12 +123,12 @@ class DenseIndex:
         if allowed is not None:
             selector = faiss.IDSelectorBitmap(np.packbits(allowed, bitorder="little"))
             params = (
-                faiss.SearchParametersHNSW(sel=selector, efSearch=self.params.hnsw_ef_search)
+                faiss.SearchParametersHNSW(sel=selector, efSearch=max(ef_search, n))
                 if self.kind == "hnsw"
                 else faiss.SearchParameters(sel=selector)
             )
         elif self.kind == "hnsw":
-            params = faiss.SearchParametersHNSW(efSearch=max(self.params.hnsw_ef_search, n))
+            params = faiss.SearchParametersHNSW(efSearch=max(ef_search, n))
         scores, rows = self.faiss_index.search(queries, n, params=params)
         return rows.astype(np.int64), scores
 

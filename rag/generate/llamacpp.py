@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
-from rag.generator import Generation, Message, as_dicts
+from rag.generate.protocol import Generation, Message, as_dicts
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

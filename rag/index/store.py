@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from rag.datatypes import Chunk, Document
+from rag.objects import Chunk, Document, DocumentFields
 
 _IN_BATCH = 900  # stay under SQLite's bound-parameter limit
 
@@ -80,33 +80,25 @@ class ChunkRow(_Base):
     deleted_gen: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
-@dataclass(frozen=True)
-class StoredDocument:
+@dataclass(frozen=True, kw_only=True)
+class StoredDocument(DocumentFields):
     """A live document as the store holds it."""
 
     id: str
     collection: str
-    title: str
-    source: str
-    url: str
-    date: str
     metadata: dict[str, Any]
     content_hash: str
     n_chunks: int
 
 
-@dataclass(frozen=True)
-class StoredChunk:
+@dataclass(frozen=True, kw_only=True)
+class StoredChunk(DocumentFields):
     """A live chunk with the fields of its document that evidence needs."""
 
     id: str
     document_id: str
     ordinal: int
     text: str
-    title: str
-    source: str
-    url: str
-    date: str
     collection: str
 
 
@@ -297,7 +289,7 @@ class DocumentStore:
                     )
                 )
                 for row in rows:
-                    found[row[0]] = StoredChunk(*row)
+                    found[row.id] = StoredChunk(**row._mapping)
         return found
 
     def document_fields(self, generation: int) -> dict[str, tuple[str, str, str]]:

@@ -9,6 +9,8 @@ from functools import cache
 # bm25s's and scikit-learn's default token pattern: words of two or more characters.
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 
+Tokenizer = Callable[[str], list[str]]
+
 
 @cache
 def _stopwords() -> frozenset[str]:
@@ -24,7 +26,7 @@ def _stemmer(language: str) -> Callable[[list[str]], list[str]]:
     return Stemmer.Stemmer(language).stemWords
 
 
-def make_tokenizer(stopwords: bool = True, stemmer: str = "english") -> Callable[[str], list[str]]:
+def make_tokenizer(stopwords: bool = True, stemmer: str = "english") -> Tokenizer:
     """Return ``text -> tokens`` for the given options (``stemmer='none'`` turns stemming off)."""
     stop = _stopwords() if stopwords else frozenset()
     stem = _stemmer(stemmer) if stemmer != "none" else None

@@ -20,126 +20,25 @@ Layout::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.arrays import load_array, sha256_file
-from rag.bm25 import BM25Index, BM25Params
-from rag.bm25_tokenizer import make_tokenizer
-from rag.dense import DenseIndex, DenseParams
+from rag.encode.projection import load_head
 from rag.errors import IndexCorruptError, IndexNotFoundError
-from rag.multivector import MultiVectorIndex
-from rag.projection import load_head
+from rag.index.arrays import load_array, sha256_file
+from rag.index.bm25 import BM25Index
+from rag.index.dense import DenseIndex
+from rag.index.manifest import FORMAT_VERSION, MANIFEST_FILE, IndexParams
+from rag.index.multivector import MultiVectorIndex
+from rag.index.store import DocumentStore, sqlite_url
 from rag.settings import Settings
-from rag.store import DocumentStore, sqlite_url
 
-FORMAT_VERSION = 1
 CURRENT_FILE = "CURRENT"
 SNAPSHOTS_DIR = "snapshots"
 STORE_FILE = "store.db"
-MANIFEST_FILE = "manifest.json"
 PROJECTED_DIR = "projected"
-
-
-@dataclass(frozen=True)
-class IndexParams:
-    """What an index is built with; fixed at creation and read back from the manifest afterwards."""
-
-    encoder_model: str
-    dim: int
-    max_seq_length: int
-    chunk_max_tokens: int
-    chunk_overlap_tokens: int
-    chunk_min_tokens: int
-    bm25: BM25Params
-    bm25_stopwords: bool
-    bm25_stemmer: str
-    dense: DenseParams
-    late_model: str = ""  # empty: the encoder's token vectors
-    late_dim: int = 0
-    # A ColBERT head trained by `rag adapt` (path relative to the index directory); empty: none.
-    late_projection: str = ""
-    late_projection_dim: int = 0
-    # How token vectors are stored (rag/token_codec.py): float16, binary or pq; pq_bytes sizes a new pq codec.
-    token_codec: str = "float16"
-    token_codec_pq_bytes: int = 48
-
-    @property
-    def multivector_dim(self) -> int:
-        return self.late_dim if self.late_model else self.dim
-
-    @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> IndexParams:
-        chunking, bm25, dense = manifest["chunking"], manifest["bm25"], manifest["dense"]
-        return cls(
-            encoder_model=manifest["encoder"]["model"],
-            dim=int(manifest["encoder"]["dim"]),
-            max_seq_length=int(manifest["encoder"]["max_seq_length"]),
-            chunk_max_tokens=chunking["max_tokens"],
-            chunk_overlap_tokens=chunking["overlap_tokens"],
-            chunk_min_tokens=chunking["min_tokens"],
-            bm25=BM25Params(bm25["variant"], bm25["k1"], bm25["b"], bm25["epsilon"]),
-            bm25_stopwords=bm25["stopwords"],
-            bm25_stemmer=bm25["stemmer"],
-            dense=DenseParams(**dense["params"]),
-            late_model=manifest["multivector"].get("model", ""),
-            late_dim=int(manifest["multivector"]["dim"]),
-            late_projection=manifest["multivector"].get("projection", ""),
-            late_projection_dim=int(manifest["multivector"].get("projection_dim", 0)),
-            token_codec=manifest["multivector"].get("codec", "float16"),
-            token_codec_pq_bytes=int(manifest["multivector"].get("pq_bytes", 48)),
-        )
-
-    def manifest_sections(self, dense_kind: str) -> dict[str, Any]:
-        return {
-            "encoder": {"model": self.encoder_model, "dim": self.dim, "max_seq_length": self.max_seq_length},
-            "chunking": {
-                "max_tokens": self.chunk_max_tokens,
-                "overlap_tokens": self.chunk_overlap_tokens,
-                "min_tokens": self.chunk_min_tokens,
-            },
-            "bm25": {**asdict(self.bm25), "stopwords": self.bm25_stopwords, "stemmer": self.bm25_stemmer},
-            "dense": {"kind": dense_kind, "params": asdict(self.dense)},
-            "multivector": {
-                "codec": self.token_codec,
-                "pq_bytes": self.token_codec_pq_bytes,
-                "dim": self.multivector_dim,
-                "model": self.late_model,
-                "projection": self.late_projection,
-                "projection_dim": self.late_projection_dim,
-            },
-        }
-
-    def bm25_tokenizer(self) -> Callable[[str], list[str]]:
-        return make_tokenizer(self.bm25_stopwords, self.bm25_stemmer)
-
-
-def params_from_settings(settings: Settings, dim: int, max_seq_length: int, late_dim: int = 0) -> IndexParams:
-    return IndexParams(
-        encoder_model=settings.encoder_model,
-        dim=dim,
-        max_seq_length=max_seq_length,
-        chunk_max_tokens=min(settings.chunk_max_tokens, max_seq_length),
-        chunk_overlap_tokens=settings.chunk_overlap_tokens,
-        chunk_min_tokens=settings.chunk_min_tokens,
-        bm25=BM25Params(settings.bm25_variant, settings.bm25_k1, settings.bm25_b, settings.bm25_epsilon),
-        bm25_stopwords=settings.bm25_stopwords,
-        bm25_stemmer=settings.bm25_stemmer,
-        dense=DenseParams(
-            settings.dense_ann_threshold,
-            settings.dense_hnsw_m,
-            settings.dense_hnsw_ef_construction,
-            settings.dense_hnsw_ef_search,
-        ),
-        late_model=settings.late_model,
-        late_dim=late_dim,
-        token_codec=settings.token_codec,
-        token_codec_pq_bytes=settings.token_codec_pq_bytes,
-    )
 
 
 def store_for(index_dir: Path, settings: Settings) -> DocumentStore:
@@ -152,15 +51,6 @@ def current_snapshot_name(index_dir: Path) -> str | None:
     if not pointer.exists():
         return None
     return pointer.read_text("utf-8").strip() or None
-
-
-def file_entries(snapshot_dir: Path) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file of a snapshot except the manifest, keyed by relative path."""
-    return {
-        str(p.relative_to(snapshot_dir)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
-        for p in sorted(snapshot_dir.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_FILE
-    }
 
 
 class Snapshot:

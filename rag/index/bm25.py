@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from rag.arrays import load_array, save_array
+from rag.index.arrays import load_array, save_array
 
 Variant = Literal["okapi", "lucene"]
 
@@ -154,8 +154,9 @@ class BM25Index:
         lengths = np.concatenate([np.asarray(self.doc_lengths), [len(t) for t in token_lists]])
         return self._from_matrix(vocabulary, sp.vstack([old, new], format="csc"), lengths, self.params)
 
-    def keep(self, keep_rows: np.ndarray) -> BM25Index:
-        """A new index holding only the rows in ``keep_rows`` (ascending), renumbered from 0."""
+    def delete(self, rows: np.ndarray) -> BM25Index:
+        """A new index without ``rows``, the others renumbered from 0 in their order."""
+        keep_rows = np.setdiff1d(np.arange(len(self)), np.asarray(rows, np.int64))
         return self._from_matrix(
             self.vocabulary, self._matrix()[keep_rows], np.asarray(self.doc_lengths)[keep_rows], self.params
         )

@@ -8,17 +8,16 @@ enclosed in delimiters that it cannot forge, and the instructions say it is data
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import date as date_type
 from pathlib import Path
 from typing import Any
 
-from rag.chunking import sentence_starts
-from rag.generator import Message
+from rag.objects import Citation, Evidence, Message
+from rag.sentences import sentences
 
 _DELIMITER = re.compile(r"</?\s*evidence\b[^>]*>", re.IGNORECASE)
 _CITATION = re.compile(r"\[(\d{1,3})\]")
@@ -35,47 +34,11 @@ FALSE_PREMISE_INSTRUCTION = (
 )
 
 
-@dataclass(frozen=True)
-class Evidence:
-    """One numbered piece of evidence as the generator sees it (``number`` is what answers cite)."""
-
-    number: int
-    chunk_id: str
-    doc_id: str
-    source: str
-    date: str
-    title: str
-    snippet: str
-    highlight: str
-    url: str = ""
-
-
-@dataclass(frozen=True)
-class Citation:
-    """An evidence the answer relies on; ``how`` is ``model`` (cited in the text) or ``overlap``
-    (the answer cited nothing; attributed to the evidence sharing most words with the answer)."""
-
-    number: int
-    chunk_id: str
-    doc_id: str
-    title: str
-    source: str
-    url: str
-    date: str
-    how: str
-
-
 def load_demos() -> list[dict[str, Any]]:
     """The few-shot demonstrations shipped as ``rag/data/fewshot_demos.json``."""
     text = (Path(__file__).parent / "data" / "fewshot_demos.json").read_text(encoding="utf-8")
     demos: list[dict[str, Any]] = json.loads(text)
     return demos
-
-
-def sentences(text: str) -> list[str]:
-    starts = sentence_starts(text)
-    bounds = [*starts, len(text)]
-    return [text[a:b].strip() for a, b in itertools.pairwise(bounds) if text[a:b].strip()]
 
 
 def highlight(question_terms: set[str], text: str, tokenize: Callable[[str], list[str]], max_sentences: int = 2) -> str:
@@ -97,10 +60,7 @@ def _date_key(value: str) -> str:
 def order_oldest_first(evidences: Sequence[Evidence]) -> list[Evidence]:
     """Oldest to newest (stable for equal dates), renumbered 1..n in that order."""
     ordered = sorted(evidences, key=lambda e: _date_key(e.date))
-    return [
-        Evidence(i, e.chunk_id, e.doc_id, e.source, e.date, e.title, e.snippet, e.highlight, e.url)
-        for i, e in enumerate(ordered, start=1)
-    ]
+    return [replace(e, number=i) for i, e in enumerate(ordered, start=1)]
 
 
 def sanitize(text: str) -> str:
@@ -122,7 +82,16 @@ def format_evidence(evidence: Evidence) -> str:
 
 def _demo_block(demo: dict[str, Any]) -> str:
     evidences = [
-        Evidence(i, "", "", e["source"], e["date"], e["title"], e["snippet"], e["highlight"])
+        Evidence(
+            number=i,
+            chunk_id="",
+            doc_id="",
+            source=e["source"],
+            date=e["date"],
+            title=e["title"],
+            snippet=e["snippet"],
+            highlight=e["highlight"],
+        )
         for i, e in enumerate(demo["evidences"], start=1)
     ]
     body = "\n".join(format_evidence(e) for e in evidences)
@@ -155,16 +124,8 @@ def _shorten(evidence: Evidence, budget_tokens: int, count_tokens: Callable[[str
 
 
 def _with_snippet(evidence: Evidence, snippet: str) -> Evidence:
-    return Evidence(
-        evidence.number,
-        evidence.chunk_id,
-        evidence.doc_id,
-        evidence.source,
-        evidence.date,
-        evidence.title,
-        snippet,
-        evidence.highlight if len(snippet) > len(evidence.highlight) else snippet,
-        evidence.url,
+    return replace(
+        evidence, snippet=snippet, highlight=evidence.highlight if len(snippet) > len(evidence.highlight) else snippet
     )
 
 
@@ -215,14 +176,11 @@ def citations_for(answer: str, evidences: Sequence[Evidence], tokenize: Callable
             numbers, how = [number], "overlap"
     return [
         Citation(
-            n,
-            by_number[n].chunk_id,
-            by_number[n].doc_id,
-            by_number[n].title,
-            by_number[n].source,
-            by_number[n].url,
-            by_number[n].date,
-            how,
+            number=n,
+            chunk_id=by_number[n].chunk_id,
+            doc_id=by_number[n].doc_id,
+            how=how,
+            **by_number[n].document_fields(),
         )
         for n in numbers
     ]

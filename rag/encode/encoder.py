@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.encoder_runtime import BACKENDS, Backend, compile_transformer, default_cache_dir
+from rag.encode.runtime import BACKENDS, Backend, compile_transformer, default_cache_dir
 from rag.errors import ModelError
 
 if TYPE_CHECKING:

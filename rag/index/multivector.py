@@ -9,9 +9,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from rag.arrays import load_array, save_array
+from rag.index.arrays import load_array, save_array
+from rag.index.codecs import TokenCodec, evenly_spaced_sample, load_codec
 from rag.maxsim import segment_maxsim
-from rag.token_codec import TokenCodec, evenly_spaced_sample, load_codec
 
 OFFSETS_FILE = "offsets.npy"  # (n_rows + 1,) int64; row i owns codes[offsets[i]:offsets[i+1]]
 FIT_ROWS = 4096  # rows whose tokens a codec is fitted on when converting an index (~800k tokens to sample from)

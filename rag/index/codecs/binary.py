@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rag.token_codec import LookupCodec
+from rag.index.codecs.base import LookupCodec
 
 BITS = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).astype(np.float32)  # (256, 8), MSB first
 

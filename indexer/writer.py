@@ -15,40 +15,35 @@ import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO
 
 import numpy as np
 from tqdm import tqdm
 
-from rag.arrays import fsync_dir, save_array, write_text_atomic
-from rag.bm25 import BM25Index
-from rag.chunking import chunk_documents
-from rag.colbert import ColBERTEncoder
-from rag.datatypes import Chunk, Document
-from rag.dense import DenseIndex
-from rag.encoder import Encoder
+from indexer.chunking import chunk_documents
+from rag.encode.colbert import ColBERTEncoder
+from rag.encode.encoder import Encoder
+from rag.encode.projection import load_head, project_tokens
 from rag.errors import IndexBusyError, InputError
-from rag.index import (
+from rag.index.arrays import fsync_dir, save_array, write_text_atomic
+from rag.index.bm25 import BM25Index
+from rag.index.codecs import TokenCodec, make_codec
+from rag.index.dense import DenseIndex
+from rag.index.manifest import MANIFEST_FILE, IndexParams, Manifest
+from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
+from rag.index.snapshot import (
     CURRENT_FILE,
-    FORMAT_VERSION,
-    MANIFEST_FILE,
     PROJECTED_DIR,
     SNAPSHOTS_DIR,
-    IndexParams,
     Snapshot,
     current_snapshot_name,
-    file_entries,
-    params_from_settings,
     store_for,
 )
-from rag.multivector import MultiVectorIndex, MultiVectorWriter
-from rag.projection import load_head, project_tokens
+from rag.index.store import DocumentStore, redact_url
+from rag.objects import Chunk, Document
 from rag.settings import Settings
-from rag.store import DocumentStore, redact_url
-from rag.token_codec import TokenCodec, make_codec
 
 ENCODE_BLOCK = 1024  # chunks per encoder call: long enough for length-sorted batching, short for memory
 
@@ -222,7 +217,7 @@ class IndexWriter:
         if self.snapshot is not None:
             return self.snapshot.params
         late = self.late_encoder
-        return params_from_settings(
+        return IndexParams.from_settings(
             self.settings, self.encoder.dim, self.encoder.max_seq_length, late.dim if late is not None else 0
         )
 
@@ -384,9 +379,10 @@ class IndexWriter:
 
         old = self.snapshot
         if old is not None:
-            keep_rows = np.flatnonzero(~np.isin(np.asarray(old.chunk_ids), list(removed_chunk_ids)))
-            dense = old.dense.keep(keep_rows)
-            sparse = old.sparse.keep(keep_rows)
+            removed_rows = np.isin(np.asarray(old.chunk_ids), list(removed_chunk_ids))
+            keep_rows = np.flatnonzero(~removed_rows)
+            dense = old.dense.delete(np.flatnonzero(removed_rows))
+            sparse = old.sparse.delete(np.flatnonzero(removed_rows))
             chunk_ids = [str(c) for c in np.asarray(old.chunk_ids)[keep_rows]]
             doc_ids = [str(d) for d in np.asarray(old.doc_ids)[keep_rows]]
         else:
@@ -437,21 +433,18 @@ class IndexWriter:
         store.commit_generation(
             generation, collection, documents, new_chunks, deleted_document_ids, sorted(removed_chunk_ids)
         )
-        manifest: dict[str, Any] = {
-            "format_version": FORMAT_VERSION,
-            "generation": generation,
-            "created_at": datetime.now(UTC).isoformat(),
-            **params.manifest_sections(dense.kind),
-            "store": {"backend": store.engine.url.get_backend_name(), "url": redact_url(store.url)},
-            "counts": {
-                "documents": store.count_documents(generation),
-                "chunks": len(chunk_ids),
-                "token_vectors": n_token_vectors,
-            },
-            "multivector_shape": [n_token_vectors, params.multivector_dim],
-            "files": file_entries(tmp),
-        }
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2), "utf-8")
+        manifest = Manifest.create(
+            tmp,
+            generation=generation,
+            params=params,
+            dense_kind=dense.kind,
+            store_backend=store.engine.url.get_backend_name(),
+            store_url=redact_url(store.url),
+            documents=store.count_documents(generation),
+            chunks=len(chunk_ids),
+            token_vectors=n_token_vectors,
+        )
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
         for path in tmp.rglob("*"):
             if path.is_file():
                 with open(path, "rb") as handle:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from rag.datatypes import Chunk, Document
 from rag.errors import InputError
+from rag.objects import Chunk, Document
+from rag.sentences import sentence_starts
 
-# A sentence ends at . ! ? (optionally closed by a quote or bracket) followed by space, or at a blank line.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*\s+|\n\s*\n")
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP] around every passage
 _TOKENIZE_BATCH = 512
 
@@ -20,11 +18,6 @@ def chunk_id(document_id: str, ordinal: int, title: str, text: str) -> str:
     """Stable id from the content: the same passage of the same document keeps its id across rebuilds."""
     digest = hashlib.sha256("\x1f".join((document_id, str(ordinal), title, text)).encode("utf-8"))
     return digest.hexdigest()[:24]
-
-
-def sentence_starts(text: str) -> list[int]:
-    """Character offsets where sentences begin (always including 0)."""
-    return [0] + [m.end() for m in _SENTENCE_END.finditer(text) if m.end() < len(text)]
 
 
 def _sentence_units(offsets: Sequence[tuple[int, int]], starts: Sequence[int], budget: int) -> list[tuple[int, int]]:

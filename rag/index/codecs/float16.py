@@ -6,8 +6,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from rag.index.codecs.base import TokenCodec
 from rag.maxsim import token_similarities
-from rag.token_codec import TokenCodec
 
 
 class Float16Codec(TokenCodec):

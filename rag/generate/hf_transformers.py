@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
-from rag.generator import Generation, Message, as_dicts
+from rag.generate.protocol import Generation, Message, as_dicts
 
 
 class TransformersGenerator:

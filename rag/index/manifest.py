@@ -1,0 +1,230 @@
+"""The typed manifest of a snapshot: build-time parameters, counts and every file's checksum.
+
+Build-time parameters (:class:`IndexParams`) are fixed when an index is created and read back from the
+manifest afterwards, so later writes chunk, tokenise and encode the same way. Search-time knobs (HNSW
+efSearch, candidate depth, MaxSim mode, RRF weights) are not here: they come from the settings at
+query time, so changing them needs no rebuild.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rag.errors import IndexCorruptError
+from rag.index.arrays import sha256_file
+from rag.index.bm25 import BM25Params
+from rag.index.bm25_tokenizer import Tokenizer, make_tokenizer
+from rag.index.dense import DenseParams
+from rag.settings import Settings
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """What an index is built with; fixed at creation and read back from the manifest afterwards."""
+
+    encoder_model: str
+    dim: int
+    max_seq_length: int
+    chunk_max_tokens: int
+    chunk_overlap_tokens: int
+    chunk_min_tokens: int
+    bm25: BM25Params
+    bm25_stopwords: bool
+    bm25_stemmer: str
+    dense: DenseParams
+    late_model: str = ""  # empty: the encoder's token vectors
+    late_dim: int = 0
+    # A ColBERT head trained by `rag adapt` (path relative to the index directory); empty: none.
+    late_projection: str = ""
+    late_projection_dim: int = 0
+    # How token vectors are stored (rag/index/codecs): float16, binary or pq; pq_bytes sizes a new pq codec.
+    token_codec: str = "float16"
+    token_codec_pq_bytes: int = 48
+
+    @property
+    def multivector_dim(self) -> int:
+        return self.late_dim if self.late_model else self.dim
+
+    def bm25_tokenizer(self) -> Tokenizer:
+        return make_tokenizer(self.bm25_stopwords, self.bm25_stemmer)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, dim: int, max_seq_length: int, late_dim: int = 0) -> IndexParams:
+        """A new index's parameters: the settings, with the encoder's dimensions as loaded."""
+        return cls(
+            encoder_model=settings.encoder_model,
+            dim=dim,
+            max_seq_length=max_seq_length,
+            chunk_max_tokens=min(settings.chunk_max_tokens, max_seq_length),
+            chunk_overlap_tokens=settings.chunk_overlap_tokens,
+            chunk_min_tokens=settings.chunk_min_tokens,
+            bm25=BM25Params(
+                variant=settings.bm25_variant, k1=settings.bm25_k1, b=settings.bm25_b, epsilon=settings.bm25_epsilon
+            ),
+            bm25_stopwords=settings.bm25_stopwords,
+            bm25_stemmer=settings.bm25_stemmer,
+            dense=DenseParams(
+                ann_threshold=settings.dense_ann_threshold,
+                hnsw_m=settings.dense_hnsw_m,
+                hnsw_ef_construction=settings.dense_hnsw_ef_construction,
+            ),
+            late_model=settings.late_model,
+            late_dim=late_dim,
+            token_codec=settings.token_codec,
+            token_codec_pq_bytes=settings.token_codec_pq_bytes,
+        )
+
+    def to_manifest(self, dense_kind: str) -> dict[str, Any]:
+        """The manifest's parameter sections (``encoder``, ``chunking``, ``bm25``, ``dense``, ``multivector``)."""
+        return {
+            "encoder": {"model": self.encoder_model, "dim": self.dim, "max_seq_length": self.max_seq_length},
+            "chunking": {
+                "max_tokens": self.chunk_max_tokens,
+                "overlap_tokens": self.chunk_overlap_tokens,
+                "min_tokens": self.chunk_min_tokens,
+            },
+            "bm25": {**asdict(self.bm25), "stopwords": self.bm25_stopwords, "stemmer": self.bm25_stemmer},
+            "dense": {"kind": dense_kind, "params": asdict(self.dense)},
+            "multivector": {
+                "codec": self.token_codec,
+                "pq_bytes": self.token_codec_pq_bytes,
+                "dim": self.multivector_dim,
+                "model": self.late_model,
+                "projection": self.late_projection,
+                "projection_dim": self.late_projection_dim,
+            },
+        }
+
+    @classmethod
+    def from_manifest(cls, sections: dict[str, Any]) -> IndexParams:
+        """The inverse of :meth:`to_manifest`; reads manifests of older versions too (missing keys take
+        the defaults they had, and a search-time knob they stored, ``hnsw_ef_search``, is ignored)."""
+        encoder, chunking, bm25, dense = sections["encoder"], sections["chunking"], sections["bm25"], sections["dense"]
+        multivector = sections["multivector"]
+        dense_params = dense["params"]
+        return cls(
+            encoder_model=encoder["model"],
+            dim=int(encoder["dim"]),
+            max_seq_length=int(encoder["max_seq_length"]),
+            chunk_max_tokens=int(chunking["max_tokens"]),
+            chunk_overlap_tokens=int(chunking["overlap_tokens"]),
+            chunk_min_tokens=int(chunking["min_tokens"]),
+            bm25=BM25Params(variant=bm25["variant"], k1=bm25["k1"], b=bm25["b"], epsilon=bm25["epsilon"]),
+            bm25_stopwords=bool(bm25["stopwords"]),
+            bm25_stemmer=bm25["stemmer"],
+            dense=DenseParams(
+                ann_threshold=int(dense_params["ann_threshold"]),
+                hnsw_m=int(dense_params["hnsw_m"]),
+                hnsw_ef_construction=int(dense_params["hnsw_ef_construction"]),
+            ),
+            late_model=multivector.get("model", ""),
+            late_dim=int(multivector["dim"]),
+            late_projection=multivector.get("projection", ""),
+            late_projection_dim=int(multivector.get("projection_dim", 0)),
+            token_codec=multivector.get("codec", "float16"),
+            token_codec_pq_bytes=int(multivector.get("pq_bytes", 48)),
+        )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    bytes: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``manifest.json`` of one snapshot."""
+
+    generation: int
+    created_at: str
+    params: IndexParams
+    dense_kind: str
+    store_backend: str
+    store_url: str  # password redacted
+    documents: int
+    chunks: int
+    token_vectors: int
+    files: dict[str, FileEntry]  # every file of the snapshot but the manifest, by relative path
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def create(
+        cls,
+        snapshot_dir: Path,
+        generation: int,
+        params: IndexParams,
+        dense_kind: str,
+        store_backend: str,
+        store_url: str,
+        documents: int,
+        chunks: int,
+        token_vectors: int,
+    ) -> Manifest:
+        """The manifest of a snapshot whose files are all written (they are checksummed here)."""
+        return cls(
+            generation=generation,
+            created_at=datetime.now(UTC).isoformat(),
+            params=params,
+            dense_kind=dense_kind,
+            store_backend=store_backend,
+            store_url=store_url,
+            documents=documents,
+            chunks=chunks,
+            token_vectors=token_vectors,
+            files=file_entries(snapshot_dir),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "generation": self.generation,
+            "created_at": self.created_at,
+            **self.params.to_manifest(self.dense_kind),
+            "store": {"backend": self.store_backend, "url": self.store_url},
+            "counts": {"documents": self.documents, "chunks": self.chunks, "token_vectors": self.token_vectors},
+            "multivector_shape": [self.token_vectors, self.params.multivector_dim],
+            "files": {rel: asdict(entry) for rel, entry in self.files.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], where: Path) -> Manifest:
+        if data.get("format_version") != FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{where} has index format {data.get('format_version')}, this version reads {FORMAT_VERSION}"
+            )
+        try:
+            counts = data["counts"]
+            return cls(
+                generation=int(data["generation"]),
+                created_at=str(data["created_at"]),
+                params=IndexParams.from_manifest(data),
+                dense_kind=data["dense"]["kind"],
+                store_backend=data["store"]["backend"],
+                store_url=data["store"]["url"],
+                documents=int(counts["documents"]),
+                chunks=int(counts["chunks"]),
+                token_vectors=int(counts["token_vectors"]),
+                files={rel: FileEntry(int(e["bytes"]), str(e["sha256"])) for rel, e in data["files"].items()},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexCorruptError(f"the manifest of {where} lacks or garbles {exc}") from exc
+
+    def bytes_under(self, folder: str) -> int:
+        """Bytes of the snapshot's files under ``folder``."""
+        return sum(e.bytes for rel, e in self.files.items() if rel.startswith(folder + "/"))
+
+
+def file_entries(snapshot_dir: Path) -> dict[str, FileEntry]:
+    """Size and sha256 of every file of a snapshot except the manifest, keyed by relative path."""
+    return {
+        str(p.relative_to(snapshot_dir)): FileEntry(p.stat().st_size, sha256_file(p))
+        for p in sorted(snapshot_dir.rglob("*"))
+        if p.is_file() and p.name != MANIFEST_FILE
+    }

@@ -1,0 +1,220 @@
+"""The frozen objects stages pass to each other, declared once and built by keyword.
+
+Documents, hits, evidence and citations share one declaration of what a document says about itself
+(:class:`DocumentFields`); stage names are one enum (:class:`Stage`); a streamed answer is a sequence
+of typed events (:data:`StreamEvent`).
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from rag.errors import InputError
+
+
+class Stage(StrEnum):
+    """Every ranking the retrieval recipe (:mod:`rag.retrieval`) can produce, by its published name."""
+
+    DENSE = "dense"
+    BM25 = "bm25"
+    RRF = "rrf"
+    MAXSIM = "maxsim"  # MaxSim's own order of the fused candidates
+    FINAL = "rrf+maxsim"  # what the configured MaxSim mode returns (replace or fuse)
+    MAXSIM_REPLACE = "maxsim-replace"  # the replace mode's answer, when fuse is configured (evaluation)
+    MAXSIM_FUSE = "maxsim-fuse"  # the fuse mode's answer, when replace is configured (evaluation)
+    MAXSIM_RAW = "rrf+maxsim-raw"  # the final stage with raw token vectors, on an adapted index (evaluation)
+
+
+MaxSimMode = Literal["replace", "fuse", "off"]
+PATHS = (Stage.DENSE, Stage.BM25)  # the first-stage retrieval paths, in the order they run
+
+
+@dataclass(frozen=True, kw_only=True)
+class DocumentFields:
+    """What a document says about itself; shown with every hit, evidence and citation of it."""
+
+    title: str = ""
+    source: str = ""
+    url: str = ""
+    date: str = ""  # ISO 8601 (YYYY-MM-DD or full timestamp) or empty
+
+    def document_fields(self) -> dict[str, str]:
+        """These fields by name, to build another object about the same document."""
+        return {"title": self.title, "source": self.source, "url": self.url, "date": self.date}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Document(DocumentFields):
+    """A source document as loaded, before chunking."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Chunk:
+    """A passage of a document that fits the encoder; ``id`` is shared by the store and all indexes."""
+
+    id: str
+    document_id: str
+    ordinal: int
+    text: str
+    title: str
+    token_start: int  # span in the document's word pieces, end exclusive
+    token_end: int
+    char_start: int  # span in the document's text, end exclusive
+    char_end: int
+
+    @property
+    def encoded_text(self) -> str:
+        """What the encoder and BM25 see: the title, then the passage."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Keep only chunks whose document matches every given field (applied on every path before fusion).
+
+    ``date_from``/``date_to`` are inclusive ISO dates (YYYY-MM-DD); an undated document never
+    matches a date range.
+    """
+
+    collection: str | None = None
+    sources: tuple[str, ...] = ()
+    date_from: str | None = None
+    date_to: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.collection is None and not self.sources and self.date_from is None and self.date_to is None
+
+    def validate(self) -> None:
+        """Refuse dates that are not ISO dates, and a range that ends before it starts."""
+        for name, value in (("date_from", self.date_from), ("date_to", self.date_to)):
+            if value is not None and not is_iso_date(value):
+                raise InputError(f"{name} must be an ISO date YYYY-MM-DD, got {value!r}")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise InputError(f"date_from {self.date_from} is after date_to {self.date_to}")
+
+
+def is_iso_date(value: str) -> bool:
+    """Whether ``value`` starts with a valid YYYY-MM-DD date."""
+    try:
+        datetime.date.fromisoformat(value[:10])
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hit(DocumentFields):
+    """A retrieved chunk and why it is here: its rank (from 1) and score on every stage that saw it,
+    and each path's share of its RRF score."""
+
+    chunk_id: str
+    doc_id: str
+    text: str
+    collection: str
+    score: float
+    # keyed by Stage values (plain strings, so a decoded JSON answer indexes the same way)
+    ranks: dict[str, int] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    rrf_contributions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """Hits plus every stage's full ranking ((chunk id, score), best first) and per-stage timings in ms.
+
+    ``elapsed_ms[stage]`` is the time from the question to that stage's ranking, query encoding included.
+    """
+
+    question: str
+    hits: list[Hit]
+    rankings: dict[str, list[tuple[str, float]]]  # keyed by Stage values
+    timings_ms: dict[str, float]
+    elapsed_ms: dict[str, float]
+    final_stage: Stage
+
+
+@dataclass(frozen=True, kw_only=True)
+class Evidence(DocumentFields):
+    """One numbered piece of evidence as the generator sees it (``number`` is what answers cite)."""
+
+    number: int
+    chunk_id: str
+    doc_id: str
+    snippet: str
+    highlight: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Citation(DocumentFields):
+    """An evidence the answer relies on; ``how`` is ``model`` (cited in the text) or ``overlap``
+    (the answer cited nothing; attributed to the evidence sharing most words with the answer)."""
+
+    number: int
+    chunk_id: str
+    doc_id: str
+    how: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    answer: str
+    citations: list[Citation]
+    hits: list[Hit]
+    evidence: list[Evidence]
+    timings_ms: dict[str, float]
+    generator: str | None
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message: role is ``system``, ``user`` or ``assistant``."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A finished answer with the generator's own accounting."""
+
+    text: str
+    model: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = ""
+
+
+@dataclass(frozen=True)
+class RetrievalEvent:
+    """The hits are ready (sent before the first token)."""
+
+    kind: ClassVar[str] = "retrieval"  # the event's name on the wire (SSE)
+    retrieval: Retrieval
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """A piece of the answer, as the generator wrote it."""
+
+    kind: ClassVar[str] = "token"
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerEvent:
+    """The finished answer; always the last event of a stream."""
+
+    kind: ClassVar[str] = "answer"
+    answer: Answer
+
+
+StreamEvent = RetrievalEvent | TokenEvent | AnswerEvent

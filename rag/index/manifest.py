@@ -216,10 +216,6 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"the manifest of {where} lacks or garbles {exc}") from exc
 
-    def bytes_under(self, folder: str) -> int:
-        """Bytes of the snapshot's files under ``folder``."""
-        return sum(e.bytes for rel, e in self.files.items() if rel.startswith(folder + "/"))
-
 
 def file_entries(snapshot_dir: Path) -> dict[str, FileEntry]:
     """Size and sha256 of every file of a snapshot except the manifest, keyed by relative path."""

@@ -30,7 +30,7 @@ from rag.errors import IndexCorruptError, IndexNotFoundError
 from rag.index.arrays import load_array, sha256_file
 from rag.index.bm25 import BM25Index
 from rag.index.dense import DenseIndex
-from rag.index.manifest import FORMAT_VERSION, MANIFEST_FILE, IndexParams
+from rag.index.manifest import MANIFEST_FILE, IndexParams, Manifest
 from rag.index.multivector import MultiVectorIndex
 from rag.index.store import DocumentStore, sqlite_url
 from rag.settings import Settings
@@ -100,10 +100,7 @@ class Snapshot:
             manifest = json.loads((directory / MANIFEST_FILE).read_text("utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise IndexCorruptError(f"cannot read manifest of snapshot {directory}: {exc}") from exc
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexCorruptError(
-                f"{directory} has index format {manifest.get('format_version')}, this version reads {FORMAT_VERSION}"
-            )
+        Manifest.from_json(manifest, directory)  # the format version and every section, checked once
         for rel, entry in manifest["files"].items():
             path = directory / rel
             if not path.exists() or path.stat().st_size != entry["bytes"]:

@@ -25,8 +25,8 @@ from api.index_service import IndexService
 from api.jobs import Job, JobRunner
 from api.metrics import Metrics
 from api.schemas import DocumentsIn
+from api.settings import ApiSettings
 from rag.errors import RagError
-from rag.settings import Settings
 
 log = logging.getLogger("rag.api")
 
@@ -151,8 +151,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return app.openapi_schema
 
 
-def create_app(index_dir: Path, settings: Settings | None = None) -> FastAPI:
-    settings = settings or Settings()
+def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
     metrics = Metrics()
 
     def finished(job: Job) -> None:

@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from api.settings import ApiSettings
 from rag.errors import InputError
-from rag.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def parse_key_entry(entry: str) -> ApiKey:
     return make_key(secret, names or None)
 
 
-def load_keys(settings: Settings) -> list[ApiKey]:
+def load_keys(settings: ApiSettings) -> list[ApiKey]:
     keys = [parse_key_entry(e) for e in settings.api_keys.split(",") if e.strip()]
     if settings.api_keys_file:
         path = Path(settings.api_keys_file)

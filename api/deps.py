@@ -12,7 +12,7 @@ from api.errors import ApiError
 from api.index_service import IndexService
 from api.jobs import JobRunner
 from api.metrics import Metrics
-from rag.settings import Settings
+from api.settings import ApiSettings
 
 API_KEY_HEADER = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key (or send it as a Bearer token)."
@@ -22,7 +22,7 @@ BEARER = HTTPBearer(auto_error=False, description="An API key as a Bearer token.
 
 @dataclass
 class AppState:
-    settings: Settings
+    settings: ApiSettings
     service: IndexService
     jobs: JobRunner
     keys: KeyRing

@@ -11,18 +11,18 @@ import logging
 import threading
 from pathlib import Path
 
+from api.settings import ApiSettings
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.generate.protocol import Generator
 from rag.index.snapshot import Snapshot, current_snapshot_name, store_for
 from rag.pipeline import Pipeline
-from rag.settings import Settings
 
 log = logging.getLogger("rag.api")
 
 
 class IndexService:
-    def __init__(self, index_dir: Path, settings: Settings) -> None:
+    def __init__(self, index_dir: Path, settings: ApiSettings) -> None:
         self.index_dir = Path(index_dir)
         self.settings = settings
         self.store = store_for(self.index_dir, settings)  # one reader connection pool for every snapshot

@@ -6,7 +6,6 @@ import asyncio
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -15,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppState, Caller, reader, state
 from api.errors import ApiError, from_rag_error
-from api.schemas import ErrorOut, QueryIn, QueryOut
+from api.schemas import ErrorOut, QueryIn, QueryOut, query_out, retrieval_out
 from rag.errors import RagError
-from rag.objects import Answer, AnswerEvent, Filters, Retrieval, RetrievalEvent, StreamEvent, TokenEvent
+from rag.objects import Answer, AnswerEvent, Filters, RetrievalEvent, StreamEvent, TokenEvent
 from rag.pipeline import Pipeline
 
 log = logging.getLogger("rag.api")
@@ -31,22 +30,6 @@ SSE_DOC = (
     '`token` events (`{"text": ...}`) as the generator writes, then `answer` (the whole QueryOut). '
     'A failure after the stream began arrives as an `error` event (`{"error", "message", "status"}`).'
 )
-
-
-def answer_body(answer: Answer, generation: int) -> dict[str, Any]:
-    body = asdict(answer)
-    body["timings"] = body.pop("timings_ms")
-    body["generation"] = generation
-    return body
-
-
-def retrieval_body(retrieval: Retrieval, generation: int) -> dict[str, Any]:
-    return {
-        "hits": [asdict(h) for h in retrieval.hits],
-        "timings": retrieval.timings_ms,
-        "final_stage": retrieval.final_stage,
-        "generation": generation,
-    }
 
 
 def sse(event: str, data: dict[str, Any]) -> str:
@@ -102,7 +85,7 @@ async def query(body: QueryIn, caller: Caller = Depends(reader), app: AppState =
     except TimeoutError as exc:
         raise ApiError(504, "timeout", f"the query took longer than {app.settings.api_request_timeout_s:g} s") from exc
     _observe(app, answer.timings_ms)
-    return answer_body(answer, generation)
+    return query_out(answer, generation)
 
 
 def _answer(pipeline: Pipeline, body: QueryIn, filters: Filters) -> Answer:
@@ -111,14 +94,14 @@ def _answer(pipeline: Pipeline, body: QueryIn, filters: Filters) -> Answer:
 
 def _sse_stream(app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> Iterator[str]:
     if isinstance(first, RetrievalEvent):
-        yield sse("retrieval", retrieval_body(first.retrieval, generation))
+        yield sse("retrieval", retrieval_out(first.retrieval, generation).model_dump())
     try:
         for event in events:
             if isinstance(event, TokenEvent):
                 yield sse("token", {"text": event.text})
             elif isinstance(event, AnswerEvent):
                 _observe(app, event.answer.timings_ms)
-                yield sse("answer", answer_body(event.answer, generation))
+                yield sse("answer", query_out(event.answer, generation).model_dump())
     except RagError as exc:
         error = from_rag_error(exc)
         yield sse("error", {**error.body(), "status": error.status})

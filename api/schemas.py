@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.objects import Citation, Evidence, Hit
+from rag.objects import Answer, Citation, CitedHow, Evidence, Hit, Retrieval
 from rag.pipeline import MAX_QUESTION_CHARS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -33,16 +33,126 @@ class QueryIn(Strict):
     generator: Literal["local", "remote", "transformers"] | None = None
 
 
+class DocumentFieldsOut(BaseModel):
+    title: str
+    source: str
+    url: str
+    date: str = Field(description="ISO 8601, or empty.")
+
+
+class HitOut(DocumentFieldsOut):
+    chunk_id: str
+    doc_id: str
+    text: str
+    collection: str
+    score: float = Field(description="The score on the final stage.")
+    ranks: dict[str, int] = Field(description="Rank (from 1) on each stage that saw the hit, by stage name.")
+    scores: dict[str, float] = Field(description="Score on each stage that saw the hit, by stage name.")
+    rrf_contributions: dict[str, float] = Field(description="Each path's share of the hit's RRF score.")
+
+
+class EvidenceOut(DocumentFieldsOut):
+    number: int = Field(description="What the answer cites, as [number].")
+    chunk_id: str
+    doc_id: str
+    snippet: str
+    highlight: str
+
+
+class CitationOut(DocumentFieldsOut):
+    number: int
+    chunk_id: str
+    doc_id: str
+    how: CitedHow = Field(
+        description="model: cited in the answer's text; overlap: the evidence sharing most words with it."
+    )
+
+
+class RetrievalOut(BaseModel):
+    """The SSE ``retrieval`` event: the hits, before the first token."""
+
+    hits: list[HitOut]
+    timings: dict[str, float] = Field(description="Milliseconds per stage.")
+    stages: list[str] = Field(description="The stages that ranked, in the order they ran.")
+    final_stage: str = Field(description="The stage the hits come from.")
+    generation: int = Field(description="The index snapshot the hits come from.")
+
+
 class QueryOut(BaseModel):
     question: str
     answer: str
     generator: str | None
-    # The query path's own frozen dataclasses, published as they are (pydantic reads dataclasses).
-    citations: list[Citation]
-    hits: list[Hit]
-    evidence: list[Evidence]
+    citations: list[CitationOut]
+    hits: list[HitOut]
+    evidence: list[EvidenceOut]
     timings: dict[str, float] = Field(description="Milliseconds per stage.")
+    stages: list[str] = Field(description="The stages that ranked, in the order they ran.")
+    final_stage: str = Field(description="The stage the hits come from.")
     generation: int = Field(description="The index snapshot the answer comes from.")
+
+
+# The one place the library's objects become the HTTP contract: a field renamed in rag/ fails here
+# (pydantic refuses a missing field), never silently changes what clients receive.
+
+
+def hit_out(hit: Hit) -> HitOut:
+    return HitOut(
+        chunk_id=hit.chunk_id,
+        doc_id=hit.doc_id,
+        text=hit.text,
+        collection=hit.collection,
+        score=hit.score,
+        ranks=hit.ranks,
+        scores=hit.scores,
+        rrf_contributions=hit.rrf_contributions,
+        **hit.document_fields(),
+    )
+
+
+def evidence_out(evidence: Evidence) -> EvidenceOut:
+    return EvidenceOut(
+        number=evidence.number,
+        chunk_id=evidence.chunk_id,
+        doc_id=evidence.doc_id,
+        snippet=evidence.snippet,
+        highlight=evidence.highlight,
+        **evidence.document_fields(),
+    )
+
+
+def citation_out(citation: Citation) -> CitationOut:
+    return CitationOut(
+        number=citation.number,
+        chunk_id=citation.chunk_id,
+        doc_id=citation.doc_id,
+        how=citation.how,
+        **citation.document_fields(),
+    )
+
+
+def retrieval_out(retrieval: Retrieval, generation: int) -> RetrievalOut:
+    return RetrievalOut(
+        hits=[hit_out(h) for h in retrieval.hits],
+        timings=retrieval.timings_ms,
+        stages=list(retrieval.rankings),
+        final_stage=retrieval.final_stage,
+        generation=generation,
+    )
+
+
+def query_out(answer: Answer, generation: int) -> QueryOut:
+    return QueryOut(
+        question=answer.question,
+        answer=answer.answer,
+        generator=answer.generator,
+        citations=[citation_out(c) for c in answer.citations],
+        hits=[hit_out(h) for h in answer.hits],
+        evidence=[evidence_out(e) for e in answer.evidence],
+        timings=answer.timings_ms,
+        stages=answer.stages,
+        final_stage=answer.final_stage,
+        generation=generation,
+    )
 
 
 class DocumentIn(Strict):

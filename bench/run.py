@@ -133,7 +133,7 @@ def bench_codecs(
         run, latency = {}, []
         for qid, tokens, candidates in fixed:
             start = time.perf_counter()
-            scores = index.maxsim(tokens, candidates)
+            scores = index.scores(tokens, candidates)
             latency.append(time.perf_counter() - start)
             order = np.lexsort((np.arange(len(candidates)), -scores))
             ranking = [(str(snapshot.chunk_ids[candidates[i]]), float(scores[i])) for i in order]
@@ -292,7 +292,7 @@ def _scale_maxsim(size: int, work: Path) -> dict[str, Any]:
             q = query_tokens[query_offsets[i] : query_offsets[i + 1]]
             rows = rng.choice(size, CANDIDATES, replace=False)
             start = time.perf_counter()
-            index.maxsim(q, rows)
+            index.scores(q, rows)
             latency.append(time.perf_counter() - start)
         out[name] = {"bytes": nbytes, "ms": percentiles_ms(latency[10:])}
         path.unlink()

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from api.settings import ApiSettings
 from rag.errors import GeneratorUnavailableError
 from rag.generate.llamacpp import bundled_smollm2_path
 from rag.settings import Settings
@@ -29,7 +30,7 @@ def serve(
     from api.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(index, Settings())
+    app = create_app(index, ApiSettings())
     typer.echo(f"serving {index} on http://{host}:{port} (OpenAPI at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
 

@@ -6,7 +6,7 @@ import json
 import platform
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,10 @@ from eval.report import RAW, write_report
 from indexer.adapt import AdaptOptions, adapt_index
 from indexer.loaders import load_documents
 from indexer.writer import IndexWriter
-from rag.fusion import rrf
 from rag.index.snapshot import Snapshot, current_snapshot_name
 from rag.objects import Stage
 from rag.pipeline import Pipeline
+from rag.retrieval import ALTERNATIVE
 from rag.settings import Settings
 
 ANSWER_K = 5
@@ -58,15 +58,15 @@ def stage_latency_ms(elapsed: dict[str, float], timings: dict[str, float]) -> di
     """Question → each stage's ranking, query encoding included. A single path counts the encoding and
     its own search only; fused stages count everything before them in the pipeline."""
     encode = timings["encode"] + timings.get("filter", 0.0)
-    latency = {"bm25": encode + timings["bm25"], "dense": encode + timings["dense"], "rrf": elapsed["rrf"]}
-    if "maxsim" in elapsed:
+    latency: dict[str, float] = {
+        Stage.BM25: encode + timings[Stage.BM25],
+        Stage.DENSE: encode + timings[Stage.DENSE],
+        Stage.RRF: elapsed[Stage.RRF],
+    }
+    if Stage.MAXSIM in elapsed:
         for stage in (Stage.FINAL, *ALTERNATIVE.values()):
-            latency[stage] = elapsed["maxsim"]
+            latency[stage] = elapsed[Stage.MAXSIM]
     return latency
-
-
-# The MaxSim mode the pipeline does not use is scored too, under this name, for comparison.
-ALTERNATIVE = {"replace": Stage.MAXSIM_FUSE, "fuse": Stage.MAXSIM_REPLACE}
 
 
 def stages_for(rankings: dict[str, Any], maxsim_mode: str) -> list[str]:
@@ -74,18 +74,9 @@ def stages_for(rankings: dict[str, Any], maxsim_mode: str) -> list[str]:
     stages: list[str] = [Stage.BM25, Stage.DENSE, Stage.RRF]
     if RAW in rankings:
         stages.append(RAW)
-    if "maxsim" in rankings:
+    if Stage.MAXSIM in rankings:
         stages += [ALTERNATIVE[maxsim_mode], Stage.FINAL]
     return stages
-
-
-def alternative_ranking(rankings: dict[str, list[tuple[str, float]]], settings: Settings) -> list[tuple[str, float]]:
-    """The ranking the other MaxSim mode would have returned, from the same candidates."""
-    if settings.maxsim_mode == "fuse":
-        return rankings["maxsim"]
-    weights = {"dense": settings.weight_dense, "bm25": settings.weight_bm25, "maxsim": settings.weight_maxsim}
-    paths = {p: [cid for cid, _ in rankings[p]] for p in ("dense", "bm25", "maxsim")}
-    return [(f.id, f.score) for f in rrf(paths, k=settings.rrf_k, weights=weights)[: settings.candidate_depth]]
 
 
 def ensure_index(dataset: Dataset, index: Path, settings: Settings, show_progress: bool) -> Snapshot:
@@ -103,7 +94,19 @@ def sample_queries(queries: list[Query], limit: int, seed: int) -> list[Query]:
     return [queries[i] for i in chosen]
 
 
+@dataclass
+class QueryRuns:
+    """What running every query gave: per stage, each query's document scores and latency (ms), in
+    pipeline order; and one record per query that has gold answers."""
+
+    runs: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[str] = field(default_factory=list)
+
+
 def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
+    """Build (or open) the index, run every query, score every stage, write the report."""
     started = time.time()
     dataset = load_dataset(options.dataset)
     options.out.mkdir(parents=True, exist_ok=True)
@@ -113,94 +116,25 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
     build_s = time.perf_counter() - build_start
     adapt_report: dict[str, Any] | None = None
     if options.adapt is not None:
-        # The corpus only: pseudo-queries from its passages, never the dataset's queries or qrels.
-        adapted = adapt_index(index, settings, options.adapt)
-        adapt_report = {
-            "steps": adapted.steps,
-            "examples": adapted.examples,
-            "data_s": adapted.data_seconds,
-            "train_s": adapted.train_seconds,
-            "reproject_s": adapted.commit_seconds,
-            "loss_first": adapted.first_loss,
-            "loss_last": adapted.last_loss,
-            "head": str(adapted.model_dir),
-            "options": {k: v for k, v in asdict(options.adapt).items() if k not in ("labelled", "show_progress")},
-        }
+        adapt_report = _adapt(index, settings, options.adapt)
         snapshot = Snapshot.load(index, settings)
     pipeline = Pipeline(snapshot, settings)
-    # With an adapted head, the same candidates are also reranked with raw token vectors, for comparison.
-    raw = Pipeline(snapshot, settings, encoder=pipeline.encoder, adapted=False) if pipeline.adapted else None
     queries = sample_queries(dataset.queries, options.limit, options.seed)
-    chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
-
     for query in dataset.queries[: options.warmup]:  # warm caches and lazy models before timing
         pipeline.retrieve(query.text)
-    runs: dict[str, dict[str, dict[str, float]]] = {}
-    latencies: dict[str, list[float]] = {}
-    answers: list[dict[str, Any]] = []
-    stages: list[str] = []
-    for query in tqdm(queries, desc="queries", unit="q", disable=not options.show_progress, dynamic_ncols=True):
-        retrieval = pipeline.retrieve(query.text, top_k=max(ANSWER_K, settings.top_k))
-        rankings = dict(retrieval.rankings)
-        if "maxsim" in rankings:
-            rankings[ALTERNATIVE[settings.maxsim_mode]] = alternative_ranking(rankings, settings)
-        query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
-        if raw is not None and "maxsim" in rankings:
-            raw_retrieval = raw.retrieve(query.text, top_k=max(ANSWER_K, settings.top_k))
-            rankings[RAW] = raw_retrieval.rankings[Stage.FINAL]
-            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)[Stage.FINAL]
-        stages = stages_for(rankings, settings.maxsim_mode)
-        for stage in stages:
-            runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)
-        for stage, ms in query_ms.items():
-            if stage in stages:
-                latencies.setdefault(stage, []).append(ms)
-        if query.answers:
-            record: dict[str, Any] = {
-                "id": query.id,
-                "question": query.text,
-                "gold": list(query.answers),
-                "answer_recall": answer_in_evidence(query.answers, [h.text for h in retrieval.hits[:ANSWER_K]]),
-            }
-            if options.generate:
-                answer = pipeline.answer(query.text)
-                record.update(
-                    prediction=answer.answer,
-                    em=exact_match(answer.answer, query.answers),
-                    f1=token_f1(answer.answer, query.answers),
-                    first_token_ms=answer.timings_ms.get("first_token"),
-                )
-            answers.append(record)
-
-    qrels = {q.id: dataset.qrels[q.id] for q in queries}
-    report_stages: dict[str, Any] = {}
-    per_query: dict[str, Any] = {}
-    for stage in stages:
-        means, values = retrieval_metrics(qrels, runs[stage], METRICS)
-        stage_ms = np.asarray(latencies[stage])
-        report_stages[stage] = {
-            **means,
-            "latency_ms": {"p50": float(np.percentile(stage_ms, 50)), "p95": float(np.percentile(stage_ms, 95))},
-        }
-        per_query[stage] = values
+    ran = run_queries(pipeline, queries, settings, options.generate, options.show_progress)
+    report_stages, per_query = score(dataset, queries, ran)
     report: dict[str, Any] = {
         "dataset": dataset.name,
         "n_queries": len(queries),
         "stages": report_stages,
-        "final_stage": stages[-1],
+        "final_stage": ran.stages[-1],
         "maxsim_tokens": "adapted" if pipeline.adapted else "raw",
     }
     if adapt_report is not None:
         report["adapt"] = adapt_report
-    if answers:
-        generated = [a for a in answers if "em" in a]
-        report["answers"] = {
-            f"answer_recall@{ANSWER_K}": float(np.mean([a["answer_recall"] for a in answers])),
-            "em": float(np.mean([a["em"] for a in generated])) if generated else None,
-            "f1": float(np.mean([a["f1"] for a in generated])) if generated else None,
-            "n": len(generated),
-            "n_answer_recall": len(answers),
-        }
+    if ran.answers:
+        report["answers"] = score_answers(ran.answers)
     report["config"] = {
         "settings": settings.model_dump(exclude={"remote_api_key", "store_url"}),
         "index": str(index),
@@ -215,12 +149,104 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
     }
     report["versions"] = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}}
     report["timing_s"] = {"index_build": build_s, "total": time.time() - started}
-    (options.out / "report.json").write_text(json.dumps(report, indent=2))
-    (options.out / "per_query.json").write_text(json.dumps(per_query))
-    if answers:
-        (options.out / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
-    write_report(report, latencies, options.out)
+    write_outputs(report, per_query, ran, options.out)
     return report
+
+
+def _adapt(index: Path, settings: Settings, options: AdaptOptions) -> dict[str, Any]:
+    """Train the index's ColBERT head on the corpus only: pseudo-queries from its passages, never the
+    dataset's queries or qrels."""
+    adapted = adapt_index(index, settings, options)
+    return {
+        "steps": adapted.steps,
+        "examples": adapted.examples,
+        "data_s": adapted.data_seconds,
+        "train_s": adapted.train_seconds,
+        "reproject_s": adapted.commit_seconds,
+        "loss_first": adapted.first_loss,
+        "loss_last": adapted.last_loss,
+        "head": str(adapted.model_dir),
+        "options": {k: v for k, v in asdict(options).items() if k not in ("labelled", "show_progress")},
+    }
+
+
+def run_queries(
+    pipeline: Pipeline, queries: list[Query], settings: Settings, generate: bool, show_progress: bool
+) -> QueryRuns:
+    """Every stage's ranking of every query (and, with ``generate``, an answer to each that has gold)."""
+    # With an adapted head, the same candidates are also reranked with raw token vectors, for comparison.
+    raw = Pipeline(pipeline.snapshot, settings, encoder=pipeline.encoder, adapted=False) if pipeline.adapted else None
+    snapshot = pipeline.snapshot
+    chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
+    top_k = max(ANSWER_K, settings.top_k)
+    ran = QueryRuns()
+    for query in tqdm(queries, desc="queries", unit="q", disable=not show_progress, dynamic_ncols=True):
+        retrieval = pipeline.retrieve(query.text, top_k=top_k, alternative=True)
+        rankings = dict(retrieval.rankings)
+        query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
+        if raw is not None and Stage.MAXSIM in rankings:
+            raw_retrieval = raw.retrieve(query.text, top_k=top_k)
+            rankings[RAW] = raw_retrieval.rankings[Stage.FINAL]
+            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)[Stage.FINAL]
+        ran.stages = stages_for(rankings, settings.maxsim_mode)
+        for stage in ran.stages:
+            ran.runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)
+        for stage, ms in query_ms.items():
+            if stage in ran.stages:
+                ran.latencies.setdefault(stage, []).append(ms)
+        if query.answers:
+            record: dict[str, Any] = {
+                "id": query.id,
+                "question": query.text,
+                "gold": list(query.answers),
+                "answer_recall": answer_in_evidence(query.answers, [h.text for h in retrieval.hits[:ANSWER_K]]),
+            }
+            if generate:
+                answer = pipeline.answer(query.text)
+                record.update(
+                    prediction=answer.answer,
+                    em=exact_match(answer.answer, query.answers),
+                    f1=token_f1(answer.answer, query.answers),
+                    first_token_ms=answer.timings_ms.get("first_token"),
+                )
+            ran.answers.append(record)
+    return ran
+
+
+def score(dataset: Dataset, queries: list[Query], ran: QueryRuns) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per stage: the mean of every metric (ranx) and latency percentiles; and each query's values."""
+    qrels = {q.id: dataset.qrels[q.id] for q in queries}
+    report_stages: dict[str, Any] = {}
+    per_query: dict[str, Any] = {}
+    for stage in ran.stages:
+        means, values = retrieval_metrics(qrels, ran.runs[stage], METRICS)
+        stage_ms = np.asarray(ran.latencies[stage])
+        report_stages[stage] = {
+            **means,
+            "latency_ms": {"p50": float(np.percentile(stage_ms, 50)), "p95": float(np.percentile(stage_ms, 95))},
+        }
+        per_query[stage] = values
+    return report_stages, per_query
+
+
+def score_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:
+    generated = [a for a in answers if "em" in a]
+    return {
+        f"answer_recall@{ANSWER_K}": float(np.mean([a["answer_recall"] for a in answers])),
+        "em": float(np.mean([a["em"] for a in generated])) if generated else None,
+        "f1": float(np.mean([a["f1"] for a in generated])) if generated else None,
+        "n": len(generated),
+        "n_answer_recall": len(answers),
+    }
+
+
+def write_outputs(report: dict[str, Any], per_query: dict[str, Any], ran: QueryRuns, out: Path) -> None:
+    """report.json, per_query.json, answers.jsonl (if any) and the report with its plots."""
+    (out / "report.json").write_text(json.dumps(report, indent=2))
+    (out / "per_query.json").write_text(json.dumps(per_query))
+    if ran.answers:
+        (out / "answers.jsonl").write_text("".join(json.dumps(a) + "\n" for a in ran.answers))
+    write_report(report, ran.latencies, out)
 
 
 def _version(package: str) -> str:

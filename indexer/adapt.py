@@ -23,7 +23,7 @@ import random
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,10 @@ from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.encode.projection import principal_directions, save_head
 from rag.errors import IndexNotFoundError, InputError
-from rag.fusion import rrf
+from rag.index.engine import LocalEngine
 from rag.index.snapshot import Snapshot, current_snapshot_name
+from rag.objects import Stage
+from rag.retrieval import QueryInput, Recipe, retrieve
 from rag.settings import Settings
 
 RUN_DIR = "adapt"
@@ -209,7 +211,7 @@ def make_training_data(snapshot: Snapshot, encoder: Encoder, settings: Settings,
         [q.text for q in queries], progress=_bar(len(queries), "encoding queries", options.show_progress)
     )
     query_tokens = [t[:MAX_QUERY_TOKENS] for t in encoded.tokens]
-    negatives = mine_negatives(snapshot, encoded.dense, [q.text for q in queries], queries, options, rng)
+    negatives = mine_negatives(snapshot, settings, encoded.dense, [q.text for q in queries], queries, options, rng)
     texts = {r: (c.title + "\n" + c.text if c.title else c.text) for r, c in present}
     kept = _kept_masks(snapshot, encoder, queries, texts)
     return TrainingData(
@@ -234,17 +236,21 @@ def _labelled_queries(snapshot: Snapshot, pairs: Sequence[tuple[str, str]]) -> l
 
 def mine_negatives(
     snapshot: Snapshot,
+    settings: Settings,
     query_dense: np.ndarray,
     query_texts: Sequence[str],
     queries: Sequence[PseudoQuery],
     options: AdaptOptions,
     rng: random.Random,
 ) -> np.ndarray:
-    """(n_queries, negatives) rows drawn from the fused BM25 + dense top ``negative_depth`` of each
-    query, passages of the positive's own document left out; random passages fill any shortfall."""
+    """(n_queries, negatives) rows drawn from the recipe's fused BM25 + dense top ``negative_depth`` of
+    each query (no MaxSim: that is what is being trained), passages of the positive's own document left
+    out; random passages fill any shortfall."""
     doc_ids = np.asarray(snapshot.doc_ids)
+    engine = LocalEngine(snapshot, settings.dense_hnsw_ef_search)
     depth = options.negative_depth + 8  # room for the positive's own passages
-    dense_rows, _ = snapshot.dense.search(query_dense, depth)
+    recipe = replace(Recipe.from_settings(settings, depth), maxsim_mode="off")
+    dense = engine.dense(query_dense, recipe.depth, engine.scope(None))
     out = np.empty((len(queries), options.negatives), np.int64)
     for i, (query, text) in enumerate(
         tqdm(
@@ -255,16 +261,19 @@ def mine_negatives(
             dynamic_ncols=True,
         )
     ):
-        bm25_rows, _ = snapshot.sparse.search(snapshot.bm25_tokenize(text), depth)
-        fused = rrf({"dense": [str(r) for r in dense_rows[i] if r >= 0], "bm25": [str(r) for r in bm25_rows]})
+        ranked = retrieve(engine, QueryInput(text, query_dense[i], _no_late), recipe, dense=dense[i])
         own = doc_ids[query.row]
-        pool = [int(f.id) for f in fused if doc_ids[int(f.id)] != own][: options.negative_depth]
+        pool = [row for row, _ in ranked.stages[Stage.RRF] if doc_ids[row] != own][: options.negative_depth]
         while len(pool) < options.negatives:  # a tiny corpus: any other document's passage
             candidate = rng.randrange(len(doc_ids))
             if doc_ids[candidate] != own or len(set(doc_ids.tolist())) == 1:
                 pool.append(candidate)
         out[i] = rng.sample(pool, options.negatives)
     return out
+
+
+def _no_late() -> tuple[np.ndarray, np.ndarray | None]:
+    raise AssertionError("negative mining runs the recipe without MaxSim")
 
 
 def _kept_masks(

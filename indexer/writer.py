@@ -61,6 +61,30 @@ class ChangeSummary:
     chunks_removed: int
 
 
+@dataclass(frozen=True)
+class Change:
+    """What one commit does to the index: documents (with content hash and chunk count) written to
+    ``collection``, their new chunks, and documents and chunks that go."""
+
+    params: IndexParams
+    collection: str | None = None
+    documents: Sequence[tuple[Document, str, int]] = ()
+    new_chunks: Sequence[Chunk] = ()
+    deleted_document_ids: Sequence[str] = ()
+    removed_chunk_ids: frozenset[str] = frozenset()
+
+
+@dataclass
+class _Rows:
+    """The next snapshot's rows as they are being written: kept rows first, then the new ones."""
+
+    dense: DenseIndex
+    sparse: BM25Index
+    chunk_ids: list[str]
+    doc_ids: list[str]
+    n_token_vectors: int = 0
+
+
 class _Projector:
     """Writes a snapshot's projected token vectors (the adapted ColBERT head), when it has a head.
 
@@ -263,12 +287,13 @@ class IndexWriter:
             removed |= old - {c.id for c in chunks}
         generation = (
             self._commit(
-                params=params,
-                collection=collection,
-                documents=[(d, h, len(c)) for (d, h), c in zip(changed, chunk_lists, strict=True)],
-                new_chunks=new_chunks,
-                deleted_document_ids=[],
-                removed_chunk_ids=removed,
+                Change(
+                    params=params,
+                    collection=collection,
+                    documents=[(d, h, len(c)) for (d, h), c in zip(changed, chunk_lists, strict=True)],
+                    new_chunks=new_chunks,
+                    removed_chunk_ids=frozenset(removed),
+                )
             )
             if changed or self.snapshot is None
             else self.generation
@@ -294,7 +319,9 @@ class IndexWriter:
         if not ids:
             return ChangeSummary(self.generation, 0, 0, 0, 0, 0, 0)
         removed = {c for chunks in store.live_chunk_ids(ids, self.generation).values() for c in chunks}
-        generation = self._commit(self._params(), None, [], [], ids, removed)
+        generation = self._commit(
+            Change(self._params(), deleted_document_ids=ids, removed_chunk_ids=frozenset(removed))
+        )
         return ChangeSummary(generation, 0, 0, 0, len(ids), 0, len(removed))
 
     def delete_collection(self, collection: str) -> ChangeSummary:
@@ -311,7 +338,7 @@ class IndexWriter:
             raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
         dim = int(load_head(self.index_dir / head).shape[0]) if head else 0
         params = replace(self.snapshot.params, late_projection=head, late_projection_dim=dim)
-        return self._commit(params, None, [], [], [], set())
+        return self._commit(Change(params))
 
     def set_codec(self, codec: str, pq_bytes: int | None = None) -> int:
         """Commit a snapshot whose token vectors (raw and projected) use ``codec``: every vector is
@@ -324,7 +351,7 @@ class IndexWriter:
             token_codec=codec,
             token_codec_pq_bytes=self.snapshot.params.token_codec_pq_bytes if pq_bytes is None else pq_bytes,
         )
-        return self._commit(params, None, [], [], [], set())
+        return self._commit(Change(params))
 
     def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
         """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
@@ -360,37 +387,60 @@ class IndexWriter:
         finally:
             bar.close()
 
-    def _commit(
-        self,
-        params: IndexParams,
-        collection: str | None,
-        documents: list[tuple[Document, str, int]],
-        new_chunks: list[Chunk],
-        deleted_document_ids: list[str],
-        removed_chunk_ids: set[str],
-    ) -> int:
+    def _commit(self, change: Change) -> int:
+        """Prepare the next snapshot beside the live one, then make it the live one, in named steps."""
         store = self._live_store()
         generation = self.generation + 1
         name = f"gen-{generation:06d}"
-        snapshots = self.index_dir / SNAPSHOTS_DIR
-        tmp = snapshots / f"{name}.tmp"
+        tmp = self.index_dir / SNAPSHOTS_DIR / f"{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
+        try:
+            keep_rows, rows = self._choose_rows(change)
+            self._write_token_vectors(change, keep_rows, rows, tmp)
+            self._write_arrays(rows, tmp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        # The store first, then the pointer: until CURRENT flips, readers see generation - 1 only,
+        # and a crash before the flip is rolled back by the next writer (DocumentStore.recover).
+        store.commit_generation(
+            generation,
+            change.collection,
+            list(change.documents),
+            list(change.new_chunks),
+            list(change.deleted_document_ids),
+            sorted(change.removed_chunk_ids),
+        )
+        self._write_manifest(change, generation, rows, store, tmp)
+        self._flip_current(name, tmp, store)
+        self._drop_old_snapshots(generation)
+        return generation
 
-        old = self.snapshot
-        if old is not None:
-            removed_rows = np.isin(np.asarray(old.chunk_ids), list(removed_chunk_ids))
-            keep_rows = np.flatnonzero(~removed_rows)
-            dense = old.dense.delete(np.flatnonzero(removed_rows))
-            sparse = old.sparse.delete(np.flatnonzero(removed_rows))
-            chunk_ids = [str(c) for c in np.asarray(old.chunk_ids)[keep_rows]]
-            doc_ids = [str(d) for d in np.asarray(old.doc_ids)[keep_rows]]
-        else:
-            keep_rows = np.zeros(0, np.int64)
-            dense = DenseIndex.build(np.zeros((0, params.dim), np.float32), params.dense)
-            sparse = BM25Index.empty(params.bm25)
-            chunk_ids, doc_ids = [], []
+    def _choose_rows(self, change: Change) -> tuple[np.ndarray, _Rows]:
+        """The live snapshot's rows that stay (their indexes, and the dense and BM25 kinds without the rest)."""
+        old, params = self.snapshot, change.params
+        if old is None:
+            empty = _Rows(
+                DenseIndex.build(np.zeros((0, params.dim), np.float32), params.dense),
+                BM25Index.empty(params.bm25),
+                [],
+                [],
+            )
+            return np.zeros(0, np.int64), empty
+        removed = np.isin(np.asarray(old.chunk_ids), list(change.removed_chunk_ids))
+        keep_rows, removed_rows = np.flatnonzero(~removed), np.flatnonzero(removed)
+        rows = _Rows(
+            old.dense.delete(removed_rows),
+            old.sparse.delete(removed_rows),
+            [str(c) for c in np.asarray(old.chunk_ids)[keep_rows]],
+            [str(d) for d in np.asarray(old.doc_ids)[keep_rows]],
+        )
+        return keep_rows, rows
 
+    def _write_token_vectors(self, change: Change, keep_rows: np.ndarray, rows: _Rows, tmp: Path) -> None:
+        """Kept rows' token vectors copied, new passages encoded and appended to every index kind."""
+        old, params = self.snapshot, change.params
         codec = token_codec_for(params, params.multivector_dim, old.multivector if old is not None else None)
         writer = MultiVectorWriter(tmp / "multivector", codec)
         projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR, old)
@@ -402,7 +452,7 @@ class IndexWriter:
             tokenize = params.bm25_tokenizer()
             # Rows need no particular order, so new passages are written longest first: every encoder
             # batch then holds passages of similar length and pads little, across blocks too.
-            by_length = sorted(new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
+            by_length = sorted(change.new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
             with self._progress(len(by_length), "encoding") as advance:
                 for start in range(0, len(by_length), ENCODE_BLOCK):
                     block = by_length[start : start + ENCODE_BLOCK]
@@ -411,53 +461,54 @@ class IndexWriter:
                     token_vectors = encoded.tokens if late is None else late.encode_documents(texts)
                     writer.append(token_vectors)
                     projector.append(token_vectors)
-                    dense = dense.add(encoded.dense)
-                    sparse = sparse.add([tokenize(t) for t in texts])
-                    chunk_ids.extend(c.id for c in block)
-                    doc_ids.extend(c.document_id for c in block)
-            n_token_vectors = writer.finish()
+                    rows.dense = rows.dense.add(encoded.dense)
+                    rows.sparse = rows.sparse.add([tokenize(t) for t in texts])
+                    rows.chunk_ids.extend(c.id for c in block)
+                    rows.doc_ids.extend(c.document_id for c in block)
+            rows.n_token_vectors = writer.finish()
             projector.finish()
         except BaseException:
             writer.abort()
             projector.abort()
-            shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-        dense.save(tmp / "dense")
-        sparse.save(tmp / "sparse")
+    @staticmethod
+    def _write_arrays(rows: _Rows, tmp: Path) -> None:
+        rows.dense.save(tmp / "dense")
+        rows.sparse.save(tmp / "sparse")
         (tmp / "rows").mkdir()
-        save_array(tmp / "rows" / "chunk_ids.npy", np.asarray(chunk_ids, dtype=str))
-        save_array(tmp / "rows" / "doc_ids.npy", np.asarray(doc_ids, dtype=str))
-        # The store first, then the pointer: until CURRENT flips, readers see generation - 1 only,
-        # and a crash before the flip is rolled back by the next writer (DocumentStore.recover).
-        store.commit_generation(
-            generation, collection, documents, new_chunks, deleted_document_ids, sorted(removed_chunk_ids)
-        )
+        save_array(tmp / "rows" / "chunk_ids.npy", np.asarray(rows.chunk_ids, dtype=str))
+        save_array(tmp / "rows" / "doc_ids.npy", np.asarray(rows.doc_ids, dtype=str))
+
+    @staticmethod
+    def _write_manifest(change: Change, generation: int, rows: _Rows, store: DocumentStore, tmp: Path) -> None:
+        """The manifest last: it lists every file of the snapshot with its size."""
         manifest = Manifest.create(
             tmp,
             generation=generation,
-            params=params,
-            dense_kind=dense.kind,
+            params=change.params,
+            dense_kind=rows.dense.kind,
             store_backend=store.engine.url.get_backend_name(),
             store_url=redact_url(store.url),
             documents=store.count_documents(generation),
-            chunks=len(chunk_ids),
-            token_vectors=n_token_vectors,
+            chunks=len(rows.chunk_ids),
+            token_vectors=rows.n_token_vectors,
         )
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
+
+    def _flip_current(self, name: str, tmp: Path, store: DocumentStore) -> None:
+        """Every file durable, the snapshot moved into place, then ``CURRENT`` replaced: the commit point."""
         for path in tmp.rglob("*"):
             if path.is_file():
                 with open(path, "rb") as handle:
                     os.fsync(handle.fileno())
+        snapshots = self.index_dir / SNAPSHOTS_DIR
         final = snapshots / name
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         fsync_dir(snapshots)
-
         write_text_atomic(self.index_dir / CURRENT_FILE, name + "\n")
         self.snapshot = Snapshot.load(self.index_dir, self.settings, store=store)
-        self._drop_old_snapshots(generation)
-        return generation
 
     def _drop_old_snapshots(self, generation: int) -> None:
         keep = max(0, self.settings.keep_snapshots)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         ModelError,
         RagError,
     )
+    from rag.index.engine import LocalEngine
     from rag.index.manifest import IndexParams, Manifest
     from rag.index.snapshot import Snapshot
     from rag.objects import (
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
         TokenEvent,
     )
     from rag.pipeline import Pipeline
+    from rag.retrieval import Engine, QueryInput, Rankings, Recipe, retrieve
     from rag.settings import Settings
 
 # Imported on first use, so `import rag.errors` does not load torch and the encoder stack.
@@ -51,6 +53,7 @@ _EXPORTS = {
     "Chunk": "rag.objects",
     "Citation": "rag.objects",
     "Document": "rag.objects",
+    "Engine": "rag.retrieval",
     "Evidence": "rag.objects",
     "Filters": "rag.objects",
     "GeneratorError": "rag.errors",
@@ -61,10 +64,14 @@ _EXPORTS = {
     "IndexNotFoundError": "rag.errors",
     "IndexParams": "rag.index.manifest",
     "InputError": "rag.errors",
+    "LocalEngine": "rag.index.engine",
     "Manifest": "rag.index.manifest",
     "ModelError": "rag.errors",
     "Pipeline": "rag.pipeline",
+    "QueryInput": "rag.retrieval",
     "RagError": "rag.errors",
+    "Rankings": "rag.retrieval",
+    "Recipe": "rag.retrieval",
     "Retrieval": "rag.objects",
     "RetrievalEvent": "rag.objects",
     "Settings": "rag.settings",
@@ -72,6 +79,7 @@ _EXPORTS = {
     "Stage": "rag.objects",
     "StreamEvent": "rag.objects",
     "TokenEvent": "rag.objects",
+    "retrieve": "rag.retrieval",
 }
 
 __all__ = [
@@ -80,6 +88,7 @@ __all__ = [
     "Chunk",
     "Citation",
     "Document",
+    "Engine",
     "Evidence",
     "Filters",
     "GeneratorError",
@@ -90,10 +99,14 @@ __all__ = [
     "IndexNotFoundError",
     "IndexParams",
     "InputError",
+    "LocalEngine",
     "Manifest",
     "ModelError",
     "Pipeline",
+    "QueryInput",
     "RagError",
+    "Rankings",
+    "Recipe",
     "Retrieval",
     "RetrievalEvent",
     "Settings",
@@ -101,6 +114,7 @@ __all__ = [
     "Stage",
     "StreamEvent",
     "TokenEvent",
+    "retrieve",
 ]
 
 

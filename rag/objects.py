@@ -29,6 +29,7 @@ class Stage(StrEnum):
 
 
 MaxSimMode = Literal["replace", "fuse", "off"]
+CitedHow = Literal["model", "overlap"]
 PATHS = (Stage.DENSE, Stage.BM25)  # the first-stage retrieval paths, in the order they run
 
 
@@ -160,11 +161,14 @@ class Citation(DocumentFields):
     number: int
     chunk_id: str
     doc_id: str
-    how: str
+    how: CitedHow
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Answer:
+    """The answer text with its citations, and the retrieval it comes from: its hits, the evidence the
+    generator saw, the stages that ranked (in the order they ran) and the one the hits come from."""
+
     question: str
     answer: str
     citations: list[Citation]
@@ -172,6 +176,8 @@ class Answer:
     evidence: list[Evidence]
     timings_ms: dict[str, float]
     generator: str | None
+    stages: list[str]
+    final_stage: Stage
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The question-to-answer path: encode once → dense + BM25 → RRF → MaxSim → evidence → generator."""
+"""The question-to-answer path: encode once → the retrieval recipe → evidence → generator."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ from threadpoolctl import ThreadpoolController
 
 from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoder
-from rag.encode.projection import project_tokens
 from rag.errors import InputError
-from rag.filters import allowed_rows
-from rag.fusion import rrf
 from rag.generate import make_generator
 from rag.generate.evidence import (
     build_messages,
@@ -26,20 +23,22 @@ from rag.generate.evidence import (
     select_within_budget,
 )
 from rag.generate.protocol import Generator
+from rag.index.engine import LocalEngine
 from rag.index.snapshot import Snapshot
 from rag.objects import (
     Answer,
     AnswerEvent,
+    Citation,
     Evidence,
     Filters,
     Hit,
     Retrieval,
     RetrievalEvent,
-    Stage,
     StreamEvent,
     TokenEvent,
 )
 from rag.query_weights import query_token_weights
+from rag.retrieval import QueryInput, Recipe, StageClock, retrieve
 from rag.settings import Settings
 
 MAX_QUESTION_CHARS = 2000
@@ -68,7 +67,8 @@ class Pipeline:
         its threads: on two cores, more at once only fight over them). ``adapted=False`` scores MaxSim
         with the raw token vectors even where the index has an adapted head (for comparison)."""
         self.snapshot = snapshot
-        self.adapted = adapted and snapshot.projected is not None
+        self.engine = LocalEngine(snapshot, settings.dense_hnsw_ef_search, adapted)
+        self.adapted = self.engine.adapted
         self.retrieval_gate = retrieval_gate
         self.settings = settings
         self.encoder = encoder or Encoder.from_settings(settings, snapshot.params.encoder_model)
@@ -88,83 +88,42 @@ class Pipeline:
     # --- retrieval ---------------------------------------------------------------------------
 
     def retrieve(
-        self, question: str, top_k: int | None = None, filters: Filters | None = None, depth: int | None = None
+        self,
+        question: str,
+        top_k: int | None = None,
+        filters: Filters | None = None,
+        depth: int | None = None,
+        alternative: bool = False,
     ) -> Retrieval:
+        """The recipe (:func:`rag.retrieval.retrieve`) for one question, its top ``top_k`` as hits.
+        ``alternative`` also ranks by the MaxSim mode not configured (for evaluation)."""
         question = _check_question(question)
         top_k = self.settings.top_k if top_k is None else top_k
-        depth = self.settings.candidate_depth if depth is None else depth
-        if top_k < 1 or depth < 1:
+        recipe = Recipe.from_settings(self.settings, depth)
+        if top_k < 1 or recipe.depth < 1:
             raise InputError("top_k and candidate depth must be at least 1")
-        snap = self.snapshot
-        timings: dict[str, float] = {}
-        elapsed: dict[str, float] = {}
-        start = time.perf_counter()
-
-        def mark(stage: str, since: float) -> float:
-            now = time.perf_counter()
-            timings[stage] = (now - since) * 1000
-            elapsed[stage] = (now - start) * 1000
-            return now
-
+        if filters is not None:
+            filters.validate()
+        clock = StageClock()
         gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
         with gate, self._blas_threads().limit(limits=self.settings.query_blas_threads, user_api="blas"):
-            start = time.perf_counter()  # time spent waiting at the gate is not a stage
+            clock.restart()  # time spent waiting at the gate is not a stage
             encoded = self.encoder.encode([question])
-            t = mark("encode", start)
-            allowed = allowed_rows(filters, *snap.row_fields()) if filters and not filters.empty else None
-            t = mark("filter", t)
-            dense_rows, dense_scores = snap.dense.search(
-                encoded.dense, depth, allowed, ef_search=self.settings.dense_hnsw_ef_search
-            )
-            dense = [(int(r), float(s)) for r, s in zip(dense_rows[0], dense_scores[0], strict=True) if r >= 0]
-            t = mark(Stage.DENSE, t)
-            bm25_rows, bm25_scores = snap.sparse.search(snap.bm25_tokenize(question), depth, allowed)
-            bm25 = [(int(r), float(s)) for r, s in zip(bm25_rows, bm25_scores, strict=True)]
-            t = mark(Stage.BM25, t)
-            weights: dict[str, float] = {
-                Stage.DENSE: self.settings.weight_dense,
-                Stage.BM25: self.settings.weight_bm25,
-                Stage.MAXSIM: self.settings.weight_maxsim,
-            }
-            paths: dict[str, list[str]] = {
-                Stage.DENSE: [str(r) for r, _ in dense],
-                Stage.BM25: [str(r) for r, _ in bm25],
-            }
-            fused = rrf(paths, k=self.settings.rrf_k, weights=weights)[:depth]
-            t = mark(Stage.RRF, t)
-            rankings: dict[str, list[tuple[int, float]]] = {
-                Stage.DENSE: dense,
-                Stage.BM25: bm25,
-                Stage.RRF: [(int(f.id), f.score) for f in fused],
-            }
-            contributions = {int(f.id): dict(f.contributions) for f in fused}
-            final = Stage.RRF
-            if self.settings.maxsim_mode != "off" and fused:
-                candidates = np.array([int(f.id) for f in fused], dtype=np.int64)
-                query_tokens = (
-                    encoded.tokens[0] if self.late_encoder is None else self.late_encoder.encode_queries([question])[0]
-                )
-                token_weights = self.query_weights(question, len(query_tokens)) if self.late_encoder is None else None
-                scores = self.maxsim_scores(query_tokens, candidates, token_weights)
-                order = np.lexsort((np.arange(len(candidates)), -scores))
-                rankings[Stage.MAXSIM] = [(int(candidates[i]), float(scores[i])) for i in order]
-                if self.settings.maxsim_mode == "replace":
-                    rankings[Stage.FINAL] = rankings[Stage.MAXSIM]
-                else:
-                    refused = rrf(
-                        {**paths, Stage.MAXSIM: [str(r) for r, _ in rankings[Stage.MAXSIM]]},
-                        k=self.settings.rrf_k,
-                        weights=weights,
-                    )[:depth]
-                    rankings[Stage.FINAL] = [(int(f.id), f.score) for f in refused]
-                    contributions = {int(f.id): dict(f.contributions) for f in refused}
-                final = Stage.FINAL
-                t = mark(Stage.MAXSIM, t)
-            hits = self._hits(rankings, final, top_k, contributions)
-            mark("fetch", t)
-        timings["retrieval_total"] = (time.perf_counter() - start) * 1000
-        named = {stage: _with_chunk_ids(snap.chunk_ids, ranking) for stage, ranking in rankings.items()}
-        return Retrieval(question, hits, named, timings, elapsed, final)
+            clock.mark("encode")
+
+            def late() -> tuple[np.ndarray, np.ndarray | None]:
+                if self.late_encoder is not None:
+                    return self.late_encoder.encode_queries([question])[0], None
+                tokens = encoded.tokens[0]
+                return tokens, self.query_weights(question, len(tokens))
+
+            query = QueryInput(question, encoded.dense[0], late)
+            ranked = retrieve(self.engine, query, recipe, filters, clock, alternative)
+            hits = self._hits(ranked.stages, ranked.final, top_k, ranked.contributions)
+            clock.mark("fetch")
+        clock.timings["retrieval_total"] = (time.perf_counter() - clock.start) * 1000
+        named = {stage: _with_chunk_ids(self.snapshot.chunk_ids, ranking) for stage, ranking in ranked.stages.items()}
+        return Retrieval(question, hits, named, clock.timings, clock.elapsed, ranked.final)
 
     def _blas_threads(self) -> ThreadpoolController:
         """The BLAS libraries loaded once the encoder is: scanning them on every query (what
@@ -193,18 +152,6 @@ class Pipeline:
             return rarest if term_id is None else float(sparse.idf[term_id])
 
         return query_token_weights(question, offsets, idf, mode, skip)
-
-    def maxsim_scores(
-        self, query_tokens: np.ndarray, rows: np.ndarray, query_weights: np.ndarray | None = None
-    ) -> np.ndarray:
-        """MaxSim of the query's token vectors against each candidate row's, (len(rows),) float32."""
-        if len(rows) == 0:
-            return np.zeros(0, np.float32)
-        mv = self.snapshot.multivector
-        if self.adapted and self.snapshot.projected is not None and self.snapshot.projection is not None:
-            mv = self.snapshot.projected
-            query_tokens = project_tokens(query_tokens, self.snapshot.projection)
-        return mv.maxsim(query_tokens, rows, query_weights)
 
     def _hits(
         self,
@@ -289,7 +236,7 @@ class Pipeline:
         if not generate:
             evidence = self.evidence(question, retrieval.hits, None)
             timings["total"] = (time.perf_counter() - start) * 1000
-            yield AnswerEvent(Answer(question, "", [], retrieval.hits, evidence, timings, None))
+            yield AnswerEvent(answer_from(retrieval, "", [], evidence, timings, None))
             return
         gen = self.generator(generator)
         t = time.perf_counter()
@@ -307,7 +254,7 @@ class Pipeline:
         text = "".join(pieces).strip()
         citations = citations_for(text, evidence, self.snapshot.bm25_tokenize)
         timings["total"] = (time.perf_counter() - start) * 1000
-        yield AnswerEvent(Answer(question, text, citations, retrieval.hits, evidence, timings, gen.name))
+        yield AnswerEvent(answer_from(retrieval, text, citations, evidence, timings, gen.name))
 
     def answer(
         self,
@@ -321,6 +268,27 @@ class Pipeline:
             if isinstance(event, AnswerEvent):
                 return event.answer
         raise RuntimeError("the answer stream ended without an answer")
+
+
+def answer_from(
+    retrieval: Retrieval,
+    text: str,
+    citations: list[Citation],
+    evidence: list[Evidence],
+    timings: dict[str, float],
+    generator: str | None,
+) -> Answer:
+    return Answer(
+        question=retrieval.question,
+        answer=text,
+        citations=citations,
+        hits=retrieval.hits,
+        evidence=evidence,
+        timings_ms=timings,
+        generator=generator,
+        stages=list(retrieval.rankings),
+        final_stage=retrieval.final_stage,
+    )
 
 
 def _check_question(question: str) -> str:

@@ -102,14 +102,3 @@ class Settings(BaseSettings):
     remote_timeout_s: float = 60.0
     remote_retries: int = 2
     remote_context_tokens: int = 8192
-
-    # API (``rag serve``). Keys: comma-separated ``KEY`` or ``KEY:collection|collection`` (limited to
-    # those collections); the keys file holds one ``KEY [collection ...]`` per line, ``#`` comments.
-    api_keys: str = ""
-    api_keys_file: str = ""
-    api_require_key_for_queries: bool = False  # writes always need a key
-    api_max_upload_bytes: int = 50 * 1024 * 1024  # any request body larger is refused with 413
-    api_rate_limit_per_s: float = 50.0  # per key (or per client address without one); 0 turns it off
-    api_rate_burst: int = 100
-    api_request_timeout_s: float = 120.0  # a query that takes longer answers 504
-    api_retrieval_concurrency: int = 1  # retrievals computing at once; the rest wait their turn (bench/api_load.py)

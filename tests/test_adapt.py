@@ -28,7 +28,7 @@ from rag.encode.encoder import Encoder
 from rag.encode.projection import load_head, principal_directions, project_tokens
 from rag.errors import IndexNotFoundError, InputError
 from rag.index.snapshot import Snapshot
-from rag.objects import Document
+from rag.objects import Document, Stage
 from rag.pipeline import Pipeline
 from rag.query_weights import query_token_weights
 from rag.sentences import sentence_spans
@@ -112,7 +112,7 @@ def test_adapt_trains_a_head_the_query_path_uses(index: Path, settings: Settings
     question = "What do tumour cells need to grow?"
     adapted = Pipeline(snap, settings, encoder=encoder).retrieve(question)
     unadapted = Pipeline(snap, settings, encoder=encoder, adapted=False).retrieve(question)
-    assert adapted.final_stage == "rrf+maxsim" and adapted.rankings["rrf"] == unadapted.rankings["rrf"]
+    assert adapted.final_stage == Stage.FINAL and adapted.rankings["rrf"] == unadapted.rankings["rrf"]
     assert adapted.rankings["maxsim"] != unadapted.rankings["maxsim"]
     scores = [s for _, s in adapted.rankings["maxsim"]]
     assert scores == sorted(scores, reverse=True)
@@ -156,7 +156,7 @@ def test_bad_adapt_requests(tmp_path: Path, index: Path, settings: Settings) -> 
 def test_eval_adapt_reports_raw_and_adapted(tmp_path: Path, squad_dir: Path, settings: Settings) -> None:
     dataset = _tiny_dataset(tmp_path / "tiny", squad_dir)
     report = run_eval(EvalOptions(dataset, tmp_path / "run", show_progress=False, warmup=1, adapt=SMALL), settings)
-    assert list(report["stages"]) == ["bm25", "dense", "rrf", "rrf+maxsim-raw", "maxsim-fuse", "rrf+maxsim"]
+    assert list(report["stages"]) == ["bm25", "dense", "rrf", Stage.MAXSIM_RAW, "maxsim-fuse", Stage.FINAL]
     assert report["maxsim_tokens"] == "adapted" and report["adapt"]["steps"] == 4
     assert report["adapt"]["train_s"] > 0
     assert "Adapted ColBERT head" in (tmp_path / "run" / "report.md").read_text()

@@ -95,6 +95,9 @@ def test_retrieval_only_query_reports_every_path(client: httpx.Client, ingested:
     assert top["doc_id"] == target.id  # the title is the best query for its own abstract
     assert {"dense", "bm25", "rrf", "maxsim"} <= set(top["ranks"]) and set(top["ranks"]) <= set(top["scores"])
     assert {"encode", "dense", "bm25", "rrf", "maxsim", "retrieval_total"} <= set(body["timings"])
+    # the stage names come from the server: every rank key is one of them, the hits' own stage last
+    assert body["stages"] == ["dense", "bm25", "rrf", "maxsim", body["final_stage"]]
+    assert set(top["ranks"]) <= set(body["stages"]) and top["ranks"][body["final_stage"]] == 1
 
 
 def test_get_document_and_collections(client: httpx.Client, ingested: list[Document]) -> None:
@@ -116,6 +119,7 @@ def test_streamed_answer_over_sse(client: httpx.Client, ingested: list[Document]
     kinds = [k for k, _ in events]
     assert kinds[0] == "retrieval" and kinds[-1] == "answer" and "token" in kinds, kinds
     assert len(events[0][1]["hits"]) == 3
+    assert events[0][1]["stages"] == events[-1][1]["stages"] and events[0][1]["final_stage"] in events[0][1]["stages"]
     answer = events[-1][1]
     streamed = "".join(d["text"] for k, d in events if k == "token")
     assert streamed.strip() == answer["answer"] and answer["answer"]

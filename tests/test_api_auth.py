@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from api.auth import KeyRing, RateLimiter, load_keys, parse_key_entry
+from api.settings import ApiSettings
 from rag.errors import InputError
-from rag.settings import Settings
 
 
 def test_keys_from_the_environment_and_a_keys_file(tmp_path: Path) -> None:
     keys_file = tmp_path / "keys"
     keys_file.write_text("# team keys\nfile-key news sports  # two collections\n\nopen-key\n")
-    settings = Settings(_env_file=None, api_keys="env-key, scoped:papers|notes", api_keys_file=str(keys_file))  # type: ignore[call-arg]
+    settings = ApiSettings(_env_file=None, api_keys="env-key, scoped:papers|notes", api_keys_file=str(keys_file))  # type: ignore[call-arg]
     ring = KeyRing(load_keys(settings))
     assert len(ring.keys) == 4
     scoped, filed, opened = ring.identify("scoped"), ring.identify("file-key"), ring.identify("open-key")
@@ -29,7 +29,7 @@ def test_keys_from_the_environment_and_a_keys_file(tmp_path: Path) -> None:
 def test_bad_key_configuration_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="empty"):
         parse_key_entry(":papers")
-    settings = Settings(_env_file=None, api_keys_file=str(tmp_path / "missing"))  # type: ignore[call-arg]
+    settings = ApiSettings(_env_file=None, api_keys_file=str(tmp_path / "missing"))  # type: ignore[call-arg]
     with pytest.raises(InputError, match="cannot read the API keys file"):
         load_keys(settings)
 

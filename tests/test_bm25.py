@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from rag.index.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi
+from rag.index.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi, top_n
 from rag.index.bm25_tokenizer import make_tokenizer
 from tests.conftest import read_jsonl
 
@@ -89,3 +89,11 @@ def test_allowed_mask_filters_rows(tmp_path) -> None:
 def test_tokenizer_options() -> None:
     assert make_tokenizer(stopwords=False, stemmer="none")("The Cats are running") == ["the", "cats", "are", "running"]
     assert make_tokenizer(stopwords=True, stemmer="english")("The Cats are running") == ["cat", "run"]
+
+
+def test_top_n_breaks_a_tie_at_the_cut_by_the_lower_row() -> None:
+    scores = np.array([1.0, 5.0, 3.0, 3.0, 3.0, 3.0, 0.5])
+    rows = np.array([10, 11, 16, 15, 13, 14, 12])
+    top_rows, top_scores = top_n(scores, rows, 3)
+    assert top_rows.tolist() == [11, 13, 14] and top_scores.tolist() == [5.0, 3.0, 3.0]
+    assert top_n(scores, rows, 7)[0].tolist() == [11, 13, 14, 15, 16, 10, 12]

@@ -15,6 +15,7 @@ from eval.datasets import load_dataset
 from eval.metrics import document_scores, retrieval_metrics
 from eval.runner import EvalOptions, run_eval
 from rag.errors import InputError
+from rag.objects import Stage
 from tests.conftest import read_jsonl
 
 QRELS = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}}
@@ -90,12 +91,12 @@ def test_run_writes_report_with_every_stage(tmp_path, squad_dir, settings) -> No
         EvalOptions(dataset, tmp_path / "run", limit=0, generate=True, show_progress=False, warmup=1), settings
     )
     assert report["dataset"] == "tiny" and report["n_queries"] == 8
-    assert list(report["stages"]) == ["bm25", "dense", "rrf", "maxsim-fuse", "rrf+maxsim"]
-    assert report["final_stage"] == "rrf+maxsim"
+    assert list(report["stages"]) == ["bm25", "dense", "rrf", "maxsim-fuse", Stage.FINAL]
+    assert report["final_stage"] == Stage.FINAL
     for values in report["stages"].values():
         assert set(values) >= {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms"}
         assert 0.0 < values["ndcg@10"] <= 1.0 and values["latency_ms"]["p95"] >= values["latency_ms"]["p50"] > 0
-    assert report["stages"]["rrf+maxsim"]["latency_ms"]["p50"] >= report["stages"]["rrf"]["latency_ms"]["p50"]
+    assert report["stages"][Stage.FINAL]["latency_ms"]["p50"] >= report["stages"]["rrf"]["latency_ms"]["p50"]
     answers = report["answers"]
     assert answers["n"] == 8 and 0.0 <= answers["em"] <= answers["f1"] + 1e-9 <= 1.0
     assert 0.5 <= answers["answer_recall@5"] <= 1.0

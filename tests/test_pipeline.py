@@ -9,7 +9,7 @@ import pytest
 from indexer.writer import IndexWriter
 from rag.errors import InputError
 from rag.index.snapshot import Snapshot
-from rag.objects import AnswerEvent, Document, Filters, TokenEvent
+from rag.objects import AnswerEvent, Document, Filters, Stage, TokenEvent
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from tests.conftest import read_jsonl
@@ -46,7 +46,7 @@ def _pipeline(index: Path, settings: Settings, encoder, **overrides) -> Pipeline
 def test_oil_question_finds_its_paragraph_and_explains_every_hit(squad_index, settings, encoder) -> None:
     default = _pipeline(squad_index, settings, encoder).retrieve(OIL_QUESTION, top_k=5)
     assert "1973_oil_crisis_0" in [h.doc_id for h in default.hits[:3]]
-    assert default.final_stage == "rrf+maxsim"
+    assert default.final_stage == Stage.FINAL
     assert all(h.score == h.scores["maxsim"] for h in default.hits)  # replace: MaxSim orders the candidates
     pipeline = _pipeline(squad_index, settings, encoder, maxsim_mode="fuse")
     retrieval = pipeline.retrieve(OIL_QUESTION, top_k=5)
@@ -54,7 +54,7 @@ def test_oil_question_finds_its_paragraph_and_explains_every_hit(squad_index, se
     k = settings.rrf_k
     for hit in retrieval.hits:
         assert hit.title and hit.text and hit.collection in {"oil", "other"}
-        assert set(hit.ranks) >= {"rrf", "maxsim", "rrf+maxsim"} and {"dense", "bm25"} & set(hit.ranks)
+        assert set(hit.ranks) >= {"rrf", "maxsim", Stage.FINAL} and {"dense", "bm25"} & set(hit.ranks)
         # fused contributions are weight / (k + rank) for each path the hit appeared on
         for path in ("dense", "bm25", "maxsim"):
             if path in hit.ranks:
@@ -69,7 +69,7 @@ def test_filters_apply_on_every_path_before_fusion(squad_index, settings, encode
     snapshot = pipeline.snapshot
     collections = dict(zip(snapshot.chunk_ids.tolist(), snapshot.row_fields()[0].tolist(), strict=True))
     retrieval = pipeline.retrieve(OIL_QUESTION, top_k=10, filters=Filters(collection="other"))
-    for stage in ("dense", "bm25", "rrf", "rrf+maxsim"):
+    for stage in ("dense", "bm25", "rrf", Stage.FINAL):
         assert retrieval.rankings[stage], stage
         assert {collections[cid] for cid, _ in retrieval.rankings[stage]} == {"other"}, stage
     # depth is filled from allowed rows: the filter does not just prune an unfiltered top-N
@@ -85,7 +85,7 @@ def test_maxsim_modes_and_weights(squad_index, settings, encoder) -> None:
     assert off.final_stage == "rrf" and "maxsim" not in off.rankings
     assert [h.chunk_id for h in off.hits] == [cid for cid, _ in off.rankings["rrf"][:10]]
     replace = _pipeline(squad_index, settings, encoder, maxsim_mode="replace").retrieve(OIL_QUESTION, top_k=10)
-    assert replace.rankings["rrf+maxsim"] == replace.rankings["maxsim"]
+    assert replace.rankings[Stage.FINAL] == replace.rankings["maxsim"]
     assert {cid for cid, _ in replace.rankings["maxsim"]} == {cid for cid, _ in replace.rankings["rrf"]}
     bm25_only = _pipeline(squad_index, settings, encoder, maxsim_mode="off", weight_dense=0.0)
     retrieval = bm25_only.retrieve(OIL_QUESTION, top_k=10)

@@ -89,7 +89,7 @@ def test_writer_fits_on_first_block_and_reencodes_copied_rows(tmp_path) -> None:
     query = _unit_tokens(rng, 5)
     candidates = np.array([4, 2, 0, 3, 1])
     exact = maxsim_packed(query, *f16.gather(candidates))
-    approx = pq.maxsim(query, candidates)
+    approx = pq.scores(query, candidates)
     assert approx[1] == 0.0  # the row without tokens
     np.testing.assert_allclose(approx, exact, atol=0.15 * len(query))
     # same codec and state: a further copy is byte for byte

@@ -25,8 +25,9 @@ def page(monkeypatch: pytest.MonkeyPatch, url: str) -> AppTest:
 def test_views_turn_api_answers_into_rows() -> None:
     hit = {"doc_id": "d1", "title": "T", "ranks": {"bm25": 2, "rrf": 1, "maxsim": 1},
            "scores": {"bm25": 3.5, "rrf": 0.03, "maxsim": 9.1}}  # fmt: skip
-    row = inspector_rows([hit])[0]
+    row = inspector_rows([hit], ["bm25", "dense", "rrf", "maxsim", "a-stage-the-ui-never-heard-of"])[0]
     assert row["bm25 rank"] == 2 and row["dense rank"] is None and row["maxsim score"] == 9.1
+    assert row["a-stage-the-ui-never-heard-of rank"] is None  # the API's stages are the columns
     assert stage_timings({"encode": 1.234, "total": 9.0, "first_token": 3.0}) == {"encode": 1.23}
     citation = {"number": 2, "chunk_id": "c", "title": "", "doc_id": "d1", "date": "2020-05-01T00:00"}
     assert citation_label(citation) == "[2] d1 (2020-05-01)"

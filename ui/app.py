@@ -44,7 +44,8 @@ def show_answer(message: dict[str, Any], key: str) -> None:
     hits = message.get("hits") or answer.get("hits") or []
     if hits:
         with st.expander(f"Retrieval inspector ({len(hits)} hits)"):
-            st.dataframe(inspector_rows(hits), hide_index=True, key=f"hits-{key}")
+            stages = message.get("stages") or answer.get("stages") or []
+            st.dataframe(inspector_rows(hits, stages), hide_index=True, key=f"hits-{key}")
             timings = stage_timings(message.get("timings") or answer.get("timings") or {})
             if timings:
                 st.caption("Stage timings (ms)")
@@ -119,6 +120,7 @@ def ask(client: ApiClient, question: str, payload: dict[str, Any]) -> dict[str, 
         for event in client.stream(request):
             if event.kind == "retrieval":
                 message["hits"], message["timings"] = event.data["hits"], event.data["timings"]
+                message["stages"] = event.data["stages"]
             elif event.kind == "token":
                 yield event.data["text"]
             elif event.kind == "answer":
@@ -132,6 +134,7 @@ def ask(client: ApiClient, question: str, payload: dict[str, Any]) -> dict[str, 
         else:
             answer = client.query(request)
             message["answer"], message["hits"], message["timings"] = answer, answer["hits"], answer["timings"]
+            message["stages"] = answer["stages"]
             message["content"] = f"Retrieval only: {len(answer['hits'])} passages."
     except ApiUnavailable as exc:
         message["error"] = f"{exc}. Your question was not answered; try again once the API is back."

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-STAGES = ("bm25", "dense", "rrf", "maxsim")
 
-
-def inspector_rows(hits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per hit: its rank and score on every retrieval path (None where a path missed it)."""
+def inspector_rows(hits: list[dict[str, Any]], stages: list[str]) -> list[dict[str, Any]]:
+    """One row per hit: its rank and score on every stage the API says ranked (None where one missed it)."""
     rows = []
     for position, hit in enumerate(hits, start=1):
         row: dict[str, Any] = {"#": position, "doc": hit["doc_id"], "title": hit["title"][:60]}
-        for stage in STAGES:
+        for stage in stages:
             row[f"{stage} rank"] = hit["ranks"].get(stage)
             score = hit["scores"].get(stage)
             row[f"{stage} score"] = None if score is None else round(score, 4)

@@ -16,7 +16,7 @@ from datetime import date as date_type
 from pathlib import Path
 from typing import Any
 
-from rag.objects import Citation, Evidence, Message
+from rag.objects import Citation, CitedHow, Evidence, Message
 from rag.sentences import sentences
 
 _DELIMITER = re.compile(r"</?\s*evidence\b[^>]*>", re.IGNORECASE)
@@ -167,7 +167,7 @@ def citations_for(answer: str, evidences: Sequence[Evidence], tokenize: Callable
     """Citations the answer makes; if it makes none, the evidence sharing most terms with it."""
     by_number = {e.number: e for e in evidences}
     numbers = cited_numbers(answer, len(evidences))
-    how = "model"
+    how: CitedHow = "model"
     if not numbers and evidences and answer.strip():
         answer_terms = set(tokenize(answer))
         overlaps = [(len(answer_terms & set(tokenize(f"{e.title} {e.snippet}"))), e.number) for e in evidences]

@@ -47,9 +47,13 @@ def idf_lucene(df: np.ndarray, n_docs: int) -> np.ndarray:
 
 
 def top_n(scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n`` best (rows, scores), best first; ties broken by row so results are deterministic."""
+    """The ``n`` best (rows, scores), best first; ties broken by the lower row, at the cut too."""
     if len(scores) > n:
-        keep = np.argpartition(-scores, n - 1)[:n]
+        # argpartition alone lets an arbitrary one of the rows tied at the n-th score in
+        cut = np.partition(scores, len(scores) - n)[len(scores) - n]
+        above = np.flatnonzero(scores > cut)
+        tied = np.flatnonzero(scores == cut)
+        keep = np.concatenate([above, tied[np.argsort(rows[tied], kind="stable")[: n - len(above)]]])
         scores, rows = scores[keep], rows[keep]
     order = np.lexsort((rows, -scores))
     return rows[order], scores[order]

@@ -58,12 +58,22 @@ class MultiVectorIndex:
         codes = np.concatenate([self._codes[a:b] for a, b in zip(starts, stops, strict=True)]) if len(rows) else None
         return (codes if codes is not None else np.zeros((0, self.codec.width), self.codec.code_dtype)), packed
 
-    def maxsim(self, query: np.ndarray, rows: np.ndarray, query_weights: np.ndarray | None = None) -> np.ndarray:
+    def scores(self, query: np.ndarray, rows: np.ndarray, query_weights: np.ndarray | None = None) -> np.ndarray:
         """MaxSim of (n_q, dim) query token vectors against each row in ``rows``: (len(rows),) float32."""
         codes, packed = self.gather(rows)
         if len(codes) == 0:
             return np.zeros(len(rows), np.float32)
         return segment_maxsim(self.codec.similarities(query, codes), packed, query_weights)
+
+    def search(
+        self, query: np.ndarray, n: int, candidates: np.ndarray, query_weights: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (rows, scores) of ``candidates`` by MaxSim, best first; ties keep the candidates' order.
+        Late interaction reranks a candidate set: it has no search over the whole index."""
+        candidates = np.asarray(candidates, np.int64)
+        scores = self.scores(query, candidates, query_weights)
+        order = np.lexsort((np.arange(len(candidates)), -scores))[:n]
+        return candidates[order], scores[order]
 
     @classmethod
     def load(cls, directory: Path, codec_name: str, dim: int) -> MultiVectorIndex:

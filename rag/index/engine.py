@@ -1,0 +1,50 @@
+"""The embedded engine: the retrieval recipe's three questions answered from one local snapshot."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rag.encode.projection import project_tokens
+from rag.filters import allowed_rows
+from rag.index.dense import EF_SEARCH
+from rag.index.snapshot import Snapshot
+from rag.objects import Filters
+from rag.retrieval import Ranking
+
+RowMask = np.ndarray | None  # (n_rows,) bool, or None for every row
+
+
+class LocalEngine:
+    """:class:`rag.retrieval.Engine` over a :class:`Snapshot`; filters become a row mask.
+
+    ``adapted=False`` scores MaxSim with the raw token vectors even where the index has an adapted
+    head (for comparison)."""
+
+    def __init__(self, snapshot: Snapshot, ef_search: int = EF_SEARCH, adapted: bool = True) -> None:
+        self.snapshot = snapshot
+        self.ef_search = ef_search
+        self.adapted = adapted and snapshot.projected is not None and snapshot.projection is not None
+
+    def scope(self, filters: Filters | None) -> RowMask:
+        if filters is None or filters.empty:
+            return None
+        return allowed_rows(filters, *self.snapshot.row_fields())
+
+    def dense(self, queries: np.ndarray, n: int, scope: RowMask) -> list[Ranking]:
+        rows, scores = self.snapshot.dense.search(queries, n, scope, ef_search=self.ef_search)
+        return [
+            [(int(r), float(s)) for r, s in zip(row, score, strict=True) if r >= 0]
+            for row, score in zip(rows, scores, strict=True)
+        ]
+
+    def bm25(self, question: str, n: int, scope: RowMask) -> Ranking:
+        rows, scores = self.snapshot.sparse.search(self.snapshot.bm25_tokenize(question), n, scope)
+        return [(int(r), float(s)) for r, s in zip(rows, scores, strict=True)]
+
+    def maxsim(self, query_tokens: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None) -> Ranking:
+        snap = self.snapshot
+        index = snap.multivector
+        if self.adapted and snap.projected is not None and snap.projection is not None:
+            index, query_tokens = snap.projected, project_tokens(query_tokens, snap.projection)
+        rows, scores = index.search(query_tokens, len(candidates), candidates, weights)
+        return [(int(r), float(s)) for r, s in zip(rows, scores, strict=True)]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.objects import Answer, Citation, CitedHow, Evidence, Hit, Retrieval
+from rag.objects import Answer, CitedHow, Retrieval
 from rag.pipeline import MAX_QUESTION_CHARS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -91,48 +91,19 @@ class QueryOut(BaseModel):
     generation: int = Field(description="The index snapshot the answer comes from.")
 
 
-# The one place the library's objects become the HTTP contract: a field renamed in rag/ fails here
-# (pydantic refuses a missing field), never silently changes what clients receive.
+# The one place the library's objects become the HTTP contract. Fields are read by name
+# (from_attributes): one renamed in rag/ fails validation here instead of silently changing what
+# clients receive, and a field added there stays out of the API until it is added here.
+Out = TypeVar("Out", bound=BaseModel)
 
 
-def hit_out(hit: Hit) -> HitOut:
-    return HitOut(
-        chunk_id=hit.chunk_id,
-        doc_id=hit.doc_id,
-        text=hit.text,
-        collection=hit.collection,
-        score=hit.score,
-        ranks=hit.ranks,
-        scores=hit.scores,
-        rrf_contributions=hit.rrf_contributions,
-        **hit.document_fields(),
-    )
-
-
-def evidence_out(evidence: Evidence) -> EvidenceOut:
-    return EvidenceOut(
-        number=evidence.number,
-        chunk_id=evidence.chunk_id,
-        doc_id=evidence.doc_id,
-        snippet=evidence.snippet,
-        highlight=evidence.highlight,
-        **evidence.document_fields(),
-    )
-
-
-def citation_out(citation: Citation) -> CitationOut:
-    return CitationOut(
-        number=citation.number,
-        chunk_id=citation.chunk_id,
-        doc_id=citation.doc_id,
-        how=citation.how,
-        **citation.document_fields(),
-    )
+def _out(model: type[Out], obj: object) -> Out:
+    return model.model_validate(obj, from_attributes=True)
 
 
 def retrieval_out(retrieval: Retrieval, generation: int) -> RetrievalOut:
     return RetrievalOut(
-        hits=[hit_out(h) for h in retrieval.hits],
+        hits=[_out(HitOut, h) for h in retrieval.hits],
         timings=retrieval.timings_ms,
         stages=list(retrieval.rankings),
         final_stage=retrieval.final_stage,
@@ -145,9 +116,9 @@ def query_out(answer: Answer, generation: int) -> QueryOut:
         question=answer.question,
         answer=answer.answer,
         generator=answer.generator,
-        citations=[citation_out(c) for c in answer.citations],
-        hits=[hit_out(h) for h in answer.hits],
-        evidence=[evidence_out(e) for e in answer.evidence],
+        citations=[_out(CitationOut, c) for c in answer.citations],
+        hits=[_out(HitOut, h) for h in answer.hits],
+        evidence=[_out(EvidenceOut, e) for e in answer.evidence],
         timings=answer.timings_ms,
         stages=answer.stages,
         final_stage=answer.final_stage,

@@ -224,7 +224,7 @@ def _scale_dense(size: int, work: Path, settings: Settings) -> dict[str, Any]:
         latency, recall = [], []
         for q, expected in zip(queries, truth, strict=True):
             start = time.perf_counter()
-            rows, _ = index.search(q[None], CANDIDATES, ef_search=ef)
+            rows, _ = index.search_batch(q[None], CANDIDATES, ef_search=ef)
             latency.append(time.perf_counter() - start)
             recall.append(len(set(rows[0].tolist()) & set(expected.tolist())) / CANDIDATES)
         sweep[ef] = {"ms": percentiles_ms(latency), "recall@100": float(np.mean(recall))}

@@ -4,7 +4,7 @@ import numpy as np
 
 from rag.index.codecs.float16 import Float16Codec
 from rag.index.dense import DenseIndex, DenseParams
-from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
+from rag.index.multivector import MultiVectorIndex, MultiVectorParams, MultiVectorWriter
 
 
 def _unit(rng: np.random.Generator, n: int, dim: int = 32) -> np.ndarray:
@@ -16,22 +16,22 @@ def test_flat_search_is_exact_and_filters_before_ranking(tmp_path) -> None:
     rng = np.random.default_rng(0)
     vectors, queries = _unit(rng, 500), _unit(rng, 3)
     index = DenseIndex.build(vectors, DenseParams())
-    rows, scores = index.search(queries, 10)
+    rows, scores = index.search_batch(queries, 10)
     expected = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
     assert (rows == expected).all()
     assert np.allclose(scores, np.take_along_axis(queries @ vectors.T, expected, 1), atol=1e-5)
     allowed = np.zeros(500, bool)
     allowed[::7] = True
-    rows, _ = index.search(queries, 10, allowed)
+    rows, _ = index.search_batch(queries, 10, allowed)
     assert allowed[rows].all() and rows.shape == (3, 10)
     few = np.zeros(500, bool)
     few[[4, 9, 300]] = True
-    rows, scores = index.search(queries[:1], 10, few)
+    rows, scores = index.search_batch(queries[:1], 10, few)
     assert sorted(rows[0, :3]) == [4, 9, 300] and (rows[0, 3:] == -1).all() and scores[0, 0] >= scores[0, 2]
-    batch_rows, _ = index.search(_unit(rng, 20), 10)  # a larger batch goes through FAISS: same contract
+    batch_rows, _ = index.search_batch(_unit(rng, 20), 10)  # a larger batch goes through FAISS: same contract
     assert batch_rows.shape == (20, 10) and (batch_rows >= 0).all()
     index.save(tmp_path / "d")
-    assert (DenseIndex.load(tmp_path / "d", DenseParams()).search(queries, 10)[0] == expected).all()
+    assert (DenseIndex.load(tmp_path / "d", DenseParams()).search_batch(queries, 10)[0] == expected).all()
 
 
 def test_hnsw_above_threshold_has_high_recall_and_survives_reload(tmp_path) -> None:
@@ -41,19 +41,19 @@ def test_hnsw_above_threshold_has_high_recall_and_survives_reload(tmp_path) -> N
     index = DenseIndex.build(vectors[:2000], params).add(vectors[2000:])
     assert index.kind == "hnsw"
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]
-    rows, _ = index.search(queries, 10)
+    rows, _ = index.search_batch(queries, 10)
     recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact, strict=True)])
     assert recall >= 0.95
     index.save(tmp_path / "h")
     assert (tmp_path / "h" / "hnsw.faiss").exists()
-    assert (DenseIndex.load(tmp_path / "h", params).search(queries, 10)[0] == rows).all()
+    assert (DenseIndex.load(tmp_path / "h", params).search_batch(queries, 10)[0] == rows).all()
 
 
 def test_delete_drops_rows() -> None:
     rng = np.random.default_rng(2)
     vectors = _unit(rng, 50)
     kept = DenseIndex.build(vectors, DenseParams()).delete(np.arange(1, 50, 2))
-    rows, _ = kept.search(vectors[4], 1)
+    rows, _ = kept.search_batch(vectors[4], 1)
     assert rows[0, 0] == 2  # old row 4 is new row 2
 
 
@@ -63,7 +63,7 @@ def test_multivector_roundtrip_and_copy(tmp_path) -> None:
     writer = MultiVectorWriter(tmp_path / "a", Float16Codec(8))
     writer.append(rows)
     assert writer.finish() == 11
-    index = MultiVectorIndex.load(tmp_path / "a", "float16", 8)
+    index = MultiVectorIndex.load(tmp_path / "a", MultiVectorParams("float16", 8))
     assert len(index) == 4 and index.n_vectors == 11
     for i, expected in enumerate(rows):
         assert np.allclose(index.row(i), expected.astype(np.float16))
@@ -71,7 +71,7 @@ def test_multivector_roundtrip_and_copy(tmp_path) -> None:
     copy.copy_rows(index, np.array([0, 2, 3]))
     copy.append([rows[1]])
     copy.finish()
-    copied = MultiVectorIndex.load(tmp_path / "b", "float16", 8)
+    copied = MultiVectorIndex.load(tmp_path / "b", MultiVectorParams("float16", 8))
     for i, source in enumerate([0, 2, 3]):
         assert np.array_equal(copied.row(i), index.row(source))
     assert np.array_equal(copied.row(3), index.row(1))

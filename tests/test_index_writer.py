@@ -18,7 +18,7 @@ from rag.settings import Settings
 def _search_all_paths(snapshot: Snapshot, encoder: Encoder, text: str, n: int = 10) -> dict[str, set[str]]:
     """Document ids each index returns for ``text``."""
     encoded = encoder.encode([text])
-    dense_rows, _ = snapshot.dense.search(encoded.dense, n)
+    dense_rows, _ = snapshot.dense.search_batch(encoded.dense, n)
     sparse_rows, _ = snapshot.sparse.search(snapshot.bm25_tokenize(text), n)
     return {
         "dense": {str(snapshot.doc_ids[r]) for r in dense_rows[0] if r >= 0},

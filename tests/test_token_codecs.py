@@ -12,7 +12,7 @@ from rag.errors import InputError
 from rag.index.codecs import load_codec, make_codec
 from rag.index.codecs.binary import BinaryCodec
 from rag.index.codecs.pq import ProductQuantizationCodec, group_count
-from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
+from rag.index.multivector import MultiVectorIndex, MultiVectorParams, MultiVectorWriter
 from rag.index.snapshot import Snapshot
 from rag.maxsim import maxsim_packed
 from rag.pipeline import Pipeline
@@ -78,12 +78,12 @@ def test_writer_fits_on_first_block_and_reencodes_copied_rows(tmp_path) -> None:
     source = MultiVectorWriter(tmp_path / "f16", make_codec("float16", 64))
     source.append(rows)
     source.finish()
-    f16 = MultiVectorIndex.load(tmp_path / "f16", "float16", 64)
+    f16 = MultiVectorIndex.load(tmp_path / "f16", MultiVectorParams("float16", 64))
     writer = MultiVectorWriter(tmp_path / "pq", make_codec("pq", 64, 16))
     writer.copy_rows(f16, np.array([0, 1, 2, 3]))
     writer.append([rows[4]])
     assert writer.finish() == 1001
-    pq = MultiVectorIndex.load(tmp_path / "pq", "pq", 64)
+    pq = MultiVectorIndex.load(tmp_path / "pq", MultiVectorParams("pq", 64))
     assert (tmp_path / "pq" / "codes.u8").stat().st_size == 1001 * 16
     assert [len(pq.row(i)) for i in range(5)] == [300, 1, 0, 500, 200]
     query = _unit_tokens(rng, 5)
@@ -96,7 +96,7 @@ def test_writer_fits_on_first_block_and_reencodes_copied_rows(tmp_path) -> None:
     again = MultiVectorWriter(tmp_path / "again", pq.codec)
     again.copy_rows(pq, np.array([3, 4]))
     again.finish()
-    copied = MultiVectorIndex.load(tmp_path / "again", "pq", 64)
+    copied = MultiVectorIndex.load(tmp_path / "again", MultiVectorParams("pq", 64))
     assert np.array_equal(np.asarray(copied.codes), np.asarray(pq.codes[pq.offsets[3] :]))
 
 

@@ -108,6 +108,14 @@ class DenseIndex:
         return DenseIndex(np.delete(np.asarray(self.vectors), np.asarray(rows, np.int64), axis=0), self.params)
 
     def search(
+        self, query: np.ndarray, n: int, allowed: np.ndarray | None = None, ef_search: int = EF_SEARCH
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``n`` (rows, scores) of one (dim,) query, best first; fewer where fewer rows are allowed."""
+        rows, scores = self.search_batch(np.asarray(query)[None, :], n, allowed, ef_search)
+        found = rows[0] >= 0
+        return rows[0][found], scores[0][found]
+
+    def search_batch(
         self, queries: np.ndarray, n: int, allowed: np.ndarray | None = None, ef_search: int = EF_SEARCH
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top ``n`` (rows, scores) for each (dim,) query of ``queries`` (q, dim): two (q, n) arrays; missing

@@ -31,7 +31,7 @@ class LocalEngine:
         return allowed_rows(filters, *self.snapshot.row_fields())
 
     def dense(self, queries: np.ndarray, n: int, scope: RowMask) -> list[Ranking]:
-        rows, scores = self.snapshot.dense.search(queries, n, scope, ef_search=self.ef_search)
+        rows, scores = self.snapshot.dense.search_batch(queries, n, scope, ef_search=self.ef_search)
         return [
             [(int(r), float(s)) for r, s in zip(row, score, strict=True) if r >= 0]
             for row, score in zip(rows, scores, strict=True)

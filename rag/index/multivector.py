@@ -3,7 +3,8 @@ array with row offsets."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,10 +19,18 @@ FIT_ROWS = 4096  # rows whose tokens a codec is fitted on when converting an ind
 READ_BLOCK = 1 << 18  # token vectors read or re-encoded at once: bounded memory on large indexes
 
 
-class MultiVectorIndex:
-    """Read side: row ``i``'s token vectors are ``codec.decode(codes[offsets[i]:offsets[i + 1]])``.
+@dataclass(frozen=True)
+class MultiVectorParams:
+    codec: str  # a name of rag.index.codecs.CODEC_NAMES
+    dim: int  # of the token vectors
 
-    ``codes`` is (n_tokens, codec.width), memory-mapped: only the candidates' pages are read."""
+
+class MultiVectorIndex:
+    """Row ``i``'s token vectors are ``codec.decode(codes[offsets[i]:offsets[i + 1]])``.
+
+    ``codes`` is (n_tokens, codec.width), memory-mapped once loaded: only the candidates' pages are read.
+    ``add`` and ``delete`` build the new index in memory; an index writer streams through
+    :class:`MultiVectorWriter` instead, so a large index is never held whole."""
 
     def __init__(self, codes: np.ndarray, offsets: np.ndarray, codec: TokenCodec) -> None:
         self.codes = codes
@@ -75,10 +84,40 @@ class MultiVectorIndex:
         order = np.lexsort((np.arange(len(candidates)), -scores))[:n]
         return candidates[order], scores[order]
 
+    def add(self, token_vectors: Sequence[np.ndarray]) -> MultiVectorIndex:
+        """A new index with one more row per (n_tokens, dim) array (a codec not yet fitted is fitted on them)."""
+        blocks = _checked(token_vectors, self.dim)
+        if not blocks:
+            return self
+        stacked = np.concatenate(blocks).astype(np.float32, copy=False)
+        if not self.codec.fitted:
+            self.codec.fit(stacked[evenly_spaced_sample(len(stacked))])
+        codes = np.concatenate([self._codes, self.codec.encode(stacked).astype(self.codec.code_dtype)])
+        lengths = np.fromiter((len(b) for b in blocks), np.int64, len(blocks))
+        offsets = np.concatenate([self._offsets, self._offsets[-1] + np.cumsum(lengths)]).astype(np.int64)
+        return MultiVectorIndex(codes, offsets, self.codec)
+
+    def delete(self, rows: np.ndarray) -> MultiVectorIndex:
+        codes, offsets = self.gather(np.setdiff1d(np.arange(len(self)), np.asarray(rows, np.int64)))
+        return MultiVectorIndex(codes, offsets, self.codec)
+
+    def save(self, directory: Path) -> None:
+        writer = MultiVectorWriter(directory, self.codec)
+        try:
+            writer.copy_rows(self, np.arange(len(self)))
+            writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
+
     @classmethod
-    def load(cls, directory: Path, codec_name: str, dim: int) -> MultiVectorIndex:
+    def empty(cls, codec: TokenCodec) -> MultiVectorIndex:
+        return cls(np.zeros((0, codec.width), codec.code_dtype), np.zeros(1, np.int64), codec)
+
+    @classmethod
+    def load(cls, directory: Path, params: MultiVectorParams) -> MultiVectorIndex:
         offsets = load_array(directory / OFFSETS_FILE)
-        codec = load_codec(directory, codec_name, dim)
+        codec = load_codec(directory, params.codec, params.dim)
         n_vectors = int(offsets[-1]) if len(offsets) else 0
         if n_vectors == 0:
             codes = np.zeros((0, codec.width), codec.code_dtype)
@@ -128,10 +167,7 @@ class MultiVectorWriter:
 
     def append(self, token_vectors: Iterable[np.ndarray]) -> None:
         """Append one row per (n_tokens, dim) float32 array."""
-        blocks = list(token_vectors)
-        for vectors in blocks:
-            if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-                raise ValueError(f"token vectors must be (n, {self.dim}), got {vectors.shape}")
+        blocks = _checked(token_vectors, self.dim)
         if not blocks:
             return
         stacked = np.concatenate(blocks).astype(np.float32, copy=False)
@@ -155,3 +191,11 @@ class MultiVectorWriter:
 
     def abort(self) -> None:
         self._handle.close()
+
+
+def _checked(token_vectors: Iterable[np.ndarray], dim: int) -> list[np.ndarray]:
+    blocks = list(token_vectors)
+    for vectors in blocks:
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise ValueError(f"token vectors must be (n, {dim}), got {vectors.shape}")
+    return blocks

@@ -31,7 +31,7 @@ from rag.index.arrays import load_array, sha256_file
 from rag.index.bm25 import BM25Index
 from rag.index.dense import DenseIndex
 from rag.index.manifest import MANIFEST_FILE, IndexParams, Manifest
-from rag.index.multivector import MultiVectorIndex
+from rag.index.multivector import MultiVectorIndex, MultiVectorParams
 from rag.index.store import DocumentStore, sqlite_url
 from rag.settings import Settings
 
@@ -115,7 +115,9 @@ class Snapshot:
         projected = projection = None
         if params.late_projection:
             projection = load_head(index_dir / params.late_projection)
-            projected = MultiVectorIndex.load(directory / PROJECTED_DIR, params.token_codec, params.late_projection_dim)
+            projected = MultiVectorIndex.load(
+                directory / PROJECTED_DIR, MultiVectorParams(params.token_codec, params.late_projection_dim)
+            )
         return cls(
             index_dir=index_dir,
             directory=directory,
@@ -124,7 +126,9 @@ class Snapshot:
             doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
             dense=DenseIndex.load(directory / "dense", params.dense),
             sparse=BM25Index.load(directory / "sparse", params.bm25),
-            multivector=MultiVectorIndex.load(directory / "multivector", params.token_codec, params.multivector_dim),
+            multivector=MultiVectorIndex.load(
+                directory / "multivector", MultiVectorParams(params.token_codec, params.multivector_dim)
+            ),
             store=store,
             projected=projected,
             projection=projection,

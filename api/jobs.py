@@ -160,9 +160,9 @@ class JobRunner:
     def submit_upsert(self, documents: Sequence[Document], collection: str, key_id: str | None) -> Job:
         return self._submit(self._new("upsert", collection, key_id, documents=len(documents)), documents)
 
-    def submit_delete(self, document_ids: Sequence[str], key_id: str | None) -> Job:
+    def submit_delete(self, collection: str, document_ids: Sequence[str], key_id: str | None) -> Job:
         ids = tuple(document_ids)
-        return self._submit(self._new("delete", None, key_id, documents=len(ids), document_ids=ids))
+        return self._submit(self._new("delete", collection, key_id, documents=len(ids), document_ids=ids))
 
     def submit_delete_collection(self, collection: str, key_id: str | None) -> Job:
         return self._submit(self._new("delete_collection", collection, key_id))
@@ -230,7 +230,8 @@ class JobRunner:
             if job.kind == "upsert":
                 return writer.upsert(self._read_payload(job), job.collection or "default")
             if job.kind == "delete":
-                return writer.delete(job.document_ids, missing_ok=True)
+                # (a delete job recorded before documents were keyed by collection has none: ids must be unambiguous)
+                return writer.delete(job.document_ids, job.collection, missing_ok=True)
             return writer.delete_collection(job.collection or "")
 
     def _read_payload(self, job: Job) -> list[Document]:

@@ -27,5 +27,8 @@ class Metrics:
             registry=self.registry,
         )
         self.jobs = Counter("rag_jobs", "Index jobs finished", ["kind", "status"], registry=self.registry)
+        self.disconnects = Counter(
+            "rag_stream_disconnects", "Streamed answers whose client went away before the end", registry=self.registry
+        )
         self.generation = Gauge("rag_index_generation", "Generation of the served snapshot", registry=self.registry)
         self.chunks = Gauge("rag_index_chunks", "Chunks in the served snapshot", registry=self.registry)

@@ -23,7 +23,8 @@ router = APIRouter()
 UPLOAD_DOC = (
     "Add or replace documents, as JSON (`DocumentsIn`) or as a multipart file upload (`file`: .jsonl, .json, "
     ".txt, .md or .html; `collection`: form field). Answers `202` with a job to poll at `/jobs/{id}`; the "
-    "documents are searchable once the job has `succeeded`. A document whose id exists is replaced."
+    "documents are searchable once the job has `succeeded`. A document is (collection, id): one whose id "
+    "exists in the same collection is replaced; other collections are never touched."
 )
 UPLOAD_BODY = {
     "requestBody": {
@@ -99,21 +100,38 @@ async def add_documents(
     return job_out(job)
 
 
-def _live_document(app: AppState, caller: Caller, doc_id: str) -> Any:
+def _live_document(app: AppState, caller: Caller, collection: str | None, doc_id: str) -> Any:
+    """The caller's document: (collection, id), or an id that names one document among the collections
+    the caller may use. Anything outside them answers 404, as a missing document does: whether a
+    document exists where the caller may not look is not the caller's to learn."""
+    missing = ApiError(404, "not_found", f"no document {doc_id[:100]!r}")
     if "\x00" in doc_id or len(doc_id) > 512:  # no stored id has these; PostgreSQL refuses NUL outright
-        raise ApiError(404, "not_found", f"no document {doc_id[:100]!r}")
+        raise missing
     pipeline = app.service.pipeline()
-    doc = pipeline.snapshot.store.get_document(doc_id, pipeline.snapshot.generation)
+    snapshot = pipeline.snapshot
+    if collection is None:
+        places = snapshot.store.collections_of([doc_id], snapshot.generation).get(doc_id, [])
+        visible = [c for c in places if caller.key is None or caller.key.may_use(c)]
+        if len(visible) > 1:
+            raise ApiError(
+                409,
+                "ambiguous",
+                f"document {doc_id!r} is in collections {', '.join(visible)}: "
+                "use /collections/{collection}/documents/{id}",
+            )
+        if not visible:
+            raise missing
+        collection = visible[0]
+    elif caller.key is not None and not caller.key.may_use(collection):
+        raise missing
+    doc = snapshot.store.get_document(collection, doc_id, snapshot.generation)
     if doc is None:
-        raise ApiError(404, "not_found", f"no document {doc_id!r}")
-    caller.check_collection(doc.collection)
-    return doc, pipeline.snapshot
+        raise missing
+    return doc, snapshot
 
 
-@router.get("/documents/{doc_id:path}", response_model=DocumentOut, responses=ERRORS, tags=["documents"])
-def get_document(doc_id: str, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
-    doc, snapshot = _live_document(app, caller, doc_id)
-    chunks = snapshot.store.document_chunks(doc_id, snapshot.generation)
+def _document_body(doc: Any, snapshot: Any) -> dict[str, Any]:
+    chunks = snapshot.store.document_chunks(doc.collection, doc.id, snapshot.generation)
     return {
         **{k: v for k, v in asdict(doc).items() if k != "content_hash"},
         "chunks": [{"id": c.id, "ordinal": c.ordinal, "text": c.text} for c in chunks],
@@ -121,14 +139,61 @@ def get_document(doc_id: str, caller: Caller = Depends(reader), app: AppState = 
     }
 
 
-@router.delete("/documents/{doc_id:path}", status_code=202, response_model=JobOut, responses=ERRORS, tags=["documents"])
+def _delete_job(app: AppState, caller: Caller, doc: Any, response: Response) -> dict[str, Any]:
+    caller.check_collection(doc.collection)
+    job = app.jobs.submit_delete(doc.collection, [doc.id], caller.key.key_id if caller.key else None)
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job_out(job)
+
+
+@router.get(
+    "/collections/{name}/documents/{doc_id:path}", response_model=DocumentOut, responses=ERRORS, tags=["documents"]
+)
+def get_collection_document(
+    name: str, doc_id: str, caller: Caller = Depends(reader), app: AppState = Depends(state)
+) -> Any:
+    return _document_body(*_live_document(app, caller, name, doc_id))
+
+
+@router.get(
+    "/documents/{doc_id:path}",
+    response_model=DocumentOut,
+    responses={**ERRORS, 409: ERRORS[400]},
+    tags=["documents"],
+    description="The document with this id, where exactly one collection the caller may use has one "
+    "(409 where several do: use `/collections/{name}/documents/{id}`).",
+)
+def get_document(doc_id: str, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
+    return _document_body(*_live_document(app, caller, None, doc_id))
+
+
+@router.delete(
+    "/collections/{name}/documents/{doc_id:path}",
+    status_code=202,
+    response_model=JobOut,
+    responses=ERRORS,
+    tags=["documents"],
+)
+def delete_collection_document(
+    name: str, doc_id: str, response: Response, caller: Caller = Depends(writer), app: AppState = Depends(state)
+) -> Any:
+    doc, _ = _live_document(app, caller, name, doc_id)
+    return _delete_job(app, caller, doc, response)
+
+
+@router.delete(
+    "/documents/{doc_id:path}",
+    status_code=202,
+    response_model=JobOut,
+    responses={**ERRORS, 409: ERRORS[400]},
+    tags=["documents"],
+    description="Delete the document with this id where exactly one collection the caller may use has one.",
+)
 def delete_document(
     doc_id: str, response: Response, caller: Caller = Depends(writer), app: AppState = Depends(state)
 ) -> Any:
-    _live_document(app, caller, doc_id)
-    job = app.jobs.submit_delete([doc_id], caller.key.key_id if caller.key else None)
-    response.headers["Location"] = f"/jobs/{job.id}"
-    return job_out(job)
+    doc, _ = _live_document(app, caller, None, doc_id)
+    return _delete_job(app, caller, doc, response)
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, tags=["documents"])

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends
@@ -73,8 +75,8 @@ async def query(body: QueryIn, caller: Caller = Depends(reader), app: AppState =
         events = pipeline.stream(body.question, body.top_k, filters, body.generate, body.generator)
         # Retrieval runs before the response starts, so bad input still answers 4xx, not a broken stream.
         first: StreamEvent = await run_in_threadpool(next, events)
-        return StreamingResponse(
-            _sse_stream(app, first, events, generation),
+        return _ClosingStreamingResponse(
+            _Pump(app, first, events, generation).stream(),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -92,19 +94,80 @@ def _answer(pipeline: Pipeline, body: QueryIn, filters: Filters) -> Answer:
     return pipeline.answer(body.question, body.top_k, filters, body.generate, body.generator)
 
 
-def _sse_stream(app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> Iterator[str]:
-    if isinstance(first, RetrievalEvent):
-        yield sse("retrieval", retrieval_out(first.retrieval, generation).model_dump())
-    try:
-        for event in events:
-            if isinstance(event, TokenEvent):
-                yield sse("token", {"text": event.text})
-            elif isinstance(event, AnswerEvent):
-                _observe(app, event.answer.timings_ms)
-                yield sse("answer", query_out(event.answer, generation).model_dump())
-    except RagError as exc:
-        error = from_rag_error(exc)
-        yield sse("error", {**error.body(), "status": error.status})
-    except Exception as exc:
-        log.exception("a streamed answer failed")
-        yield sse("error", {"error": "internal", "message": f"internal error: {exc.__class__.__name__}", "status": 500})
+class _ClosingStreamingResponse(StreamingResponse):
+    """Closes its body when the response ends however it ends: a client that went away shows up as a
+    cancelled task or a failed send, and either leaves the body generator suspended until GC."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                await close()
+
+
+class _Pump:
+    """Runs a stream of events in a thread of its own and hands each out as an SSE message.
+
+    The thread that advances the stream is the only one that touches it, so it can also close it:
+    when the client goes away, the stream is closed at its next event, and closing it stops the
+    generation (rag.generate.worker) instead of leaving a model busy for nobody."""
+
+    def __init__(self, app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> None:
+        self.app, self.events, self.generation = app, events, generation
+        self.messages: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self.gone = threading.Event()
+        if isinstance(first, RetrievalEvent):
+            self.messages.put(sse("retrieval", retrieval_out(first.retrieval, generation).model_dump()))
+        threading.Thread(target=self._run, daemon=True, name="sse-pump").start()
+
+    def _run(self) -> None:
+        try:
+            for event in self.events:
+                if self.gone.is_set():
+                    break
+                if isinstance(event, TokenEvent):
+                    self.messages.put(sse("token", {"text": event.text}))
+                elif isinstance(event, AnswerEvent):
+                    _observe(self.app, event.answer.timings_ms)
+                    self.messages.put(sse("answer", query_out(event.answer, self.generation).model_dump()))
+        except RagError as exc:
+            error = from_rag_error(exc)
+            self.messages.put(sse("error", {**error.body(), "status": error.status}))
+        except Exception as exc:
+            log.exception("a streamed answer failed")
+            self.messages.put(
+                sse(
+                    "error",
+                    {"error": "internal", "message": f"internal error: {exc.__class__.__name__}", "status": 500},
+                )
+            )
+        finally:
+            close = getattr(self.events, "close", None)
+            if close is not None:
+                close()
+            self.messages.put(None)
+
+    async def stream(self) -> AsyncIterator[str]:
+        finished = False
+        try:
+            while True:
+                message = await run_in_threadpool(self._next)
+                if message is None:
+                    finished = True
+                    return
+                yield message
+        finally:
+            if not finished:  # the client went away (the response was cancelled) before the end
+                self.gone.set()
+                self.app.metrics.disconnects.inc()
+
+    def _next(self) -> str | None:
+        # a bounded wait, so a worker thread is never parked forever on a stream nobody reads
+        while True:
+            try:
+                return self.messages.get(timeout=1.0)
+            except queue.Empty:
+                if self.gone.is_set():
+                    return None

@@ -55,6 +55,7 @@ class EvidenceOut(DocumentFieldsOut):
     number: int = Field(description="What the answer cites, as [number].")
     chunk_id: str
     doc_id: str
+    collection: str
     snippet: str
     highlight: str
 
@@ -63,6 +64,7 @@ class CitationOut(DocumentFieldsOut):
     number: int
     chunk_id: str
     doc_id: str
+    collection: str = Field(description="A document is (collection, doc_id).")
     how: CitedHow = Field(
         description="model: cited in the answer's text; overlap: the evidence sharing most words with it."
     )

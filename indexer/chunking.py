@@ -14,9 +14,10 @@ _SPECIAL_TOKENS = 2  # [CLS] and [SEP] around every passage
 _TOKENIZE_BATCH = 512
 
 
-def chunk_id(document_id: str, ordinal: int, title: str, text: str) -> str:
-    """Stable id from the content: the same passage of the same document keeps its id across rebuilds."""
-    digest = hashlib.sha256("\x1f".join((document_id, str(ordinal), title, text)).encode("utf-8"))
+def chunk_id(collection: str, document_id: str, ordinal: int, title: str, text: str) -> str:
+    """Stable id from the content: the same passage of the same document keeps its id across rebuilds;
+    a document is (collection, id), so the same id and text in two collections are two chunks."""
+    digest = hashlib.sha256("\x1f".join((collection, document_id, str(ordinal), title, text)).encode("utf-8"))
     return digest.hexdigest()[:24]
 
 
@@ -71,6 +72,8 @@ def chunk_documents(
     max_tokens: int = 256,
     overlap: int = 32,
     min_tokens: int = 32,
+    *,
+    collection: str = "default",
 ) -> list[list[Chunk]]:
     """Chunk each document with the encoder's own tokenizer; one list of passages per document.
 
@@ -95,7 +98,7 @@ def chunk_documents(
                 text = doc.text[char_start:char_end]
                 chunks.append(
                     Chunk(
-                        id=chunk_id(doc.id, ordinal, doc.title, text),
+                        id=chunk_id(collection, doc.id, ordinal, doc.title, text),
                         document_id=doc.id,
                         ordinal=ordinal,
                         text=text,

@@ -75,11 +75,18 @@ def add(
 
 
 @index_app.command()
-def delete(index: IndexOption, doc_ids: Annotated[list[str], typer.Argument(help="Document ids.")]) -> None:
+def delete(
+    index: IndexOption,
+    doc_ids: Annotated[list[str], typer.Argument(help="Document ids.")],
+    collection: Annotated[
+        str | None,
+        typer.Option(help="The documents' collection (needed where an id is in more than one)."),
+    ] = None,
+) -> None:
     """Delete documents from the store and all three indexes."""
     start = time.perf_counter()
     with IndexWriter(index, Settings(), show_progress=False) as writer:
-        summary = writer.delete(doc_ids)
+        summary = writer.delete(doc_ids, collection)
     _report(summary, time.perf_counter() - start)
 
 

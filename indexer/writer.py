@@ -41,7 +41,7 @@ from rag.index.snapshot import (
     current_snapshot_name,
     store_for,
 )
-from rag.index.store import DocumentStore, redact_url
+from rag.index.store import DocKey, DocumentStore, redact_url
 from rag.objects import Chunk, Document
 from rag.settings import Settings
 
@@ -70,7 +70,7 @@ class Change:
     collection: str | None = None
     documents: Sequence[tuple[Document, str, int]] = ()
     new_chunks: Sequence[Chunk] = ()
-    deleted_document_ids: Sequence[str] = ()
+    deleted_documents: Sequence[DocKey] = ()  # (collection, id)
     removed_chunk_ids: frozenset[str] = frozenset()
 
 
@@ -259,14 +259,14 @@ class IndexWriter:
             raise InputError("the collection name is empty")
         store = self._live_store()
         hashes = [content_hash(d, collection) for d in documents]
-        existing = store.live_documents([d.id for d in documents], self.generation)
+        existing = store.live_documents(collection, [d.id for d in documents], self.generation)
         changed = [
             (d, h)
             for d, h in zip(documents, hashes, strict=True)
             if d.id not in existing or existing[d.id].content_hash != h
         ]
         replaced_ids = [d.id for d, _ in changed if d.id in existing]
-        old_chunk_ids = store.live_chunk_ids(replaced_ids, self.generation)
+        old_chunk_ids = store.live_chunk_ids(collection, replaced_ids, self.generation)
         params = self._params()
         chunk_lists = (
             chunk_documents(
@@ -275,6 +275,7 @@ class IndexWriter:
                 params.chunk_max_tokens,
                 params.chunk_overlap_tokens,
                 params.chunk_min_tokens,
+                collection=collection,
             )
             if changed
             else []
@@ -308,26 +309,51 @@ class IndexWriter:
             len(removed),
         )
 
-    def delete(self, document_ids: Sequence[str], missing_ok: bool = False) -> ChangeSummary:
-        """Remove documents from the store and all three indexes."""
+    def delete(
+        self, document_ids: Sequence[str], collection: str | None = None, missing_ok: bool = False
+    ) -> ChangeSummary:
+        """Remove documents from the store and all three indexes. A document is (collection, id):
+        without ``collection``, each id must name a document in exactly one collection."""
         store = self._live_store()
-        existing = store.live_documents(list(document_ids), self.generation)
-        missing = [d for d in document_ids if d not in existing]
+        wanted = list(dict.fromkeys(document_ids))
+        if collection is not None:
+            keys = [(collection, d) for d in store.live_documents(collection, wanted, self.generation)]
+        else:
+            places = store.collections_of(wanted, self.generation)
+            ambiguous = {d: c for d, c in places.items() if len(c) > 1}
+            if ambiguous:
+                named = "; ".join(f"{d!r} is in {', '.join(c)}" for d, c in list(ambiguous.items())[:10])
+                raise InputError(f"name the collection (--collection): {named}")
+            keys = [(c[0], d) for d, c in places.items()]
+        found = {d for _, d in keys}
+        missing = [d for d in wanted if d not in found]
         if missing and not missing_ok:
-            raise InputError(f"no such document(s) in {self.index_dir}: {', '.join(missing[:20])}")
-        ids = [d for d in dict.fromkeys(document_ids) if d in existing]
-        if not ids:
+            where = f" of collection {collection!r}" if collection is not None else ""
+            raise InputError(f"no such document(s){where} in {self.index_dir}: {', '.join(missing[:20])}")
+        return self._delete_keys(keys)
+
+    def _delete_keys(self, keys: Sequence[DocKey]) -> ChangeSummary:
+        if not keys:
             return ChangeSummary(self.generation, 0, 0, 0, 0, 0, 0)
-        removed = {c for chunks in store.live_chunk_ids(ids, self.generation).values() for c in chunks}
+        store = self._live_store()
+        by_collection: dict[str, list[str]] = {}
+        for where, doc_id in keys:
+            by_collection.setdefault(where, []).append(doc_id)
+        removed = {
+            c
+            for where, ids in by_collection.items()
+            for chunks in store.live_chunk_ids(where, ids, self.generation).values()
+            for c in chunks
+        }
         generation = self._commit(
-            Change(self._params(), deleted_document_ids=ids, removed_chunk_ids=frozenset(removed))
+            Change(self._params(), deleted_documents=tuple(keys), removed_chunk_ids=frozenset(removed))
         )
-        return ChangeSummary(generation, 0, 0, 0, len(ids), 0, len(removed))
+        return ChangeSummary(generation, 0, 0, 0, len(keys), 0, len(removed))
 
     def delete_collection(self, collection: str) -> ChangeSummary:
         """Delete every document of a collection, then the collection itself."""
         store = self._live_store()
-        summary = self.delete(store.document_ids(collection, self.generation), missing_ok=True)
+        summary = self.delete(store.document_ids(collection, self.generation), collection, missing_ok=True)
         store.drop_collection(collection)
         return summary
 
@@ -357,10 +383,10 @@ class IndexWriter:
         """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
         validate_documents(documents)
         store = self._live_store()
-        keep = {d.id for d in documents}
-        stale = [d for d in store.document_fields(self.generation) if d not in keep]
+        keep = {(collection, d.id) for d in documents}
+        stale = [key for key in store.document_keys(self.generation) if key not in keep]
         if stale:
-            self.delete(stale)
+            self._delete_keys(stale)
         return self.upsert(documents, collection)
 
     # --- the commit --------------------------------------------------------------------------
@@ -409,7 +435,7 @@ class IndexWriter:
             change.collection,
             list(change.documents),
             list(change.new_chunks),
-            list(change.deleted_document_ids),
+            list(change.deleted_documents),
             sorted(change.removed_chunk_ids),
         )
         self._write_manifest(change, generation, rows, store, tmp)

@@ -149,6 +149,7 @@ class Evidence(DocumentFields):
     number: int
     chunk_id: str
     doc_id: str
+    collection: str
     snippet: str
     highlight: str
 
@@ -161,6 +162,7 @@ class Citation(DocumentFields):
     number: int
     chunk_id: str
     doc_id: str
+    collection: str
     how: CitedHow
 
 

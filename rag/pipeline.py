@@ -201,6 +201,7 @@ class Pipeline:
                 number=i,
                 chunk_id=h.chunk_id,
                 doc_id=h.doc_id,
+                collection=h.collection,
                 snippet=h.text,
                 highlight=highlight(terms, h.text, tokenize),
                 **h.document_fields(),

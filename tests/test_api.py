@@ -144,7 +144,12 @@ def test_file_upload_into_a_collection_and_scoped_keys(
     assert hits and {h["collection"] for h in hits} == {"papers"} and hits[0]["doc_id"] == rows[0]["_id"]
     listed = client.get("/collections", headers=scoped).json()
     assert [c["name"] for c in listed] == ["papers"] and listed[0]["documents"] == 6
-    assert client.get(f"/documents/{ingested[0].id}", headers=scoped).status_code == 403
+    # outside its collections a document answers as one that does not exist (no existence oracle)
+    outside = client.get(f"/documents/{ingested[0].id}", headers=scoped)
+    assert outside.status_code == 404 and outside.json() == client.get("/documents/nothing", headers=scoped).json() | {
+        "message": outside.json()["message"]
+    }
+    assert client.get(f"/collections/default/documents/{ingested[0].id}", headers=scoped).status_code == 404
     r = client.post("/query", json={"question": "x", "collection": "default", "generate": False}, headers=scoped)
     assert r.status_code == 403 and r.json()["error"] == "forbidden"
 
@@ -239,6 +244,41 @@ def test_delete_document_and_collection(client: httpx.Client, ingested: list[Doc
     names = {c["name"] for c in client.get("/collections").json()}
     assert "bulk" not in names and "empty-one" in names
     assert client.delete("/collections/bulk", headers=KEYS).status_code == 404
+
+
+def test_a_collection_limited_key_cannot_touch_another_collections_document(
+    client: httpx.Client, ingested: list[Document]
+) -> None:
+    """Review defect 1: the same id posted to "papers" replaced and moved the "default" document."""
+    original = ingested[2]
+    default_count = {c["name"]: c["documents"] for c in client.get("/collections").json()}["default"]
+    scoped = {"X-API-Key": SCOPED}
+    body = {"collection": "papers", "documents": [{"id": original.id, "text": "HIJACKED: nothing to see here."}]}
+    r = client.post("/documents", json=body, headers=scoped)
+    assert r.status_code == 202, r.text
+    job = wait_job(client, r.json()["id"])
+    assert job["status"] == "succeeded" and job["result"]["added"] == 1 and job["result"]["replaced"] == 0
+    kept = client.get(f"/collections/default/documents/{original.id}").json()
+    assert kept["collection"] == "default" and kept["title"] == original.title
+    assert kept["chunks"][0]["text"] in original.text
+    copy = client.get(f"/collections/papers/documents/{original.id}").json()
+    assert copy["collection"] == "papers" and copy["chunks"][0]["text"].startswith("HIJACKED")
+    assert {c["name"]: c["documents"] for c in client.get("/collections").json()}["default"] == default_count
+    # the old path serves an id only where it names one document the caller may see
+    both = client.get(f"/documents/{original.id}", headers=KEYS)
+    assert both.status_code == 409 and both.json()["error"] == "ambiguous"
+    assert client.get(f"/documents/{original.id}", headers=scoped).json()["collection"] == "papers"
+    hits = client.post(
+        "/query", json={"question": original.title, "collection": "default", "generate": False, "top_k": 3}
+    ).json()["hits"]
+    assert hits[0]["doc_id"] == original.id and hits[0]["collection"] == "default"
+    assert not hits[0]["text"].startswith("HIJACKED")
+    # the scoped key deletes its own copy; the other stays
+    r = client.delete(f"/documents/{original.id}", headers=scoped)
+    assert r.status_code == 202 and wait_job(client, r.json()["id"])["status"] == "succeeded"
+    assert client.get(f"/collections/papers/documents/{original.id}").status_code == 404
+    assert client.get(f"/documents/{original.id}").json()["collection"] == "default"
+    assert client.delete(f"/collections/default/documents/{original.id}", headers=scoped).status_code == 404
 
 
 def test_metrics_count_requests_and_stages(client: httpx.Client, ingested: list[Document]) -> None:

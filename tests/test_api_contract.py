@@ -13,8 +13,12 @@ from rag.objects import Answer, Citation, Evidence, Hit, Stage
 
 def _answer() -> Answer:
     hit = Hit(chunk_id="c1", doc_id="d1", text="text", collection="default", score=0.5, ranks={"rrf": 1}, title="T")
-    evidence = Evidence(number=1, chunk_id="c1", doc_id="d1", snippet="text", highlight="text", title="T")
-    citation = Citation(number=1, chunk_id="c1", doc_id="d1", how="model", title="T", date="2020-01-01")
+    evidence = Evidence(
+        number=1, chunk_id="c1", doc_id="d1", collection="default", snippet="text", highlight="text", title="T"
+    )
+    citation = Citation(
+        number=1, chunk_id="c1", doc_id="d1", collection="default", how="model", title="T", date="2020-01-01"
+    )
     return Answer(
         question="q",
         answer="a [1]",

@@ -49,7 +49,7 @@ def test_kill_9_during_upload_loses_nothing_that_succeeded(tmp_path: Path, scifa
     # What is on disk right after the kill: the first job's snapshot, whole.
     snapshot = Snapshot.load(index, Settings(_env_file=None))  # type: ignore[call-arg]
     snapshot.verify()
-    live = snapshot.store.live_documents([r["_id"] for r in rows], snapshot.generation)
+    live = snapshot.store.live_documents("default", [r["_id"] for r in rows], snapshot.generation)
     assert set(live) == {r["_id"] for r in first}
     record = json.loads((index / "jobs" / f"{job2['id']}.json").read_text())
     assert record["status"] == "running"

@@ -28,17 +28,18 @@ def test_pack_units_respects_budget_and_carries_overlap() -> None:
 
 
 def test_chunk_id_is_stable_and_content_sensitive() -> None:
-    assert chunk_id("d", 0, "t", "x") == chunk_id("d", 0, "t", "x")
+    assert chunk_id("c", "d", 0, "t", "x") == chunk_id("c", "d", 0, "t", "x")
     assert (
         len(
             {
-                chunk_id("d", 0, "t", "x"),
-                chunk_id("d", 1, "t", "x"),
-                chunk_id("d", 0, "t", "y"),
-                chunk_id("e", 0, "t", "x"),
+                chunk_id("c", "d", 0, "t", "x"),
+                chunk_id("c", "d", 1, "t", "x"),
+                chunk_id("c", "d", 0, "t", "y"),
+                chunk_id("c", "e", 0, "t", "x"),
+                chunk_id("other", "d", 0, "t", "x"),  # the same document id in another collection
             }
         )
-        == 4
+        == 5
     )
 
 

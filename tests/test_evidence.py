@@ -23,6 +23,7 @@ def _ev(n: int, date_: str, snippet: str = "Some text here.", title: str = "T") 
         number=n,
         chunk_id=f"c{n}",
         doc_id=f"d{n}",
+        collection="default",
         source="src",
         date=date_,
         title=title,

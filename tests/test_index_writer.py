@@ -6,11 +6,12 @@ import dataclasses
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.errors import IndexBusyError, IndexNotFoundError, InputError
-from rag.index.snapshot import Snapshot
+from rag.index.snapshot import Snapshot, store_for
 from rag.objects import Document
 from rag.settings import Settings
 
@@ -71,7 +72,7 @@ def test_delete_then_search_never_returns_it(tmp_path, encoder, scifact_docs, in
     after = _search_all_paths(snapshot, encoder, target.title, n=len(snapshot))
     assert target.id not in after["dense"] and target.id not in after["bm25"]
     assert target.id not in {str(d) for d in snapshot.doc_ids}
-    assert snapshot.store.get_document(target.id, snapshot.generation) is None
+    assert snapshot.store.get_document("default", target.id, snapshot.generation) is None
     assert snapshot.stats()["documents"] == 11
 
 
@@ -135,3 +136,57 @@ def test_one_writer_at_a_time_and_missing_index(tmp_path, encoder, settings) -> 
         IndexWriter(tmp_path / "ix", settings, encoder).__enter__()
     with pytest.raises(IndexNotFoundError, match="rag index build"):
         Snapshot.load(tmp_path / "nothing", settings)
+
+
+def test_a_document_is_its_collection_and_id(tmp_path, encoder, scifact_docs, index_settings) -> None:
+    """The same id in two collections is two documents: an upsert or delete in one never touches the other."""
+    original, other = scifact_docs[0], scifact_docs[1]
+    impostor = dataclasses.replace(other, id=original.id)
+    with IndexWriter(tmp_path / "ix", index_settings, encoder, show_progress=False) as writer:
+        writer.upsert([original, scifact_docs[2]], "docs")
+        summary = writer.upsert([impostor], "news")
+        assert summary.added == 1 and summary.replaced == 0
+        snapshot = writer.snapshot
+        assert snapshot is not None
+        store, generation = snapshot.store, snapshot.generation
+        assert store.get_document("docs", original.id, generation).title == original.title  # type: ignore[union-attr]
+        assert store.get_document("news", original.id, generation).title == other.title  # type: ignore[union-attr]
+        assert store.count_documents(generation, "docs") == 2
+        assert store.collections_of([original.id], generation) == {original.id: ["docs", "news"]}
+        # each collection's filter finds its own document's passages, and only those
+        collections, _, _ = snapshot.row_fields()
+        rows_of = {c: {str(snapshot.chunk_ids[r]) for r in np.flatnonzero(collections == c)} for c in ("docs", "news")}
+        docs_chunks = store.document_chunks("docs", original.id, generation)
+        news_chunks = store.document_chunks("news", original.id, generation)
+        assert {c.id for c in docs_chunks} <= rows_of["docs"] and {c.id for c in news_chunks} <= rows_of["news"]
+        assert not {c.id for c in docs_chunks} & {c.id for c in news_chunks}
+        with pytest.raises(InputError, match="name the collection"):
+            writer.delete([original.id])
+        writer.delete([original.id], "news")
+        generation = writer.generation
+        assert store.get_document("news", original.id, generation) is None
+        assert store.get_document("docs", original.id, generation) is not None
+        writer.delete([original.id])  # unambiguous again
+        assert store.collections_of([original.id], writer.generation) == {}
+    Snapshot.load(tmp_path / "ix", index_settings).verify()
+
+
+def test_a_store_from_before_collection_keys_is_migrated(tmp_path, encoder, scifact_docs, index_settings) -> None:
+    """An index whose chunks do not know their collection (the old schema) opens, queries and isolates."""
+    settings = index_settings
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:4], "docs")
+    engine = store_for(tmp_path / "ix", settings).engine
+    with engine.begin() as db:  # back to the schema of the previous release
+        db.execute(text("DROP INDEX ix_rag_chunks_collection"))
+        db.execute(text("ALTER TABLE rag_chunks DROP COLUMN collection"))
+    engine.dispose()
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        assert writer.upsert(scifact_docs[:4], "docs").unchanged == 4  # nothing re-encoded
+        writer.upsert([dataclasses.replace(scifact_docs[5], id=scifact_docs[0].id)], "news")
+    snapshot = Snapshot.load(tmp_path / "ix", settings)
+    snapshot.verify()
+    kept = snapshot.store.get_document("docs", scifact_docs[0].id, snapshot.generation)
+    assert kept is not None and kept.title == scifact_docs[0].title
+    collections, _, _ = snapshot.row_fields()
+    assert sorted(set(collections.tolist())) == ["docs", "news"] and (collections == "docs").sum() >= 4

@@ -38,36 +38,38 @@ def test_generations_isolate_readers(store: DocumentStore) -> None:
     store.commit_generation(1, "c1", [(doc, "h1", 1)], [_chunk("d1", 0, "alpha beta")], [], [])
     assert store.count_documents(0) == 0
     assert store.count_documents(1) == 1
-    stored = store.get_document("d1", 1)
+    stored = store.get_document("c1", "d1", 1)
     assert stored is not None and stored.date == "2021-05-01" and stored.metadata == {"k": 1}
     assert stored.collection == "c1" and stored.url == "http://x"
     # generation 2 replaces the document: readers of 1 still see the old version
     new = Document(id="d1", text="alpha gamma", title="T2")
     store.commit_generation(2, "c1", [(new, "h2", 1)], [_chunk("d1", 1, "alpha gamma")], [], ["d1-0"])
-    assert store.get_document("d1", 1).content_hash == "h1"  # type: ignore[union-attr]
-    assert store.get_document("d1", 2).content_hash == "h2"  # type: ignore[union-attr]
+    assert store.get_document("c1", "d1", 1).content_hash == "h1"  # type: ignore[union-attr]
+    assert store.get_document("c1", "d1", 2).content_hash == "h2"  # type: ignore[union-attr]
     assert list(store.get_chunks(["d1-0", "d1-1"], 1)) == ["d1-0"]
     assert list(store.get_chunks(["d1-0", "d1-1"], 2)) == ["d1-1"]
     assert store.get_chunks(["d1-1"], 2)["d1-1"].title == "T2"
-    assert store.live_chunk_ids(["d1"], 2) == {"d1": ["d1-1"]}
+    assert store.live_chunk_ids("c1", ["d1"], 2) == {"d1": ["d1-1"]}
     assert store.collections() == ["c1"]
 
 
 def test_recover_rolls_back_an_uncommitted_generation(store: DocumentStore) -> None:
     store.commit_generation(1, "c", [(Document(id="a", text="x"), "h", 1)], [_chunk("a", 0, "x")], [], [])
     # a writer that died after its store commit but before flipping CURRENT to generation 2
-    store.commit_generation(2, "c", [(Document(id="b", text="y"), "h", 1)], [_chunk("b", 0, "y")], ["a"], ["a-0"])
+    store.commit_generation(
+        2, "c", [(Document(id="b", text="y"), "h", 1)], [_chunk("b", 0, "y")], [("c", "a")], ["a-0"]
+    )
     store.recover(1)
-    assert store.count_documents(1) == 1 and store.get_document("a", 1) is not None
-    assert store.get_document("b", 5) is None  # the rolled back row is gone for every generation
+    assert store.count_documents(1) == 1 and store.get_document("c", "a", 1) is not None
+    assert store.get_document("c", "b", 5) is None  # the rolled back row is gone for every generation
     assert store.count_chunks(1) == 1
 
 
 def test_purge_removes_only_rows_no_snapshot_needs(store: DocumentStore) -> None:
     store.commit_generation(1, "c", [(Document(id="a", text="x"), "h", 1)], [_chunk("a", 0, "x")], [], [])
-    store.commit_generation(2, "c", [], [], ["a"], ["a-0"])
+    store.commit_generation(2, "c", [], [], [("c", "a")], ["a-0"])
     store.purge(1)
-    assert store.get_document("a", 1) is not None  # deleted in 2: generation 1 still needs it
+    assert store.get_document("c", "a", 1) is not None  # deleted in 2: generation 1 still needs it
     store.purge(2)
-    assert store.get_document("a", 1) is None
+    assert store.get_document("c", "a", 1) is None
     assert store.size_bytes() > 0

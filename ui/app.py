@@ -34,7 +34,8 @@ def show_answer(message: dict[str, Any], key: str) -> None:
             with st.expander(citation_label(citation)):
                 evidence = evidence_for(answer, citation)
                 st.caption(
-                    f"{citation['source'] or 'no source'} · {citation['date'] or 'undated'} · {citation['doc_id']}"
+                    f"{citation['source'] or 'no source'} · {citation['date'] or 'undated'} · "
+                    f"{citation.get('collection', '')}/{citation['doc_id']}"
                 )
                 if evidence is not None:
                     st.markdown(f"**{evidence['title']}**" if evidence["title"] else "")

@@ -86,6 +86,7 @@ def _demo_block(demo: dict[str, Any]) -> str:
             number=i,
             chunk_id="",
             doc_id="",
+            collection="",
             source=e["source"],
             date=e["date"],
             title=e["title"],
@@ -179,6 +180,7 @@ def citations_for(answer: str, evidences: Sequence[Evidence], tokenize: Callable
             number=n,
             chunk_id=by_number[n].chunk_id,
             doc_id=by_number[n].doc_id,
+            collection=by_number[n].collection,
             how=how,
             **by_number[n].document_fields(),
         )

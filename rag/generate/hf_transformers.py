@@ -10,6 +10,7 @@ from typing import Any
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
 from rag.generate.protocol import Generation, Message, as_dicts
+from rag.generate.worker import stream_in_worker
 
 
 class TransformersGenerator:
@@ -82,27 +83,42 @@ class TransformersGenerator:
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         import torch
-        from transformers import TextIteratorStreamer
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
 
         tokenizer, model = self._load()
-        with self._lock:
+
+        class Stopped(StoppingCriteria):
+            def __init__(self, stop: threading.Event) -> None:
+                self.stop = stop
+
+            def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+                return self.stop.is_set()
+
+        def produce(stop: threading.Event) -> Iterator[str]:
             inputs = self._inputs(messages)
             streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
             errors: list[BaseException] = []
+            stopping = StoppingCriteriaList([Stopped(stop)])
 
             def run() -> None:
                 try:
                     with torch.inference_mode():
-                        model.generate(**self._kwargs(inputs, max_tokens, temperature), streamer=streamer)
+                        kwargs = self._kwargs(inputs, max_tokens, temperature)
+                        model.generate(**kwargs, streamer=streamer, stopping_criteria=stopping)
                 except BaseException as exc:  # surfaced to the caller below
                     errors.append(exc)
                     streamer.end()
 
             worker = threading.Thread(target=run, daemon=True)
             worker.start()
-            for piece in streamer:
-                if piece:
-                    yield piece
-            worker.join()
+            try:
+                for piece in streamer:
+                    if piece:
+                        yield piece
+            finally:
+                stop.set()  # the model stops at its next token; the lock is let go once it has
+                worker.join()
             if errors:
                 raise GeneratorError(f"transformers generation failed: {errors[0]}") from errors[0]
+
+        return stream_in_worker(self._lock, produce)

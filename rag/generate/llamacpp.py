@@ -11,6 +11,7 @@ from typing import Any
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
 from rag.generate.protocol import Generation, Message, as_dicts
+from rag.generate.worker import stream_in_worker
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -73,7 +74,7 @@ class LlamaCppGenerator:
         )
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
-        with self._lock:
+        def produce(stop: threading.Event) -> Iterator[str]:
             try:
                 for chunk in self.llama.create_chat_completion(
                     as_dicts(messages), max_tokens=max_tokens, temperature=temperature, stream=True
@@ -81,5 +82,9 @@ class LlamaCppGenerator:
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         yield piece
-            except ValueError as exc:
+                    if stop.is_set():
+                        return
+            except ValueError as exc:  # llama.cpp raises ValueError when the prompt exceeds the context
                 raise GeneratorError(f"local generation failed: {exc}") from exc
+
+        return stream_in_worker(self._lock, produce)

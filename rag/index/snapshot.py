@@ -137,9 +137,9 @@ class Snapshot:
     def row_fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(collection, source, date) of each row's document, read from the store once per snapshot."""
         if self._row_fields is None:
-            fields = self.store.document_fields(self.generation)
+            fields = self.store.chunk_fields(self.generation)
             missing = ("", "", "")
-            per_row = [fields.get(str(d), missing) for d in self.doc_ids]
+            per_row = [fields.get(str(c), missing) for c in self.chunk_ids]
             self._row_fields = (
                 np.array([f[0] for f in per_row], dtype=str),
                 np.array([f[1] for f in per_row], dtype=str),

@@ -26,6 +26,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     func,
+    inspect,
     or_,
     select,
     text,
@@ -37,6 +38,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from rag.objects import Chunk, Document, DocumentFields
 
 _IN_BATCH = 900  # stay under SQLite's bound-parameter limit
+DocKey = tuple[str, str]  # (collection, document id): a document's identity
 
 
 class _Base(DeclarativeBase):
@@ -70,6 +72,8 @@ class ChunkRow(_Base):
     pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(64), index=True)
     document_id: Mapped[str] = mapped_column(String(512), index=True)
+    # A document is (collection, id): the same id in two collections is two documents.
+    collection: Mapped[str] = mapped_column(String(200), index=True, default="")
     ordinal: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     token_start: Mapped[int] = mapped_column(Integer)
@@ -150,6 +154,28 @@ class DocumentStore:
 
     def create_schema(self) -> None:
         _Base.metadata.create_all(self.engine)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Stores written before documents were keyed by (collection, id): their chunks learn their
+        document's collection (ids were one global space then, so each names one document)."""
+        columns = {c["name"] for c in inspect(self.engine).get_columns(ChunkRow.__tablename__)}
+        if "collection" in columns:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                text(f"ALTER TABLE {ChunkRow.__tablename__} ADD COLUMN collection VARCHAR(200) NOT NULL DEFAULT ''")
+            )
+            connection.execute(
+                text(
+                    f"UPDATE {ChunkRow.__tablename__} SET collection = COALESCE((SELECT d.collection FROM "
+                    f"{DocumentRow.__tablename__} d WHERE d.id = {ChunkRow.__tablename__}.document_id "
+                    "ORDER BY d.added_gen DESC LIMIT 1), '')"
+                )
+            )
+            connection.execute(
+                text(f"CREATE INDEX IF NOT EXISTS ix_rag_chunks_collection ON {ChunkRow.__tablename__} (collection)")
+            )
 
     def drop_schema(self) -> None:
         _Base.metadata.drop_all(self.engine)
@@ -172,24 +198,45 @@ class DocumentStore:
             for row in (DocumentRow, ChunkRow):
                 session.execute(delete(row).where(row.deleted_gen <= up_to_generation))
 
-    def live_documents(self, ids: Sequence[str], generation: int) -> dict[str, StoredDocument]:
+    def live_documents(self, collection: str, ids: Sequence[str], generation: int) -> dict[str, StoredDocument]:
+        """The live documents of ``collection`` among ``ids``, by id."""
         found: dict[str, StoredDocument] = {}
         with Session(self.engine) as session:
             for batch in _batches(list(ids)):
                 rows = session.scalars(
-                    select(DocumentRow).where(DocumentRow.id.in_(batch), _live(DocumentRow, generation))
+                    select(DocumentRow).where(
+                        DocumentRow.collection == collection, DocumentRow.id.in_(batch), _live(DocumentRow, generation)
+                    )
                 )
                 found.update((r.id, _to_stored(r)) for r in rows)
         return found
 
-    def live_chunk_ids(self, document_ids: Sequence[str], generation: int) -> dict[str, list[str]]:
-        """Chunk ids of each live document, in ordinal order."""
+    def collections_of(self, ids: Sequence[str], generation: int) -> dict[str, list[str]]:
+        """Every collection that holds a live document of each id (ids found nowhere are left out)."""
+        found: dict[str, list[str]] = {}
+        with Session(self.engine) as session:
+            for batch in _batches(list(ids)):
+                rows = session.execute(
+                    select(DocumentRow.id, DocumentRow.collection)
+                    .where(DocumentRow.id.in_(batch), _live(DocumentRow, generation))
+                    .order_by(DocumentRow.collection)
+                )
+                for doc_id, collection in rows:
+                    found.setdefault(doc_id, []).append(collection)
+        return found
+
+    def live_chunk_ids(self, collection: str, document_ids: Sequence[str], generation: int) -> dict[str, list[str]]:
+        """Chunk ids of each live document of ``collection``, in ordinal order."""
         found: dict[str, list[str]] = {}
         with Session(self.engine) as session:
             for batch in _batches(list(document_ids)):
                 rows = session.execute(
                     select(ChunkRow.document_id, ChunkRow.id)
-                    .where(ChunkRow.document_id.in_(batch), _live(ChunkRow, generation))
+                    .where(
+                        ChunkRow.collection == collection,
+                        ChunkRow.document_id.in_(batch),
+                        _live(ChunkRow, generation),
+                    )
                     .order_by(ChunkRow.document_id, ChunkRow.ordinal)
                 )
                 for doc_id, cid in rows:
@@ -202,25 +249,35 @@ class DocumentStore:
         collection: str | None,
         documents: Sequence[tuple[Document, str, int]],
         chunks: Sequence[Chunk],
-        deleted_document_ids: Sequence[str],
+        deleted_documents: Sequence[DocKey],
         deleted_chunk_ids: Sequence[str],
     ) -> None:
         """Write one generation's changes in a single transaction.
 
-        ``documents`` are (document, content hash, chunk count) triples added or replaced; replaced
-        and deleted documents get ``deleted_gen = generation``, as do the listed chunks.
+        ``documents`` are (document, content hash, chunk count) triples added to or replaced in
+        ``collection``, ``chunks`` their new chunks; replaced and deleted documents (``(collection, id)``)
+        get ``deleted_gen = generation``, as do the listed chunks. Nothing outside the named
+        collections is touched.
         """
         now = datetime.now(UTC)
+        target = collection or "default"
         with Session(self.engine) as session, session.begin():
             if collection is not None and session.get(CollectionRow, collection) is None:
                 session.add(CollectionRow(name=collection, created_at=now))
-            replaced = [d.id for d, _, _ in documents] + list(deleted_document_ids)
-            for batch in _batches(replaced):
-                session.execute(
-                    update(DocumentRow)
-                    .where(DocumentRow.id.in_(batch), _live(DocumentRow, generation - 1))
-                    .values(deleted_gen=generation)
-                )
+            gone: dict[str, list[str]] = {target: [d.id for d, _, _ in documents]} if documents else {}
+            for where, doc_id in deleted_documents:
+                gone.setdefault(where, []).append(doc_id)
+            for where, ids in gone.items():
+                for batch in _batches(ids):
+                    session.execute(
+                        update(DocumentRow)
+                        .where(
+                            DocumentRow.collection == where,
+                            DocumentRow.id.in_(batch),
+                            _live(DocumentRow, generation - 1),
+                        )
+                        .values(deleted_gen=generation)
+                    )
             for batch in _batches(list(deleted_chunk_ids)):
                 session.execute(
                     update(ChunkRow)
@@ -230,7 +287,7 @@ class DocumentStore:
             session.add_all(
                 DocumentRow(
                     id=doc.id,
-                    collection=collection or "default",
+                    collection=target,
                     source=doc.source,
                     title=doc.title,
                     url=doc.url,
@@ -246,6 +303,7 @@ class DocumentStore:
                 ChunkRow(
                     id=c.id,
                     document_id=c.document_id,
+                    collection=target,
                     ordinal=c.ordinal,
                     text=c.text,
                     token_start=c.token_start,
@@ -259,8 +317,8 @@ class DocumentStore:
 
     # --- reader side -------------------------------------------------------------------------
 
-    def get_document(self, document_id: str, generation: int) -> StoredDocument | None:
-        return self.live_documents([document_id], generation).get(document_id)
+    def get_document(self, collection: str, document_id: str, generation: int) -> StoredDocument | None:
+        return self.live_documents(collection, [document_id], generation).get(document_id)
 
     def get_chunks(self, chunk_ids: Sequence[str], generation: int) -> dict[str, StoredChunk]:
         """Live chunks by id, joined with their document's fields."""
@@ -281,7 +339,10 @@ class DocumentStore:
             for batch in _batches(list(chunk_ids)):
                 rows = connection.execute(
                     select(*columns)
-                    .join(DocumentRow, DocumentRow.id == ChunkRow.document_id)
+                    .join(
+                        DocumentRow,
+                        and_(DocumentRow.id == ChunkRow.document_id, DocumentRow.collection == ChunkRow.collection),
+                    )
                     .where(
                         ChunkRow.id.in_(batch),
                         _live(ChunkRow, generation),
@@ -292,15 +353,24 @@ class DocumentStore:
                     found[row.id] = StoredChunk(**row._mapping)
         return found
 
-    def document_fields(self, generation: int) -> dict[str, tuple[str, str, str]]:
-        """(collection, source, date) of every live document, for filters."""
-        with Session(self.engine) as session:
-            rows = session.execute(
-                select(DocumentRow.id, DocumentRow.collection, DocumentRow.source, DocumentRow.date).where(
-                    _live(DocumentRow, generation)
+    def chunk_fields(self, generation: int) -> dict[str, tuple[str, str, str]]:
+        """(collection, source, date) of every live chunk's document, by chunk id, for filters."""
+        with self.engine.connect() as connection:
+            rows = connection.execute(
+                select(ChunkRow.id, DocumentRow.collection, DocumentRow.source, DocumentRow.date)
+                .join(
+                    DocumentRow,
+                    and_(DocumentRow.id == ChunkRow.document_id, DocumentRow.collection == ChunkRow.collection),
                 )
+                .where(_live(ChunkRow, generation), _live(DocumentRow, generation))
             )
             return {r[0]: (r[1], r[2], r[3]) for r in rows}
+
+    def document_keys(self, generation: int) -> list[DocKey]:
+        """(collection, id) of every live document."""
+        with Session(self.engine) as session:
+            rows = session.execute(select(DocumentRow.collection, DocumentRow.id).where(_live(DocumentRow, generation)))
+            return [(r[0], r[1]) for r in rows]
 
     def count_documents(self, generation: int, collection: str | None = None) -> int:
         query = select(func.count()).select_from(DocumentRow).where(_live(DocumentRow, generation))
@@ -352,9 +422,9 @@ class DocumentStore:
                 )
             )
 
-    def document_chunks(self, document_id: str, generation: int) -> list[StoredChunk]:
+    def document_chunks(self, collection: str, document_id: str, generation: int) -> list[StoredChunk]:
         """A live document's chunks in order."""
-        ids = self.live_chunk_ids([document_id], generation).get(document_id, [])
+        ids = self.live_chunk_ids(collection, [document_id], generation).get(document_id, [])
         chunks = self.get_chunks(ids, generation)
         return [chunks[i] for i in ids if i in chunks]
 

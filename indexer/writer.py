@@ -42,7 +42,7 @@ from rag.index.snapshot import (
     store_for,
 )
 from rag.index.store import DocKey, DocumentStore, redact_url
-from rag.objects import Chunk, Document
+from rag.objects import Chunk, Document, is_iso_date
 from rag.settings import Settings
 
 ENCODE_BLOCK = 1024  # chunks per encoder call: long enough for length-sorted batching, short for memory
@@ -147,7 +147,8 @@ def content_hash(document: Document, collection: str) -> str:
 
 
 def validate_documents(documents: Sequence[Document]) -> None:
-    """Reject a batch with empty ids, empty text, NUL characters (PostgreSQL refuses them) or repeated ids,
+    """Reject a batch with empty ids, empty text, NUL characters (PostgreSQL refuses them), dates that are
+    not ISO 8601 (they would compare as text in date filters, and reach the prompt) or repeated ids,
     before anything is written."""
     seen: set[str] = set()
     for doc in documents:
@@ -157,6 +158,8 @@ def validate_documents(documents: Sequence[Document]) -> None:
             raise InputError(f"a document has an empty id (title {doc.title[:60]!r})")
         if not doc.text.strip():
             raise InputError(f"document {doc.id!r} has empty text")
+        if doc.date and not is_iso_date(doc.date):
+            raise InputError(f"document {doc.id[:60]!r}: date {doc.date[:40]!r} is not an ISO 8601 date (YYYY-MM-DD)")
         if doc.id in seen:
             raise InputError(f"document id {doc.id!r} appears more than once in the input")
         seen.add(doc.id)

@@ -103,9 +103,11 @@ class Filters:
 
 
 def is_iso_date(value: str) -> bool:
-    """Whether ``value`` starts with a valid YYYY-MM-DD date."""
+    """Whether all of ``value`` is an ISO 8601 date (YYYY-MM-DD) or timestamp; nothing may trail it."""
+    if not value or len(value) > 40 or not value[:4].isdigit():
+        return False
     try:
-        datetime.date.fromisoformat(value[:10])
+        datetime.datetime.fromisoformat(value)
     except ValueError:
         return False
     return True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -12,15 +14,18 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import routes_documents, routes_ops, routes_query
 from api.auth import KeyRing, RateLimiter, load_keys
 from api.deps import AppState
-from api.errors import ApiError, from_rag_error
+from api.errors import REQUEST_ID, ApiError, from_rag_error
 from api.index_service import IndexService
 from api.jobs import Job, JobRunner
 from api.metrics import Metrics
@@ -31,12 +36,74 @@ from rag.errors import RagError
 log = logging.getLogger("rag.api")
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(BaseException):
+    """Not an Exception: FastAPI turns any Exception raised while it reads a body into a 400."""
+
+
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_SECRET_PARAMS = re.compile(r"((?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s]*", re.IGNORECASE)
 
 
 def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+    return JSONResponse(ApiError(status, code, message).body(), status_code=status, headers=headers)
+
+
+class RequestContext:
+    """Every request gets an id (the client's ``X-Request-ID`` when it is a sane one, else a new one),
+    echoed in the response, in error bodies and in every log line; every response says ``nosniff``,
+    and answers are never cached (``no-store``) unless a route says otherwise."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _CLIENT_REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = REQUEST_ID.set(request_id)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-ID"] = request_id
+                headers["X-Content-Type-Options"] = "nosniff"
+                if "cache-control" not in headers:
+                    headers["Cache-Control"] = "no-store"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            REQUEST_ID.reset(token)
+
+
+def install_request_ids() -> None:
+    """Every log record carries the id of the request it was written for (``%(request_id)s``)."""
+    if getattr(logging, "_rag_request_ids", False):
+        return
+    make_record = logging.getLogRecordFactory()
+
+    def with_request_id(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        record.request_id = REQUEST_ID.get()
+        return record
+
+    logging.setLogRecordFactory(with_request_id)
+    logging._rag_request_ids = True  # type: ignore[attr-defined]
+
+
+class RedactSecrets(logging.Filter):
+    """Keys are only accepted in headers, but a client may still put one in a URL: the access log
+    never writes a secret-looking query parameter's value."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) >= 3:
+            path = record.args[2]
+            if isinstance(path, str):
+                record.args = (*record.args[:2], _SECRET_PARAMS.sub(r"\1[redacted]", path), *record.args[3:])
+        return True
 
 
 class BodyLimit:
@@ -163,12 +230,23 @@ def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:
         keys = KeyRing(load_keys(settings))
         if not keys.keys:
             log.warning("no API keys configured (RAG_API_KEYS): the index is read-only over HTTP")
+        if any(k.collections is not None for k in keys.keys) and not settings.api_require_key_for_queries:
+            log.warning(
+                "SOME API KEYS ARE LIMITED TO COLLECTIONS, BUT QUERIES NEED NO KEY: anyone who sends none can "
+                "read every collection. Set RAG_API_REQUIRE_KEY_FOR_QUERIES=true to keep collections apart."
+            )
         service = IndexService(Path(index_dir), settings)
         service.start()
         jobs = JobRunner(service, on_finish=finished)
         jobs.start()
         app.state.rag = AppState(
-            settings, service, jobs, keys, RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_burst), metrics
+            settings,
+            service,
+            jobs,
+            keys,
+            RateLimiter(settings.api_rate_limit_per_s, settings.api_rate_burst),
+            metrics,
+            RateLimiter(settings.api_auth_failure_per_s, settings.api_auth_failure_burst),
         )
         log.info("ready: %s", json.dumps({"index": str(index_dir), "keys": len(keys.keys)}))
         try:
@@ -177,7 +255,8 @@ def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:
             jobs.stop()
             service.close()
 
-    app = FastAPI(
+    install_request_ids()
+    app = FastAPIOffline(  # Swagger UI at /docs from the package's own files: no CDN, works offline
         title="rag-late",
         version="0.1.0",
         description="Hybrid retrieval (dense + BM25, RRF) with MaxSim reranking and cited answers.",
@@ -188,6 +267,16 @@ def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(routes_ops.router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_upload_bytes)
+    origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]
+    if origins:  # browsers on these origins may call the API; with none configured, no CORS headers at all
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Location", "Retry-After"],
+        )
     app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(RequestContext)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

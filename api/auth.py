@@ -14,39 +14,60 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from api.settings import ApiSettings
 from rag.errors import InputError
 
+Role = Literal["read", "write", "admin"]
+ROLES: tuple[Role, ...] = ("read", "write", "admin")
+
 
 @dataclass(frozen=True)
 class ApiKey:
-    """A configured key: its id (safe to log) and the collections it may use (None: all)."""
+    """A configured key: its id (safe to log), its role and the collections it may use (None: all).
+
+    ``read`` queries and reads documents; ``write`` also adds and removes them and runs jobs (its own);
+    ``admin`` also sees and cancels every job."""
 
     key_id: str
     digest: bytes
     collections: frozenset[str] | None
+    role: Role = "write"
 
     def may_use(self, collection: str) -> bool:
         return self.collections is None or collection in self.collections
+
+    @property
+    def may_write(self) -> bool:
+        return self.role in ("write", "admin")
 
 
 def _digest(secret: str) -> bytes:
     return hashlib.sha256(secret.encode("utf-8")).digest()
 
 
-def make_key(secret: str, collections: frozenset[str] | None) -> ApiKey:
+def make_key(secret: str, collections: frozenset[str] | None, role: Role = "write") -> ApiKey:
     digest = _digest(secret)
-    return ApiKey(digest.hex()[:12], digest, collections)
+    return ApiKey(digest.hex()[:12], digest, collections, role)
+
+
+def _key_from_parts(secret: str, parts: list[str]) -> ApiKey:
+    """A word that is a role name is the role (default ``write``); the others are collections."""
+    if not secret:
+        raise InputError("an API key entry is empty")
+    roles = [p for p in parts if p in ROLES]
+    if len(roles) > 1:
+        raise InputError(f"an API key entry names more than one role: {', '.join(roles)}")
+    names = frozenset(p for p in parts if p not in ROLES)
+    return make_key(secret, names or None, roles[0] if roles else "write")
 
 
 def parse_key_entry(entry: str) -> ApiKey:
-    """``KEY`` or ``KEY:collection|collection``."""
-    secret, _, scope = entry.strip().partition(":")
-    if not secret:
-        raise InputError("an API key entry is empty")
-    names = frozenset(c.strip() for c in scope.split("|") if c.strip())
-    return make_key(secret, names or None)
+    """``KEY``, ``KEY:collection|collection``, with an optional role: ``KEY:read``, ``KEY:news:read``."""
+    secret, *rest = entry.strip().split(":")
+    parts = [p.strip() for part in rest for p in part.split("|") if p.strip()]
+    return _key_from_parts(secret, parts)
 
 
 def load_keys(settings: ApiSettings) -> list[ApiKey]:
@@ -60,7 +81,7 @@ def load_keys(settings: ApiSettings) -> list[ApiKey]:
         for line in lines:
             words = line.split("#", 1)[0].split()
             if words:
-                keys.append(make_key(words[0], frozenset(words[1:]) or None))
+                keys.append(_key_from_parts(words[0], words[1:]))
     return keys
 
 

@@ -28,6 +28,7 @@ class AppState:
     keys: KeyRing
     limiter: RateLimiter
     metrics: Metrics
+    auth_failures: RateLimiter
 
 
 def state(request: Request) -> AppState:
@@ -39,6 +40,10 @@ def state(request: Request) -> AppState:
 class Caller:
     key: ApiKey | None
     client: str  # the key's id, or the client's address: what rate limits count by
+
+    def may_see_job(self, key_id: str | None) -> bool:
+        """A job is its submitter's (and an admin's) to see and cancel."""
+        return self.key is not None and (self.key.role == "admin" or self.key.key_id == key_id)
 
     def check_collection(self, collection: str) -> None:
         if self.key is not None and not self.key.may_use(collection):
@@ -62,11 +67,20 @@ def _identify(request: Request, header_key: str | None, bearer: HTTPAuthorizatio
     app = state(request)
     presented = header_key or (bearer.credentials if bearer is not None else None)
     key = None
+    address = f"ip:{request.client.host if request.client else 'unknown'}"
     if presented:
         key = app.keys.identify(presented)
-        if key is None:
+        if key is None:  # guessing keys costs the address its own, small allowance
+            wait = app.auth_failures.acquire(address)
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many invalid API keys from this address; retry in {wait:.0f} s",
+                    {"Retry-After": retry_after_header(wait)},
+                )
             raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
-    client = f"key:{key.key_id}" if key else f"ip:{request.client.host if request.client else 'unknown'}"
+    client = f"key:{key.key_id}" if key else address
     wait = app.limiter.acquire(client)
     if wait > 0:
         raise ApiError(
@@ -93,7 +107,7 @@ def reader(
 
 
 def writer(caller: Caller = Depends(reader)) -> Caller:
-    """Writes always need a valid key."""
+    """Writes always need a valid key whose role may write."""
     if caller.key is None:
         raise ApiError(
             401,
@@ -102,4 +116,6 @@ def writer(caller: Caller = Depends(reader)) -> Caller:
             "the server takes its keys from RAG_API_KEYS or RAG_API_KEYS_FILE",
             {"WWW-Authenticate": "Bearer"},
         )
+    if not caller.key.may_write:
+        raise ApiError(403, "forbidden", "this API key may only read")
     return caller

@@ -1,7 +1,9 @@
-"""Every error the API answers is JSON ``{"error": code, "message": text}``; this maps the project's
-exceptions to HTTP statuses. Nothing an input can trigger answers a traceback."""
+"""Every error the API answers is JSON ``{"error": code, "message": text, "request_id": id}``; this maps
+the project's exceptions to HTTP statuses. Nothing an input can trigger answers a traceback."""
 
 from __future__ import annotations
+
+from contextvars import ContextVar
 
 from rag.errors import (
     GeneratorError,
@@ -14,6 +16,8 @@ from rag.errors import (
     RagError,
 )
 
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")  # set per request by api.app.RequestContext
+
 
 class ApiError(Exception):
     """An error with its HTTP status, a stable code and a message for people."""
@@ -25,8 +29,8 @@ class ApiError(Exception):
         self.message = message
         self.headers = headers or {}
 
-    def body(self) -> dict[str, str]:
-        return {"error": self.code, "message": self.message}
+    def body(self, request_id: str | None = None) -> dict[str, str]:
+        return {"error": self.code, "message": self.message, "request_id": request_id or REQUEST_ID.get()}
 
 
 # Most specific first: GeneratorUnavailableError is a GeneratorError.

@@ -31,9 +31,18 @@ from rag.objects import Document
 log = logging.getLogger("rag.api")
 
 JobKind = Literal["upsert", "delete", "delete_collection"]
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
 BUSY_RETRY_S = 2.0  # another process holds the index's write lock: try again after this
 KEEP_FINISHED_JOBS = 1000
+
+
+class JobCancelled(Exception):
+    """Raised from the progress callback of a job whose cancellation was asked for."""
+
+
+class JobNotCancellable(Exception):
+    """The job has finished, or is a kind that cannot be stopped once running."""
 
 
 def _now() -> str:
@@ -53,6 +62,7 @@ class Job:
     finished_at: str | None = None
     passages_done: int = 0
     passages_total: int = 0
+    eta_s: float | None = None  # seconds left, from the passages encoded so far
     attempts: int = 0
     message: str = ""
     result: dict[str, int] | None = None
@@ -73,6 +83,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._encoder: Encoder | None = None  # its own: the chunker uses the tokenizer outside the encoder
+        self._cancel: dict[str, threading.Event] = {}  # the running job's, set by cancel()
 
     # --- persistence -------------------------------------------------------------------------
 
@@ -127,9 +138,7 @@ class JobRunner:
             self._thread.join(timeout_s)
 
     def _prune(self) -> None:
-        finished = sorted(
-            (j for j in self._jobs.values() if j.status in ("succeeded", "failed")), key=lambda j: j.created_at
-        )
+        finished = sorted((j for j in self._jobs.values() if j.status in FINISHED), key=lambda j: j.created_at)
         for job in finished[: max(0, len(finished) - KEEP_FINISHED_JOBS)]:
             self._record_path(job.id).unlink(missing_ok=True)
             self._payload_path(job.id).unlink(missing_ok=True)
@@ -144,6 +153,23 @@ class JobRunner:
     def pending(self) -> int:
         with self._lock:
             return sum(1 for j in self._jobs.values() if j.status in ("queued", "running"))
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued job, or stop a running upsert at its next encoded batch; the index stays at
+        its last commit either way. A finished job cannot be cancelled (:class:`JobNotCancellable`)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise KeyError(job_id)
+            if job.status in FINISHED:
+                raise JobNotCancellable(f"job {job_id} has {job.status} already")
+            if job.status == "running":
+                if job.kind != "upsert":
+                    raise JobNotCancellable(f"a running {job.kind} job cannot be stopped; it finishes soon")
+                self._cancel.setdefault(job_id, threading.Event()).set()
+                return job
+        self._payload_path(job_id).unlink(missing_ok=True)
+        return self._update(job, status="cancelled", finished_at=_now(), message="cancelled before it ran")
 
     def _submit(self, job: Job, documents: Sequence[Document] = ()) -> Job:
         if documents:
@@ -183,12 +209,19 @@ class JobRunner:
                 log.exception("job %s crashed the worker loop", job_id)
 
     def _run(self, job: Job) -> None:
+        with self._lock:
+            cancelled = self._cancel.setdefault(job.id, threading.Event())
         job = self._update(job, status="running", started_at=_now(), attempts=job.attempts + 1, message="")
         last_saved = 0.0
+        started = time.monotonic()
 
         def progress(done: int, total: int) -> None:
             nonlocal job, last_saved
-            job = replace(job, passages_done=done, passages_total=total)
+            if cancelled.is_set():  # raised inside the writer, before its commit: nothing is written
+                raise JobCancelled
+            elapsed = time.monotonic() - started
+            eta = (total - done) * elapsed / done if done and elapsed > 0 else None
+            job = replace(job, passages_done=done, passages_total=total, eta_s=eta)
             now = time.monotonic()
             if now - last_saved >= 1.0 or done == total:  # the record on disk: at most once a second
                 self._save(job)
@@ -199,6 +232,10 @@ class JobRunner:
 
         try:
             summary = self._apply(job, progress)
+        except JobCancelled:
+            job = self._update(
+                job, status="cancelled", finished_at=_now(), eta_s=None, message="cancelled while running"
+            )
         except IndexBusyError as exc:
             self._update(job, status="queued", message=f"{exc}; retrying")
             retry = threading.Timer(BUSY_RETRY_S, self._queue.put, args=(job.id,))
@@ -212,7 +249,10 @@ class JobRunner:
             job = self._update(job, status="failed", finished_at=_now(), error=f"internal error: {exc!r}")
         else:
             self.service.swap()
-            job = self._update(job, status="succeeded", finished_at=_now(), result=asdict(summary))
+            job = self._update(job, status="succeeded", finished_at=_now(), eta_s=None, result=asdict(summary))
+        finally:
+            with self._lock:
+                self._cancel.pop(job.id, None)
         self._payload_path(job.id).unlink(missing_ok=True)
         if self.on_finish is not None:
             self.on_finish(job)

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from api.deps import AppState, Caller, reader, state, writer
 from api.errors import ApiError
-from api.jobs import Job
+from api.jobs import Job, JobNotCancellable
 from api.routes_query import ERRORS
 from api.schemas import NAME_PATTERN, CollectionIn, CollectionOut, DocumentOut, DocumentsIn, JobOut
 from indexer.parsing import documents_from_upload
@@ -57,6 +57,8 @@ async def _documents_from_request(request: Request) -> tuple[str, list[Document]
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form()
+        if len(form.getlist("file")) > 1:  # which one did the client mean? refuse rather than guess
+            raise ApiError(422, "invalid_request", "send one 'file' part per upload")
         upload = form.get("file")
         collection = form.get("collection") or "default"
         if not isinstance(upload, UploadFile):
@@ -95,6 +97,16 @@ async def add_documents(
     collection, documents = await _documents_from_request(request)
     caller.check_collection(collection)
     validate_documents(documents)  # the writer checks it again; answered now rather than in a failed job
+    limit = app.settings.api_max_document_bytes
+    for doc in documents:  # one huge document would hold the only job worker for minutes
+        size = len(doc.text.encode("utf-8"))
+        if size > limit:
+            raise ApiError(
+                413,
+                "too_large",
+                f"document {doc.id[:100]!r} has {size:,} bytes of text; one document may have {limit:,} "
+                "(RAG_API_MAX_DOCUMENT_BYTES): split it into several",
+            )
     job = app.jobs.submit_upsert(documents, collection, caller.key.key_id if caller.key else None)
     response.headers["Location"] = f"/jobs/{job.id}"
     return job_out(job)
@@ -196,12 +208,34 @@ def delete_document(
     return _delete_job(app, caller, doc, response)
 
 
+def _callers_job(app: AppState, caller: Caller, job_id: str) -> Job:
+    """The job, if the caller submitted it (or is an admin); anyone else learns nothing of it."""
+    job = app.jobs.get(job_id)
+    if job is None or not caller.may_see_job(job.key_id):
+        raise ApiError(404, "not_found", f"no job {job_id[:64]!r}")
+    return job
+
+
 @router.get("/jobs/{job_id}", response_model=JobOut, responses=ERRORS, tags=["documents"])
 def get_job(job_id: str, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
-    job = app.jobs.get(job_id)
-    if job is None:
-        raise ApiError(404, "not_found", f"no job {job_id!r}")
-    return job_out(job)
+    return job_out(_callers_job(app, caller, job_id))
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    status_code=202,
+    response_model=JobOut,
+    responses={**ERRORS, 409: ERRORS[400]},
+    tags=["documents"],
+    description="Cancel a job: a queued one at once, a running upsert at its next encoded batch (poll it until "
+    "`cancelled`). The index stays at its last commit.",
+)
+def cancel_job(job_id: str, caller: Caller = Depends(writer), app: AppState = Depends(state)) -> Any:
+    job = _callers_job(app, caller, job_id)
+    try:
+        return job_out(app.jobs.cancel(job.id))
+    except JobNotCancellable as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc
 
 
 @router.get("/collections", response_model=list[CollectionOut], responses=ERRORS, tags=["collections"])

@@ -15,7 +15,7 @@ from rag.errors import RagError
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=HealthOut)
+@router.api_route("/healthz", methods=["GET", "HEAD"], response_model=HealthOut)
 def healthz() -> Any:
     """The process answers (liveness)."""
     return {"status": "ok"}

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppState, Caller, reader, state
-from api.errors import ApiError, from_rag_error
+from api.errors import REQUEST_ID, ApiError, from_rag_error
 from api.schemas import ErrorOut, QueryIn, QueryOut, query_out, retrieval_out
 from rag.errors import RagError
 from rag.objects import Answer, AnswerEvent, Filters, RetrievalEvent, StreamEvent, TokenEvent
@@ -116,6 +116,7 @@ class _Pump:
 
     def __init__(self, app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> None:
         self.app, self.events, self.generation = app, events, generation
+        self.request_id = REQUEST_ID.get()  # the pump's thread does not inherit the request's context
         self.messages: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self.gone = threading.Event()
         if isinstance(first, RetrievalEvent):
@@ -134,7 +135,7 @@ class _Pump:
                     self.messages.put(sse("answer", query_out(event.answer, self.generation).model_dump()))
         except RagError as exc:
             error = from_rag_error(exc)
-            self.messages.put(sse("error", {**error.body(), "status": error.status}))
+            self.messages.put(sse("error", {**error.body(self.request_id), "status": error.status}))
         except Exception as exc:
             log.exception("a streamed answer failed")
             self.messages.put(

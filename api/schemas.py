@@ -147,13 +147,14 @@ class JobOut(BaseModel):
     id: str
     kind: str
     collection: str | None
-    status: Literal["queued", "running", "succeeded", "failed"]
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
     created_at: str
     started_at: str | None
     finished_at: str | None
     documents: int
     passages_done: int
     passages_total: int
+    eta_s: float | None = Field(None, description="Seconds left while running, from the passages encoded so far.")
     attempts: int
     message: str
     result: dict[str, int] | None
@@ -191,6 +192,7 @@ class CollectionOut(BaseModel):
 class ErrorOut(BaseModel):
     error: str = Field(description="A stable code, e.g. invalid_input, unauthorized, rate_limited.")
     message: str
+    request_id: str = Field(description="This request's id, also in the X-Request-ID header and the server log.")
 
 
 class HealthOut(BaseModel):

@@ -9,8 +9,9 @@ from rag.settings import Settings
 class ApiSettings(Settings):
     """What the library needs, and what only the HTTP service does."""
 
-    # Keys: comma-separated ``KEY`` or ``KEY:collection|collection`` (limited to
-    # those collections); the keys file holds one ``KEY [collection ...]`` per line, ``#`` comments.
+    # Keys: comma-separated ``KEY`` or ``KEY:collection|collection`` (limited to those collections), with
+    # an optional role ``:read``, ``:write`` (the default) or ``:admin``; the keys file holds one
+    # ``KEY [role] [collection ...]`` per line, ``#`` comments.
     api_keys: str = ""
     api_keys_file: str = ""
     api_require_key_for_queries: bool = False  # writes always need a key
@@ -19,3 +20,10 @@ class ApiSettings(Settings):
     api_rate_burst: int = 100
     api_request_timeout_s: float = 120.0  # a query that takes longer answers 504
     api_retrieval_concurrency: int = 1  # retrievals computing at once; the rest wait their turn (bench/api_load.py)
+    api_max_document_bytes: int = 1 << 20  # one document's text; larger answers 413 (split it): bounds a job's time
+    api_auth_failure_burst: int = 10  # wrong keys from one address before 429 ...
+    api_auth_failure_per_s: float = 0.1  # ... and how fast that allowance comes back
+    # Addresses of reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated;
+    # "*" for any). Empty: none, so no client can pick the address its rate limit counts by.
+    api_trusted_proxies: str = ""
+    api_cors_origins: str = ""  # comma-separated origins allowed to call the API from a browser; empty: none

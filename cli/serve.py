@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -27,12 +28,42 @@ def serve(
     """Serve the REST API (POST /query, documents, collections, jobs, /healthz, /readyz, /metrics)."""
     import uvicorn
 
-    from api.app import create_app
+    from api.app import create_app, install_request_ids
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(index, ApiSettings())
+    settings = ApiSettings()
+    install_request_ids()  # before any handler formats %(request_id)s
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
+    )
+    app = create_app(index, settings)
+    proxies = settings.api_trusted_proxies.strip()
     typer.echo(f"serving {index} on http://{host}:{port} (OpenAPI at /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=_log_config(),
+        timeout_graceful_shutdown=10,
+        # X-Forwarded-For is believed only from the proxies named: else any client could choose the
+        # address its rate limit counts by (uvicorn's default trusts 127.0.0.1)
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies or None,
+    )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with the request id in every line and secrets kept out of the access log."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"redact_secrets": {"()": "api.app.RedactSecrets"}}
+    config["handlers"]["access"]["filters"] = ["redact_secrets"]
+    config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
+    config["formatters"]["access"]["fmt"] = (
+        '%(levelprefix)s [%(request_id)s] %(client_addr)s - "%(request_line)s" %(status_code)s'
+    )
+    return config
 
 
 def llm_server(

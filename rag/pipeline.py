@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 
@@ -293,7 +294,11 @@ def answer_from(
 
 
 def _check_question(question: str) -> str:
-    question = question.strip() if isinstance(question, str) else ""
+    """The question stripped of whitespace and of characters nobody can see (zero-width, NUL and other
+    control characters); nothing left is an empty question."""
+    if not isinstance(question, str):
+        question = ""
+    question = "".join(c for c in question if c in "\n\t" or unicodedata.category(c)[0] != "C").strip()
     if not question:
         raise InputError("the question is empty")
     if len(question) > MAX_QUESTION_CHARS:

@@ -26,6 +26,21 @@ def test_keys_from_the_environment_and_a_keys_file(tmp_path: Path) -> None:
     assert scoped.key_id != filed.key_id and "scoped" not in scoped.key_id and len(scoped.key_id) == 12
 
 
+def test_key_roles_from_the_environment_and_a_keys_file(tmp_path: Path) -> None:
+    keys_file = tmp_path / "keys"
+    keys_file.write_text("ops-key admin\nfile-reader read news\n")
+    settings = ApiSettings(_env_file=None, api_keys="w, r:read, nr:news:read", api_keys_file=str(keys_file))  # type: ignore[call-arg]
+    ring = KeyRing(load_keys(settings))
+    roles = {name: ring.identify(name) for name in ("w", "r", "nr", "ops-key", "file-reader")}
+    assert {n: k.role for n, k in roles.items() if k} == {
+        "w": "write", "r": "read", "nr": "read", "ops-key": "admin", "file-reader": "read"
+    }  # fmt: skip
+    assert roles["nr"] is not None and roles["nr"].collections == frozenset({"news"}) and not roles["nr"].may_write
+    assert roles["r"] is not None and roles["r"].collections is None
+    with pytest.raises(InputError, match="more than one role"):
+        parse_key_entry("k:read:admin")
+
+
 def test_bad_key_configuration_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="empty"):
         parse_key_entry(":papers")

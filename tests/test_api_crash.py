@@ -20,6 +20,10 @@ pytestmark = pytest.mark.slow
 KEY = "crash-key"
 
 
+def _job(url: str, job_id: str) -> dict:
+    return httpx.get(f"{url}/jobs/{job_id}", headers={"X-API-Key": KEY}).json()
+
+
 def batch(rows: list[dict]) -> dict:
     return {"documents": [{"id": r["_id"], "title": r["title"], "text": r["text"]} for r in rows]}
 
@@ -34,12 +38,15 @@ def test_kill_9_during_upload_loses_nothing_that_succeeded(tmp_path: Path, scifa
     try:
         url = server.base_url
         job1 = httpx.post(f"{url}/documents", json=batch(first), headers=headers).json()
-        while (done := httpx.get(f"{url}/jobs/{job1['id']}").json())["status"] not in ("succeeded", "failed"):
+        while (done := _job(url, job1["id"]))["status"] not in (
+            "succeeded",
+            "failed",
+        ):
             time.sleep(0.2)
         assert done["status"] == "succeeded"
         job2 = httpx.post(f"{url}/documents", json=batch(second), headers=headers).json()
         deadline = time.monotonic() + 120
-        while (state := httpx.get(f"{url}/jobs/{job2['id']}").json())["passages_done"] < 40:
+        while (state := _job(url, job2["id"]))["passages_done"] < 40:
             assert time.monotonic() < deadline and state["status"] in ("queued", "running"), state
             time.sleep(0.1)
         server.kill()  # mid-encoding: the second job has neither committed nor failed
@@ -60,11 +67,14 @@ def test_kill_9_during_upload_loses_nothing_that_succeeded(tmp_path: Path, scifa
     try:
         url = server.base_url
         deadline = time.monotonic() + 300
-        while (state := httpx.get(f"{url}/jobs/{job2['id']}").json())["status"] not in ("succeeded", "failed"):
+        while (state := _job(url, job2["id"]))["status"] not in (
+            "succeeded",
+            "failed",
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.3)
         assert state["status"] == "succeeded" and state["attempts"] == 2 and state["result"]["added"] == 200
-        assert httpx.get(f"{url}/jobs/{job1['id']}").json()["status"] == "succeeded"
+        assert _job(url, job1["id"])["status"] == "succeeded"
         for r in rows[::23]:
             doc = httpx.get(f"{url}/documents/{r['_id']}").json()
             assert doc["n_chunks"] == len(doc["chunks"]) >= 1
@@ -92,7 +102,7 @@ def test_jobs_wait_for_another_writer_and_queries_see_its_commit(tmp_path: Path,
                 headers={"X-API-Key": KEY},
             ).json()  # fmt: skip
             deadline = time.monotonic() + 30
-            while "retrying" not in (state := httpx.get(f"{url}/jobs/{job['id']}").json())["message"]:
+            while "retrying" not in (state := _job(url, job["id"]))["message"]:
                 assert time.monotonic() < deadline, state
                 time.sleep(0.2)
             assert state["status"] == "queued" and "another process" in state["message"]
@@ -100,7 +110,7 @@ def test_jobs_wait_for_another_writer_and_queries_see_its_commit(tmp_path: Path,
         hits = httpx.post(f"{url}/query", json={"question": "another process lock", "generate": False}).json()["hits"]
         assert hits[0]["doc_id"] == "cli"  # the other writer's snapshot, noticed through CURRENT
         deadline = time.monotonic() + 60
-        while (state := httpx.get(f"{url}/jobs/{job['id']}").json())["status"] != "succeeded":
+        while (state := _job(url, job["id"]))["status"] != "succeeded":
             assert time.monotonic() < deadline and state["status"] != "failed", state
             time.sleep(0.3)
         assert httpx.get(f"{url}/documents/api").status_code == 200

@@ -33,7 +33,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
             {"id": "maxsim", "title": "MaxSim", "text": "MaxSim adds, per query token, its best document token."},
         ]
         job = c.post("/documents", json={"documents": docs}, headers={"X-API-Key": KEY}).json()
-        while c.get(f"/jobs/{job['id']}").json()["status"] not in ("succeeded", "failed"):
+        while c.get(f"/jobs/{job['id']}", headers={"X-API-Key": KEY}).json()["status"] not in ("succeeded", "failed"):
             time.sleep(0.5)
     yield srv
     srv.stop()

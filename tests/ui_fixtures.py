@@ -29,7 +29,10 @@ def api(tmp_path_factory, scifact_dir: Path) -> Iterator[Server]:
     job = httpx.post(
         f"{server.base_url}/documents", json={"collection": "papers", "documents": docs}, headers={"X-API-Key": UI_KEY}
     ).json()
-    while httpx.get(f"{server.base_url}/jobs/{job['id']}").json()["status"] not in ("succeeded", "failed"):
+    while httpx.get(f"{server.base_url}/jobs/{job['id']}", headers={"X-API-Key": UI_KEY}).json()["status"] not in (
+        "succeeded",
+        "failed",
+    ):
         time.sleep(0.3)
     yield server
     server.stop()

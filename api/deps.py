@@ -71,25 +71,18 @@ def _identify(request: Request, header_key: str | None, bearer: HTTPAuthorizatio
     if presented:
         key = app.keys.identify(presented)
         if key is None:  # guessing keys costs the address its own, small allowance
-            wait = app.auth_failures.acquire(address)
-            if wait > 0:
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"too many invalid API keys from this address; retry in {wait:.0f} s",
-                    {"Retry-After": retry_after_header(wait)},
-                )
+            _limit(app.auth_failures, address, "too many invalid API keys from this address")
             raise ApiError(401, "unauthorized", "the API key is not valid", {"WWW-Authenticate": "Bearer"})
     client = f"key:{key.key_id}" if key else address
-    wait = app.limiter.acquire(client)
-    if wait > 0:
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"more than {app.limiter.rate:g} requests/s from this client; retry in {wait:.1f} s",
-            {"Retry-After": retry_after_header(wait)},
-        )
+    _limit(app.limiter, client, f"more than {app.limiter.rate:g} requests/s from this client")
     return Caller(key, client)
+
+
+def _limit(limiter: RateLimiter, client: str, why: str) -> None:
+    """429 with Retry-After once ``client`` has used up its bucket."""
+    wait = limiter.acquire(client)
+    if wait > 0:
+        raise ApiError(429, "rate_limited", f"{why}; retry in {wait:.1f} s", {"Retry-After": retry_after_header(wait)})
 
 
 def reader(

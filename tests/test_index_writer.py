@@ -181,6 +181,9 @@ def test_a_store_from_before_collection_keys_is_migrated(tmp_path, encoder, scif
         db.execute(text("DROP INDEX ix_rag_chunks_collection"))
         db.execute(text("ALTER TABLE rag_chunks DROP COLUMN collection"))
     engine.dispose()
+    reader = Snapshot.load(tmp_path / "ix", settings)  # a reader first (rag serve, rag ask): it migrates too
+    assert set(reader.row_fields()[0].tolist()) == {"docs"}
+    reader.store.close()
     with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
         assert writer.upsert(scifact_docs[:4], "docs").unchanged == 4  # nothing re-encoded
         writer.upsert([dataclasses.replace(scifact_docs[5], id=scifact_docs[0].id)], "news")

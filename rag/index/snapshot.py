@@ -42,8 +42,11 @@ PROJECTED_DIR = "projected"
 
 
 def store_for(index_dir: Path, settings: Settings) -> DocumentStore:
-    """The store named by the settings, else the SQLite file inside the index directory."""
-    return DocumentStore(settings.store_url or sqlite_url(index_dir / STORE_FILE))
+    """The store named by the settings, else the SQLite file inside the index directory, brought up to
+    this release's schema (readers of an index written by an earlier one included)."""
+    store = DocumentStore(settings.store_url or sqlite_url(index_dir / STORE_FILE))
+    store.migrate()
+    return store
 
 
 def current_snapshot_name(index_dir: Path) -> str | None:

@@ -154,28 +154,34 @@ class DocumentStore:
 
     def create_schema(self) -> None:
         _Base.metadata.create_all(self.engine)
-        self._migrate()
+        self.migrate()
 
-    def _migrate(self) -> None:
-        """Stores written before documents were keyed by (collection, id): their chunks learn their
-        document's collection (ids were one global space then, so each names one document)."""
-        columns = {c["name"] for c in inspect(self.engine).get_columns(ChunkRow.__tablename__)}
-        if "collection" in columns:
+    def migrate(self) -> None:
+        """Bring a store written by an earlier release up to this schema (a no-op once it is; safe when
+        several processes open it at once). Until then chunks did not know their document's collection:
+        ids were one global space then, so each chunk takes its document's."""
+        table = ChunkRow.__tablename__
+        url = make_url(self.url)
+        if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+            return  # a store not created yet (a new index) has nothing to migrate
+        inspector = inspect(self.engine)
+        if not inspector.has_table(table) or "collection" in {c["name"] for c in inspector.get_columns(table)}:
             return
-        with self.engine.begin() as connection:
-            connection.execute(
-                text(f"ALTER TABLE {ChunkRow.__tablename__} ADD COLUMN collection VARCHAR(200) NOT NULL DEFAULT ''")
-            )
-            connection.execute(
-                text(
-                    f"UPDATE {ChunkRow.__tablename__} SET collection = COALESCE((SELECT d.collection FROM "
-                    f"{DocumentRow.__tablename__} d WHERE d.id = {ChunkRow.__tablename__}.document_id "
-                    "ORDER BY d.added_gen DESC LIMIT 1), '')"
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN collection VARCHAR(200) NOT NULL DEFAULT ''"))
+                connection.execute(
+                    text(
+                        f"UPDATE {table} SET collection = COALESCE((SELECT d.collection FROM "
+                        f"{DocumentRow.__tablename__} d WHERE d.id = {table}.document_id "
+                        "ORDER BY d.added_gen DESC LIMIT 1), '')"
+                    )
                 )
-            )
-            connection.execute(
-                text(f"CREATE INDEX IF NOT EXISTS ix_rag_chunks_collection ON {ChunkRow.__tablename__} (collection)")
-            )
+                connection.execute(text(f"CREATE INDEX IF NOT EXISTS ix_{table}_collection ON {table} (collection)"))
+        except Exception:
+            # another process migrated it first; anything else is a real failure
+            if "collection" not in {c["name"] for c in inspect(self.engine).get_columns(table)}:
+                raise
 
     def drop_schema(self) -> None:
         _Base.metadata.drop_all(self.engine)

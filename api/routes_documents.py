@@ -16,6 +16,8 @@ from api.routes_query import ERRORS
 from api.schemas import NAME_PATTERN, CollectionIn, CollectionOut, DocumentOut, DocumentsIn, JobOut
 from indexer.parsing import documents_from_upload
 from indexer.writer import validate_documents
+from rag.index.snapshot import Snapshot
+from rag.index.store import StoredDocument
 from rag.objects import Document
 
 router = APIRouter()
@@ -112,7 +114,9 @@ async def add_documents(
     return job_out(job)
 
 
-def _live_document(app: AppState, caller: Caller, collection: str | None, doc_id: str) -> Any:
+def _live_document(
+    app: AppState, caller: Caller, collection: str | None, doc_id: str
+) -> tuple[StoredDocument, Snapshot]:
     """The caller's document: (collection, id), or an id that names one document among the collections
     the caller may use. Anything outside them answers 404, as a missing document does: whether a
     document exists where the caller may not look is not the caller's to learn."""
@@ -142,7 +146,7 @@ def _live_document(app: AppState, caller: Caller, collection: str | None, doc_id
     return doc, snapshot
 
 
-def _document_body(doc: Any, snapshot: Any) -> dict[str, Any]:
+def _document_body(doc: StoredDocument, snapshot: Snapshot) -> dict[str, Any]:
     chunks = snapshot.store.document_chunks(doc.collection, doc.id, snapshot.generation)
     return {
         **{k: v for k, v in asdict(doc).items() if k != "content_hash"},
@@ -151,7 +155,7 @@ def _document_body(doc: Any, snapshot: Any) -> dict[str, Any]:
     }
 
 
-def _delete_job(app: AppState, caller: Caller, doc: Any, response: Response) -> dict[str, Any]:
+def _delete_job(app: AppState, caller: Caller, doc: StoredDocument, response: Response) -> dict[str, Any]:
     caller.check_collection(doc.collection)
     job = app.jobs.submit_delete(doc.collection, [doc.id], caller.key.key_id if caller.key else None)
     response.headers["Location"] = f"/jobs/{job.id}"

@@ -153,8 +153,8 @@ class DocumentStore:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True, **kwargs)
 
     def create_schema(self) -> None:
+        """The tables of this release (an older store is migrated when opened: ``store_for``)."""
         _Base.metadata.create_all(self.engine)
-        self.migrate()
 
     def migrate(self) -> None:
         """Bring a store written by an earlier release up to this schema (a no-op once it is; safe when

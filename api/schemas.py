@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag.objects import Answer, CitedHow, Retrieval
-from rag.pipeline import MAX_QUESTION_CHARS
+from rag.settings import MAX_QUESTION_CHARS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}"

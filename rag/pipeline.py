@@ -42,7 +42,6 @@ from rag.query_weights import query_token_weights
 from rag.retrieval import QueryInput, Recipe, StageClock, retrieve
 from rag.settings import Settings
 
-MAX_QUESTION_CHARS = 2000
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
 
 
@@ -98,7 +97,7 @@ class Pipeline:
     ) -> Retrieval:
         """The recipe (:func:`rag.retrieval.retrieve`) for one question, its top ``top_k`` as hits.
         ``alternative`` also ranks by the MaxSim mode not configured (for evaluation)."""
-        question = _check_question(question)
+        question = _check_question(question, self.settings.max_question_chars)
         top_k = self.settings.top_k if top_k is None else top_k
         recipe = Recipe.from_settings(self.settings, depth)
         if top_k < 1 or recipe.depth < 1:
@@ -293,7 +292,7 @@ def answer_from(
     )
 
 
-def _check_question(question: str) -> str:
+def _check_question(question: str, max_chars: int) -> str:
     """The question stripped of whitespace and of characters nobody can see (zero-width, NUL and other
     control characters); nothing left is an empty question."""
     if not isinstance(question, str):
@@ -301,6 +300,6 @@ def _check_question(question: str) -> str:
     question = "".join(c for c in question if c in "\n\t" or unicodedata.category(c)[0] != "C").strip()
     if not question:
         raise InputError("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise InputError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    if len(question) > max_chars:
+        raise InputError(f"the question is longer than {max_chars} characters")
     return question

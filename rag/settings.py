@@ -18,6 +18,9 @@ def bundled_encoder_path() -> str:
     return str(Path(spec.origin).parent / "model")
 
 
+MAX_QUESTION_CHARS = 2000  # what the API accepts; the library's limit is the setting below
+
+
 class Settings(BaseSettings):
     """One settings object, handed to whatever needs it (never a module-level global)."""
 
@@ -87,6 +90,8 @@ class Settings(BaseSettings):
     evidence_token_budget: int = 400  # further capped by the context; 400 keeps local first token ~1.5 s
     fewshot_demos: int = 0  # SmolLM2-135M copies the demos (docs/benchmarks.md); raise for larger models
     false_premise_check: bool = False
+
+    max_question_chars: int = MAX_QUESTION_CHARS  # a longer question is refused (InputError)
 
     # Generators.
     generator: Literal["local", "remote", "transformers"] = "local"

@@ -118,6 +118,20 @@ def test_run_writes_report_with_every_stage(tmp_path, squad_dir, settings) -> No
     assert all(r["n"] == 5 and 0.0 <= r["p_value"] <= 1.0 for r in rows)
 
 
+def test_a_query_longer_than_the_api_allows_is_evaluated(tmp_path, squad_dir, settings) -> None:
+    """cisi has a 2,023-character query: `rag eval run` stopped on it ("the question is longer than 2000")."""
+    dataset = _tiny_dataset(tmp_path / "tiny", squad_dir)
+    long_query = "What did the 1973 oil crisis do to prices? " * 60
+    first_doc = json.loads((dataset / "corpus.jsonl").read_text().splitlines()[0])["_id"]
+    with open(dataset / "queries.jsonl", "a") as handle:
+        handle.write(json.dumps({"_id": "long", "text": long_query}) + "\n")
+    with open(dataset / "qrels" / "test.tsv", "a") as handle:
+        handle.write(f"long\t{first_doc}\t1\n")
+    assert len(long_query) > settings.max_question_chars
+    report = run_eval(EvalOptions(dataset, tmp_path / "run", show_progress=False, warmup=1), settings)
+    assert report["n_queries"] == 9 and report["config"]["settings"]["max_question_chars"] >= len(long_query.strip())
+
+
 def test_bad_datasets(tmp_path) -> None:
     with pytest.raises(InputError, match="not a BEIR dataset"):
         load_dataset(tmp_path)

@@ -6,7 +6,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rag.objects import Answer, CitedHow, Retrieval
+from rag.objects import Answer, AnswerStatus, CitedHow, Retrieval
 from rag.settings import MAX_QUESTION_CHARS
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -66,7 +66,8 @@ class CitationOut(DocumentFieldsOut):
     doc_id: str
     collection: str = Field(description="A document is (collection, doc_id).")
     how: CitedHow = Field(
-        description="model: cited in the answer's text; overlap: the evidence sharing most words with it."
+        description="model: cited in the answer's text; selected: the evidence whose own candidate answer won "
+        "(answer marginalisation)."
     )
 
 
@@ -80,13 +81,26 @@ class RetrievalOut(BaseModel):
     generation: int = Field(description="The index snapshot the hits come from.")
 
 
+class UsageOut(BaseModel):
+    prompt_tokens: int = Field(description="What the generator read (every candidate's prompt, marginalising).")
+    answer_tokens: int
+    answerable_log_odds: float | None = Field(
+        description="The generator's log p(yes) - log p(no) that the evidence holds the answer; null: not asked."
+    )
+
+
 class QueryOut(BaseModel):
     question: str
     answer: str
+    status: AnswerStatus = Field(
+        description="cited: the answer cites valid evidence; uncited: it cites none; abstained: the evidence "
+        'lacks the answer ("I don\'t know.", no citation); not_generated: retrieval only.'
+    )
     generator: str | None
     citations: list[CitationOut]
     hits: list[HitOut]
     evidence: list[EvidenceOut]
+    usage: UsageOut
     timings: dict[str, float] = Field(description="Milliseconds per stage.")
     stages: list[str] = Field(description="The stages that ranked, in the order they ran.")
     final_stage: str = Field(description="The stage the hits come from.")
@@ -117,10 +131,12 @@ def query_out(answer: Answer, generation: int) -> QueryOut:
     return QueryOut(
         question=answer.question,
         answer=answer.answer,
+        status=answer.status,
         generator=answer.generator,
         citations=[_out(CitationOut, c) for c in answer.citations],
         hits=[_out(HitOut, h) for h in answer.hits],
         evidence=[_out(EvidenceOut, e) for e in answer.evidence],
+        usage=_out(UsageOut, answer),
         timings=answer.timings_ms,
         stages=answer.stages,
         final_stage=answer.final_stage,

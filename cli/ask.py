@@ -47,6 +47,10 @@ def ask(
         return
     if result.answer:
         typer.echo("")
+    if result.status == "uncited":
+        typer.echo("(this answer cites no evidence: check it against the sources)")
+    elif result.status == "abstained":
+        typer.echo("(the retrieved passages do not hold the answer)")
     typer.echo("\nsources:")
     cited = {c.chunk_id for c in result.citations}
     for e in result.evidence:

@@ -27,7 +27,14 @@ def run(
         Path | None, typer.Option(help="Index to use (built there if missing; default OUT/index).")
     ] = None,
     limit: Annotated[int, typer.Option(help="Evaluate a seeded random sample of N queries (0: all).")] = 0,
-    generate: Annotated[bool, typer.Option("--generate", help="Also generate answers: EM and F1.")] = False,
+    generate: Annotated[
+        bool,
+        typer.Option(
+            "--generate",
+            help="Also answer each question (EM, F1, citations, latency), and again without its gold "
+            "documents (abstention).",
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the query sample.")] = 13,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     adapt: Annotated[

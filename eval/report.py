@@ -33,13 +33,23 @@ def markdown(report: dict[str, Any]) -> str:
     if answers:
         lines += ["| answers | value |", "|---|---|"]
         for key, value in answers.items():
-            lines.append(f"| {key} | {value if value is None or isinstance(value, int) else f'{value:.4f}'} |")
+            lines.append(f"| {key} | {_cell(value)} |")
         lines.append("")
     lines.append(
         f"Index build {report['timing_s']['index_build']:.0f} s, whole run {report['timing_s']['total']:.0f} s. "
         f"Latency: {report['config']['latency']}."
     )
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_cell(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 10 else f"{value:.0f}"
+    return str(value)
 
 
 def write_report(report: dict[str, Any], latencies: dict[str, list[float]], out: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from eval.answers import answer_in_evidence, exact_match, token_f1
+from eval.answers import ABSTENTION_SPARE, ANSWER_K, answer_in_evidence, answer_record, per_query_answers, score_answers
 from eval.datasets import Dataset, Query, load_dataset
 from eval.metrics import METRICS, document_scores, retrieval_metrics
 from eval.report import RAW, write_report
@@ -27,7 +27,6 @@ from rag.pipeline import Pipeline
 from rag.retrieval import ALTERNATIVE
 from rag.settings import Settings
 
-ANSWER_K = 5
 PACKAGES = (
     "torch",
     "sentence-transformers",
@@ -126,7 +125,7 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
     queries = sample_queries(dataset.queries, options.limit, options.seed)
     for query in dataset.queries[: options.warmup]:  # warm caches and lazy models before timing
         pipeline.retrieve(query.text)
-    ran = run_queries(pipeline, queries, settings, options.generate, options.show_progress)
+    ran = run_queries(pipeline, queries, settings, options.generate, options.show_progress, dataset.qrels)
     report_stages, per_query = score(dataset, queries, ran)
     report: dict[str, Any] = {
         "dataset": dataset.name,
@@ -139,6 +138,8 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         report["adapt"] = adapt_report
     if ran.answers:
         report["answers"] = score_answers(ran.answers)
+        if options.generate:
+            per_query["answer"] = per_query_answers(ran.answers)
     report["config"] = {
         "settings": settings.model_dump(exclude={"remote_api_key", "store_url"}),
         "index": str(index),
@@ -175,16 +176,24 @@ def _adapt(index: Path, settings: Settings, options: AdaptOptions) -> dict[str, 
 
 
 def run_queries(
-    pipeline: Pipeline, queries: list[Query], settings: Settings, generate: bool, show_progress: bool
+    pipeline: Pipeline,
+    queries: list[Query],
+    settings: Settings,
+    generate: bool,
+    show_progress: bool,
+    dataset_qrels: dict[str, dict[str, int]] | None = None,
 ) -> QueryRuns:
-    """Every stage's ranking of every query (and, with ``generate``, an answer to each that has gold)."""
+    """Every stage's ranking of every query (and, with ``generate``, an answer to each that has gold,
+    and one more with every passage of its gold documents left out of the evidence: abstention)."""
+    dataset_qrels = dataset_qrels or {}
     # With an adapted head, the same candidates are also reranked with raw token vectors, for comparison.
     raw = Pipeline(pipeline.snapshot, settings, encoder=pipeline.encoder, adapted=False) if pipeline.adapted else None
     snapshot = pipeline.snapshot
     chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
-    top_k = max(ANSWER_K, settings.top_k)
+    top_k = max(ANSWER_K, settings.top_k) + ABSTENTION_SPARE
     ran = QueryRuns()
     for query in tqdm(queries, desc="queries", unit="q", disable=not show_progress, dynamic_ncols=True):
+        started = time.perf_counter()
         retrieval = pipeline.retrieve(query.text, top_k=top_k, alternative=True)
         rankings = dict(retrieval.rankings)
         query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
@@ -206,13 +215,7 @@ def run_queries(
                 "answer_recall": answer_in_evidence(query.answers, [h.text for h in retrieval.hits[:ANSWER_K]]),
             }
             if generate:
-                answer = pipeline.answer(query.text)
-                record.update(
-                    prediction=answer.answer,
-                    em=exact_match(answer.answer, query.answers),
-                    f1=token_f1(answer.answer, query.answers),
-                    first_token_ms=answer.timings_ms.get("first_token"),
-                )
+                record.update(answer_record(pipeline, retrieval, query, dataset_qrels.get(query.id, {}), started))
             ran.answers.append(record)
     return ran
 
@@ -231,17 +234,6 @@ def score(dataset: Dataset, queries: list[Query], ran: QueryRuns) -> tuple[dict[
         }
         per_query[stage] = values
     return report_stages, per_query
-
-
-def score_answers(answers: list[dict[str, Any]]) -> dict[str, Any]:
-    generated = [a for a in answers if "em" in a]
-    return {
-        f"answer_recall@{ANSWER_K}": float(np.mean([a["answer_recall"] for a in answers])),
-        "em": float(np.mean([a["em"] for a in generated])) if generated else None,
-        "f1": float(np.mean([a["f1"] for a in generated])) if generated else None,
-        "n": len(generated),
-        "n_answer_recall": len(answers),
-    }
 
 
 def write_outputs(report: dict[str, Any], per_query: dict[str, Any], ran: QueryRuns, out: Path) -> None:

@@ -29,7 +29,10 @@ class Stage(StrEnum):
 
 
 MaxSimMode = Literal["replace", "fuse", "off"]
-CitedHow = Literal["model", "overlap"]
+CitedHow = Literal["model", "selected"]
+# cited: the answer cites valid evidence; uncited: it cites none (shown as such, never attributed by
+# guesswork); abstained: "I don't know", with no citation; not_generated: retrieval only.
+AnswerStatus = Literal["cited", "uncited", "abstained", "not_generated"]
 PATHS = (Stage.DENSE, Stage.BM25)  # the first-stage retrieval paths, in the order they run
 
 
@@ -158,8 +161,8 @@ class Evidence(DocumentFields):
 
 @dataclass(frozen=True, kw_only=True)
 class Citation(DocumentFields):
-    """An evidence the answer relies on; ``how`` is ``model`` (cited in the text) or ``overlap``
-    (the answer cited nothing; attributed to the evidence sharing most words with the answer)."""
+    """An evidence the answer relies on; ``how`` is ``model`` (cited in the answer's text) or
+    ``selected`` (the evidence whose own candidate answer won the marginalisation)."""
 
     number: int
     chunk_id: str
@@ -182,6 +185,10 @@ class Answer:
     generator: str | None
     stages: list[str]
     final_stage: Stage
+    status: AnswerStatus = "not_generated"
+    prompt_tokens: int = 0  # what the generator read (all candidates' prompts, when marginalising)
+    answer_tokens: int = 0
+    answerable_log_odds: float | None = None  # the generator's log p(yes) - log p(no) that the evidence answers
 
 
 @dataclass(frozen=True)
@@ -201,6 +208,7 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = ""
+    logprob: float | None = None  # log p(text | prompt), where the generator reports it
 
 
 @dataclass(frozen=True)

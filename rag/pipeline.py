@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
+from dataclasses import dataclass, replace
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -15,15 +16,18 @@ from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoder
 from rag.errors import InputError
 from rag.generate import make_generator
+from rag.generate.answer_text import ABSTENTION, CheckedAnswer, check_answer, citations_of, cite_as, shown_so_far
 from rag.generate.evidence import (
+    ANSWERABILITY_QUESTION,
     build_messages,
-    citations_for,
     highlight,
+    instruction_texts,
     load_demos,
     order_oldest_first,
     select_within_budget,
 )
-from rag.generate.protocol import Generator
+from rag.generate.marginal import Candidate, marginalise
+from rag.generate.protocol import AnswerabilityJudge, Generator
 from rag.index.engine import LocalEngine
 from rag.index.snapshot import Snapshot
 from rag.objects import (
@@ -33,6 +37,7 @@ from rag.objects import (
     Evidence,
     Filters,
     Hit,
+    Message,
     Retrieval,
     RetrievalEvent,
     StreamEvent,
@@ -194,8 +199,13 @@ class Pipeline:
 
     def evidence(self, question: str, hits: Sequence[Hit], generator: Generator | None) -> list[Evidence]:
         """Top hits as FreshPrompt evidence within the generator's token budget, oldest first."""
+        return order_oldest_first(self._ranked_evidence(question, hits, generator))
+
+    def _ranked_evidence(self, question: str, hits: Sequence[Hit], generator: Generator | None) -> list[Evidence]:
+        """The evidence that fits, in rank order."""
         tokenize = self.snapshot.bm25_tokenize
         terms = set(tokenize(question))
+        sentences = self.settings.evidence_highlight_sentences
         candidates = [
             Evidence(
                 number=i,
@@ -203,14 +213,14 @@ class Pipeline:
                 doc_id=h.doc_id,
                 collection=h.collection,
                 snippet=h.text,
-                highlight=highlight(terms, h.text, tokenize),
+                highlight=highlight(terms, h.text, tokenize, sentences),
                 **h.document_fields(),
             )
             for i, h in enumerate(hits[: self.settings.evidence_max], start=1)
         ]
         if generator is None:
-            return order_oldest_first(candidates)
-        skeleton = build_messages(question, [], self._demos, self.settings.false_premise_check)
+            return candidates
+        skeleton = self._messages(question, [])
         overhead = sum(generator.count_tokens(m.content) for m in skeleton) + 32  # chat template tokens
         room = generator.context_tokens - overhead - self.settings.max_answer_tokens
         if room < MIN_EVIDENCE_TOKENS:
@@ -219,7 +229,12 @@ class Pipeline:
                 f"context (prompt {overhead} tokens + answer {self.settings.max_answer_tokens}): shorten it"
             )
         budget = min(self.settings.evidence_token_budget, room)
-        return order_oldest_first(select_within_budget(candidates, budget, generator.count_tokens))
+        return select_within_budget(candidates, budget, generator.count_tokens, self.settings.evidence_text)
+
+    def _messages(self, question: str, evidence: Sequence[Evidence]) -> list[Message]:
+        return build_messages(
+            question, evidence, self._demos, self.settings.false_premise_check, text=self.settings.evidence_text
+        )
 
     def stream(
         self,
@@ -233,29 +248,105 @@ class Pipeline:
         start = time.perf_counter()
         retrieval = self.retrieve(question, top_k, filters)
         yield RetrievalEvent(retrieval)
+        yield from self.stream_answer(retrieval, generate, generator, start)
+
+    def stream_answer(
+        self, retrieval: Retrieval, generate: bool = True, generator: str | None = None, start: float | None = None
+    ) -> Iterator[TokenEvent | AnswerEvent]:
+        """The answer to ``retrieval.question`` from ``retrieval.hits``: its pieces as they may be shown
+        (:func:`shown_so_far`), then the whole checked :class:`Answer`. Evaluation calls it with hits
+        left out (abstention)."""
+        start = time.perf_counter() if start is None else start
         timings = dict(retrieval.timings_ms)
         if not generate:
-            evidence = self.evidence(question, retrieval.hits, None)
+            evidence = self.evidence(retrieval.question, retrieval.hits, None)
             timings["total"] = (time.perf_counter() - start) * 1000
-            yield AnswerEvent(answer_from(retrieval, "", [], evidence, timings, None))
+            yield AnswerEvent(answer_from(retrieval, CheckedAnswer("", (), (), "not_generated"), [], evidence, timings))
             return
         gen = self.generator(generator)
         t = time.perf_counter()
-        evidence = self.evidence(question, retrieval.hits, gen)
-        messages = build_messages(question, evidence, self._demos, self.settings.false_premise_check)
+        evidence = self.evidence(retrieval.question, retrieval.hits, gen)
         timings["evidence"] = (time.perf_counter() - t) * 1000
+        odds = self._answerable_log_odds(retrieval.question, evidence, gen, timings)
+        if odds is not None and odds < self.settings.answerability_threshold:
+            abstained = CheckedAnswer(ABSTENTION, (), (), "abstained")
+            yield TokenEvent(abstained.text)
+            timings["first_token"] = timings["total"] = (time.perf_counter() - start) * 1000
+            yield AnswerEvent(answer_from(retrieval, abstained, [], evidence, timings, gen.name, odds=odds))
+            return
+        if self.settings.answer_mode == "marginal":
+            yield from self._marginal_answer(retrieval, gen, timings, start, odds)
+            return
+        messages = self._messages(retrieval.question, evidence)
+        instructions, known = instruction_texts(), _known_text(evidence)
         t = time.perf_counter()
-        pieces: list[str] = []
+        raw, shown = "", ""
         for piece in gen.stream(messages, self.settings.max_answer_tokens, self.settings.temperature):
-            if not pieces:
+            if not raw:
                 timings["first_token"] = (time.perf_counter() - start) * 1000
-            pieces.append(piece)
-            yield TokenEvent(piece)
+            raw += piece
+            now = shown_so_far(raw, instructions, known)
+            if len(now) > len(shown) and now.startswith(shown):
+                yield TokenEvent(now[len(shown) :])
+                shown = now
         timings["generate"] = (time.perf_counter() - t) * 1000
-        text = "".join(pieces).strip()
-        citations = citations_for(text, evidence, self.snapshot.bm25_tokenize)
+        checked = check_answer(raw, len(evidence), instructions, known)
+        if checked.text.startswith(shown) and len(checked.text) > len(shown):
+            yield TokenEvent(checked.text[len(shown) :])  # the rest, so the pieces add up to the answer
         timings["total"] = (time.perf_counter() - start) * 1000
-        yield AnswerEvent(answer_from(retrieval, text, citations, evidence, timings, gen.name))
+        usage = Usage(sum(gen.count_tokens(m.content) for m in messages), gen.count_tokens(raw) if raw else 0)
+        citations = citations_of(checked.numbers, evidence)
+        yield AnswerEvent(answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds))
+
+    def _answerable_log_odds(
+        self, question: str, evidence: Sequence[Evidence], gen: Generator, timings: dict[str, float]
+    ) -> float | None:
+        """How sure the generator is that ``evidence`` answers ``question`` (None: not asked). Its prompt
+        is the answer's up to the question, so the answer reuses its KV cache."""
+        if not self.settings.answerability_check or not isinstance(gen, AnswerabilityJudge):
+            return None
+        t = time.perf_counter()
+        messages = build_messages(
+            question, evidence, self._demos, text=self.settings.evidence_text, closing=ANSWERABILITY_QUESTION
+        )
+        odds = gen.yes_log_odds(messages)
+        timings["answerability"] = (time.perf_counter() - t) * 1000
+        return odds
+
+    def _marginal_answer(
+        self, retrieval: Retrieval, gen: Generator, timings: dict[str, float], start: float, odds: float | None
+    ) -> Iterator[TokenEvent | AnswerEvent]:
+        """RAG-Sequence (Lewis et al. 2020): one candidate answer per top evidence, read alone; the best by
+        p(evidence | question) · p(answer | question, evidence) summed over the evidences that gave it."""
+        t = time.perf_counter()
+        question = retrieval.question
+        ranked = self._ranked_evidence(question, retrieval.hits, gen)[: self.settings.marginal_candidates]
+        scores = {h.chunk_id: h.score for h in retrieval.hits}
+        instructions = instruction_texts()
+        candidates: list[Candidate] = []
+        usage = Usage(0, 0)
+        for one in ranked:
+            alone = replace(one, number=1)
+            messages = self._messages(question, [alone])
+            generation = gen.generate(messages, self.settings.max_answer_tokens, self.settings.temperature)
+            usage = Usage(usage.prompt + generation.prompt_tokens, usage.answer + generation.completion_tokens)
+            checked = check_answer(generation.text, 1, instructions, _known_text([alone]))
+            candidates.append(Candidate(one.chunk_id, checked, generation.logprob))
+        timings["first_token"] = timings["generate"] = (time.perf_counter() - t) * 1000
+        prior = [scores.get(e.chunk_id, 0.0) for e in ranked]
+        chosen = marginalise(candidates, prior)
+        evidence = order_oldest_first(ranked)
+        if chosen is None:
+            checked = CheckedAnswer(ABSTENTION, (), (), "abstained")
+            citations: list[Citation] = []
+        else:
+            number = next(e.number for e in evidence if e.chunk_id == chosen.chunk_id)
+            text = cite_as(chosen.checked.text, number)
+            checked = CheckedAnswer(text, (number,), (), "cited")
+            citations = citations_of([number], evidence, "selected")
+        yield TokenEvent(checked.text)
+        timings["total"] = (time.perf_counter() - start) * 1000
+        yield AnswerEvent(answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds))
 
     def answer(
         self,
@@ -265,23 +356,41 @@ class Pipeline:
         generate: bool = True,
         generator: str | None = None,
     ) -> Answer:
-        for event in self.stream(question, top_k, filters, generate, generator):
-            if isinstance(event, AnswerEvent):
-                return event.answer
-        raise RuntimeError("the answer stream ended without an answer")
+        return final_answer(self.stream(question, top_k, filters, generate, generator))
+
+
+def final_answer(events: Iterable[StreamEvent]) -> Answer:
+    """The :class:`Answer` a stream ends with."""
+    for event in events:
+        if isinstance(event, AnswerEvent):
+            return event.answer
+    raise RuntimeError("the answer stream ended without an answer")
+
+
+def _known_text(evidence: Sequence[Evidence]) -> str:
+    """What the evidence says, so a URL the answer takes from it is kept."""
+    return " ".join(f"{e.url} {e.source} {e.snippet}" for e in evidence)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt: int
+    answer: int
 
 
 def answer_from(
     retrieval: Retrieval,
-    text: str,
+    checked: CheckedAnswer,
     citations: list[Citation],
     evidence: list[Evidence],
     timings: dict[str, float],
-    generator: str | None,
+    generator: str | None = None,
+    usage: Usage = Usage(0, 0),
+    odds: float | None = None,
 ) -> Answer:
     return Answer(
         question=retrieval.question,
-        answer=text,
+        answer=checked.text,
         citations=citations,
         hits=retrieval.hits,
         evidence=evidence,
@@ -289,6 +398,10 @@ def answer_from(
         generator=generator,
         stages=list(retrieval.rankings),
         final_stage=retrieval.final_stage,
+        status=checked.status,
+        prompt_tokens=usage.prompt,
+        answer_tokens=usage.answer,
+        answerable_log_odds=odds,
     )
 
 

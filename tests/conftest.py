@@ -13,6 +13,10 @@ from rag.encode.encoder import Encoder
 from rag.objects import Document
 from rag.settings import Settings
 
+# The fast local model for every test and every server a test starts; the default model (1.5B) has a
+# test of its own (test_default_model.py).
+os.environ.setdefault("RAG_LOCAL_MODEL", "smollm2-135m")
+
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = Path(os.environ.get("RAG_DATASETS", ROOT.parent / "shared" / "datasets"))
 POSTGRES_URL = os.environ.get("RAG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

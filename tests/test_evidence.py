@@ -8,8 +8,6 @@ import pytest
 from rag.generate.evidence import (
     Evidence,
     build_messages,
-    citations_for,
-    cited_numbers,
     format_evidence,
     highlight,
     load_demos,
@@ -67,25 +65,30 @@ def test_prompt_layout_delimits_documents_and_puts_question_last() -> None:
     messages = build_messages(
         "What is fresh?", evidences, load_demos()[:1], false_premise_check=True, today=date(2026, 1, 2)
     )
-    assert messages[0].role == "system" and "never instructions" in messages[0].content
-    user = messages[1].content
-    assert user.count("<evidence id=") == user.count("</evidence") == 2 + len(load_demos()[0]["evidences"])
+    system, user = messages[0].content, messages[1].content
+    assert messages[0].role == "system" and "never instructions" in system
+    # the demonstration sits in the fixed system message (its KV cache is reused), the evidence in the user's
+    assert system.index("Examples:") < system.index(load_demos()[0]["question"])
+    assert system.count('<evidence id="1" seal="example">') == 1
+    assert user.count("<evidence id=") == user.count("</evidence") == 2
     assert "id=9" not in user
     for field in ("source: src", "date: 2020-01-01", "title: T", "snippet:", "highlight:"):
         assert field in user
     assert user.index("date: 2020-01-01") < user.index("date: 2021-01-01") < user.index("question: What is fresh?")
     assert "valid premise" in user and "As of today, 2026-01-02" in user and user.endswith("answer:")
-    assert user.index("Examples:") < user.index("Now the real task.") < user.index("date: 2020-01-01")
 
 
-def test_citations_from_the_answer_or_by_overlap() -> None:
-    evidences = [_ev(1, "", "Paris is the capital of France.", "Paris"), _ev(2, "", "Oil cost $12 in 1974.", "Oil")]
-    assert cited_numbers("It was $12 [2], see also [2] and [7].", 2) == [2]
-    [cite] = citations_for("It was $12 [2].", evidences, TOKENIZE)
-    assert (cite.number, cite.chunk_id, cite.how) == (2, "c2", "model")
-    [inferred] = citations_for("Oil cost twelve dollars in 1974.", evidences, TOKENIZE)
-    assert (inferred.number, inferred.how) == (2, "overlap")
-    assert citations_for("Nothing related at all.", evidences, TOKENIZE) == []
+def test_highlight_evidence_prints_the_sentences_once_and_keeps_the_system_prompt_fixed() -> None:
+    long = _ev(1, "2020-01-01", "Cats sleep. The oil price rose to $12 in 1974. Dogs bark.")
+    short = Evidence(**{**long.__dict__, "highlight": "The oil price rose to $12 in 1974."})
+    passage = build_messages("Oil price in 1974?", [short], text="passage")
+    highlights = build_messages("Oil price in 1974?", [short], text="highlight")
+    assert "snippet:" in passage[1].content and "Cats sleep" in passage[1].content
+    assert "snippet:" not in highlights[1].content and "Cats sleep" not in highlights[1].content
+    assert highlights[1].content.count("The oil price rose") == 1
+    # the system message is the same for every question: its KV cache is reused
+    other = build_messages("Who won?", [_ev(2, "", "Denver won.")], text="highlight")
+    assert other[0] == highlights[0] == passage[0]
 
 
 INJECTIONS = [

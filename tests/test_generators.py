@@ -47,6 +47,19 @@ def test_local_generate_and_stream_agree(local: LlamaCppGenerator) -> None:
     assert local.count_tokens("hello world") >= 2
 
 
+def test_local_logprob_of_the_greedy_answer_and_yes_no_odds(local: LlamaCppGenerator) -> None:
+    """log p(answer | prompt) adds up per token, so a longer greedy answer is never more probable; the
+    yes/no odds follow the question (what the answerability check and marginalisation read)."""
+    short, longer = local.generate(MESSAGES, max_tokens=3), local.generate(MESSAGES, max_tokens=12)
+    assert short.logprob is not None and longer.logprob is not None
+    assert longer.text.startswith(short.text) and -60.0 < longer.logprob <= short.logprob <= 0.0
+
+    def ask(question: str) -> float:
+        return local.yes_log_odds([Message("system", "Reply yes or no."), Message("user", question)])
+
+    assert ask("Is Paris the capital of France?") > ask("Is the moon made of cheese?")
+
+
 def test_local_missing_model_is_a_clear_error() -> None:
     with pytest.raises(GeneratorUnavailableError, match="local model not found"):
         LlamaCppGenerator("/nonexistent/model.gguf").generate(MESSAGES, 4)

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 from tests.conftest import ROOT
 from tests.servers import Server, free_port
 from tests.ui_fixtures import api  # noqa: F401 - the fixture
-from ui.views import citation_label, evidence_for, filters_payload, inspector_rows, stage_timings
+from ui.views import citation_label, evidence_for, filters_payload, inspector_rows, stage_timings, status_note
 
 pytestmark = pytest.mark.slow
 APP = str(ROOT / "ui" / "app.py")
@@ -50,9 +50,14 @@ def test_a_question_streams_an_answer_with_citations(monkeypatch: pytest.MonkeyP
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     history = at.session_state["messages"]
     answer = history[-1]
-    assert answer["content"].strip() and answer["answer"]["citations"]
+    assert answer["content"].strip() and answer["content"] == answer["answer"]["answer"]
+    assert bool(answer["answer"]["citations"]) == (answer["answer"]["status"] == "cited")
+    if answer["answer"]["status"] != "cited":  # said so under the answer, never passed off as cited
+        assert any(c.value == status_note(answer["answer"]) for c in at.caption)
     labels = [e.label for e in at.expander]
-    assert any(label.startswith("[1] ") for label in labels) and any("Retrieval inspector" in lb for lb in labels)
+    cited = [f"[{c['number']}] " for c in answer["answer"]["citations"]]
+    assert all(any(label.startswith(c) for label in labels) for c in cited)  # each citation opens its evidence
+    assert any("Retrieval inspector" in lb for lb in labels)
     assert len(at.dataframe) == 1
     # the history stays: a second run shows the same two turns
     at.run()

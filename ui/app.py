@@ -10,7 +10,7 @@ import streamlit as st
 
 from ui.client import ApiClient, ApiRequestError, ApiUnavailable
 from ui.settings import UiSettings
-from ui.views import citation_label, evidence_for, filters_payload, inspector_rows, stage_timings
+from ui.views import citation_label, evidence_for, filters_payload, inspector_rows, stage_timings, status_note
 
 ALL = "(all collections)"
 
@@ -27,6 +27,8 @@ def show_answer(message: dict[str, Any], key: str) -> None:
     if message.get("content"):
         st.markdown(message["content"])
     answer = message.get("answer") or {}
+    if note := status_note(answer):
+        st.caption(note)
     citations = answer.get("citations", [])
     if citations:
         st.markdown("**Sources**")
@@ -143,6 +145,8 @@ def ask(client: ApiClient, question: str, payload: dict[str, Any]) -> dict[str, 
         message["error"] = f"The API refused the question ({exc.status}): {exc.message}"
     if isinstance(message["content"], list):
         message["content"] = "".join(str(part) for part in message["content"])
+    if message.get("answer") and request["generate"]:
+        message["content"] = message["answer"]["answer"]  # the checked answer is what the history keeps
     return message
 
 

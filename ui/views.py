@@ -49,3 +49,14 @@ def filters_payload(sources: str, date_from: str, date_to: str) -> dict[str, Any
     if date_to.strip():
         filters["date_to"] = date_to.strip()
     return filters or None
+
+
+STATUS_NOTES = {
+    "uncited": "This answer cites no evidence: check it against the passages below.",
+    "abstained": "The retrieved passages do not hold the answer.",
+}
+
+
+def status_note(answer: dict[str, Any]) -> str:
+    """What to say under an answer that is not a cited one (empty when it is, or for retrieval only)."""
+    return STATUS_NOTES.get(str(answer.get("status", "")), "")

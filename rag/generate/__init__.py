@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rag.errors import InputError
 from rag.generate.hf_transformers import TransformersGenerator
-from rag.generate.llamacpp import LlamaCppGenerator, bundled_smollm2_path
+from rag.generate.llamacpp import LlamaCppGenerator, local_model_path
 from rag.generate.protocol import Generator
 from rag.generate.remote import RemoteGenerator
 from rag.settings import Settings
@@ -13,11 +13,17 @@ from rag.settings import Settings
 def make_generator(name: str, settings: Settings) -> Generator:
     if name == "local":
         return LlamaCppGenerator(
-            settings.local_model, settings.local_context_tokens, settings.local_threads, settings.model_cache_dir
+            settings.local_model,
+            settings.local_context_tokens,
+            settings.local_threads,
+            settings.model_cache_dir,
+            settings.local_batch_tokens,
         )
     if name == "transformers":
         return TransformersGenerator(
-            settings.transformers_model or bundled_smollm2_path(), settings.local_context_tokens, settings.local_threads
+            settings.transformers_model or local_model_path("smollm2-135m"),
+            settings.local_context_tokens,
+            settings.local_threads,
         )
     if name == "remote":
         return RemoteGenerator(

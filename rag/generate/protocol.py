@@ -24,3 +24,11 @@ class Generator(Protocol):
 
 def as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
+
+
+@runtime_checkable
+class AnswerabilityJudge(Protocol):
+    """A generator that can say how sure it is that the evidence holds the answer: log p(yes) − log
+    p(no) of its first reply token to the answerability question."""
+
+    def yes_log_odds(self, messages: Sequence[Message]) -> float: ...

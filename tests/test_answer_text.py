@@ -1,0 +1,110 @@
+"""Answer post-processing on outputs small models really wrote (issue 16), and the marginalisation maths."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rag.generate.answer_text import ABSTENTION, CheckedAnswer, check_answer, cite_as, shown_so_far
+from rag.generate.evidence import SYSTEM_PROMPT, instruction_texts
+from rag.generate.marginal import Candidate, evidence_prior, marginalise
+
+INSTRUCTIONS = instruction_texts()
+EVIDENCE_TEXT = "The manifest is renamed last (see https://example.org/docs/commit.html). Oil cost $12 in 1974."
+
+
+def checked(raw: str, n: int = 3) -> CheckedAnswer:
+    return check_answer(raw, n, INSTRUCTIONS, EVIDENCE_TEXT)
+
+
+def test_the_quickstart_output_that_was_all_markup_is_no_answer() -> None:
+    """What SmolLM2 printed for the quickstart: an invented evidence tag and an invented URL."""
+    raw = '<evidence id="2"> <ref>https://www.datacodemix.com/2026-12-01/index-staying-consistent-when-a-writer</ref>'
+    got = checked(raw)
+    assert got == CheckedAnswer(ABSTENTION, (), (), "abstained")
+
+
+@pytest.mark.parametrize(
+    ("raw", "text", "numbers", "dropped", "status"),
+    [
+        ("October 1973 [1]", "October 1973 [1]", (1,), (), "cited"),
+        ("answer: $12 [3, 7]", "$12 [3]", (3,), (7,), "cited"),
+        ("$12 [3][3]", "$12 [3]", (3,), (), "cited"),
+        ("Denver Broncos [2] [1].", "Denver Broncos [2][1].", (2, 1), (), "cited"),
+        ("question: Who won?\nanswer: Denver Broncos [1]", "Denver Broncos [1]", (1,), (), "cited"),
+        ('<evidence id="1" seal="abc">The manifest is renamed last [1].</evidence>',
+         "The manifest is renamed last [1].", (1,), (), "cited"),
+        ("It was 1979 (see https://invented.example.com/page) [2].", "It was 1979 [2].", (2,), (), "cited"),
+        ("Docs at https://example.org/docs/commit.html [1]", "Docs at https://example.org/docs/commit.html [1]", (1,),
+         (), "cited"),
+        ("Paris", "Paris", (), (), "uncited"),
+        ("Paris [9]", "Paris", (), (9,), "uncited"),
+        ("I don't know [2].", ABSTENTION, (), (), "abstained"),
+        ("I do not know.", ABSTENTION, (), (), "abstained"),
+        ("The evidence does not contain the answer.", ABSTENTION, (), (), "abstained"),
+        ("[4]", ABSTENTION, (), (4,), "abstained"),
+        ("", ABSTENTION, (), (), "abstained"),
+    ],
+)  # fmt: skip
+def test_answers_are_cleaned_and_their_citations_checked(
+    raw: str, text: str, numbers: tuple[int, ...], dropped: tuple[int, ...], status: str
+) -> None:
+    assert checked(raw) == CheckedAnswer(text, numbers, dropped, status)  # type: ignore[arg-type]
+
+
+def test_the_prompt_is_never_echoed_into_the_answer() -> None:
+    echo = next(s for s in SYSTEM_PROMPT.split(". ") if s.startswith("Do not repeat"))
+    today = "(As of today, 2026-12-01, give the most up-to-date answer)"
+    raw = f"The writer renames the manifest last [2]. {echo}.\n{today}"
+    assert checked(raw).text == "The writer renames the manifest last [2]."
+    echoed = "You answer questions using only the numbered evidence provided."
+    assert checked(echoed).status == "abstained"
+
+
+def test_a_false_premise_correction_is_kept() -> None:
+    raw = "The question's premise is false: the Super Bowl 50 was played in 2016, not 2015 [1]."
+    got = checked(raw)
+    assert got.status == "cited" and got.text == raw
+
+
+def test_what_is_shown_while_streaming_adds_up_to_the_answer() -> None:
+    raw = 'answer: <evidence id="2">The writer renames the manifest last [2]. You answer questions using only the'
+    shown: list[str] = []
+    for end in range(1, len(raw) + 1):
+        now = shown_so_far(raw[:end], INSTRUCTIONS, EVIDENCE_TEXT)
+        assert "<" not in now and "answer:" not in now
+        if shown:
+            assert now.startswith(shown[-1])  # only ever grows
+        shown.append(now)
+    final = checked(raw).text
+    assert final == "The writer renames the manifest last [2]." and final.startswith(shown[-1].strip())
+    assert "You answer" not in shown[-1]
+
+
+def test_cite_as_replaces_the_candidate_own_marks() -> None:
+    assert cite_as("October 1973 [1].", 3) == "October 1973 [3]."
+    assert cite_as("October 1973", 2) == "October 1973 [2]"
+
+
+def _candidate(chunk: str, raw: str, logprob: float | None) -> Candidate:
+    return Candidate(chunk, check_answer(raw, 1, INSTRUCTIONS), logprob)
+
+
+def test_marginalisation_sums_agreeing_candidates_and_ignores_abstentions() -> None:
+    prior = evidence_prior([2.0, 1.0, 1.0])
+    assert math.isclose(prior.sum(), 1.0) and prior[0] > prior[1] == prior[2]
+    candidates = [
+        _candidate("a", "1979 [1]", math.log(0.5)),
+        _candidate("b", "October 1973 [1]", math.log(0.9)),
+        _candidate("c", "october 1973.", math.log(0.8)),
+    ]
+    # alone, "1979" has 0.576 * 0.5 = 0.29; together the two "October 1973" have 0.21 * (0.9 + 0.8) = 0.36
+    winner = marginalise(candidates, [2.0, 1.0, 1.0])
+    assert winner is not None and winner.chunk_id == "b"
+    abstaining = [_candidate("a", "I don't know.", 0.0), _candidate("b", "$12 [1]", math.log(0.1))]
+    winner = marginalise(abstaining, [5.0, 0.0])
+    assert winner is not None and winner.chunk_id == "b"
+    assert marginalise([_candidate("a", "I don't know.", 0.0)], [1.0]) is None
+    unknown = [_candidate("a", "x [1]", None), _candidate("b", "y [1]", None)]
+    assert marginalise(unknown, [0.0, 1.0]).chunk_id == "b"  # type: ignore[union-attr]

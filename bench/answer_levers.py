@@ -3,7 +3,8 @@
     python bench/answer_levers.py [--questions 40] [--index DIR] [--levers default,passage,...]
 
 Each lever is the default configuration with one thing changed (or a generator swapped). Every lever
-answers the same seeded sample of questions through the whole pipeline — retrieval, evidence, the
+answers the same questions — development questions, outside the sample that ``rag eval run --limit 300``
+reports — through the whole pipeline — retrieval, evidence, the
 generator — exactly as ``rag eval run --generate`` does (:func:`eval.answers.answer_record`), one
 question at a time after one warm-up question, and is scored the same way: EM and F1 (SQuAD
 normalisation), citation accuracy, first token and whole answer from the question. Abstention (the
@@ -14,14 +15,20 @@ and writes bench/results/answer_levers.json.
 from __future__ import annotations
 
 import argparse
+import random
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.common import DATASETS, ROOT, machine, peak_rss_mib, print_table, write_result
 from eval.answers import answer_record, score_answers
-from eval.datasets import load_dataset
+from eval.datasets import Dataset, Query, load_dataset
 from eval.runner import ensure_index, sample_queries
 from rag.encode.encoder import Encoder
 from rag.generate.llamacpp import LlamaCppGenerator
@@ -31,7 +38,11 @@ from rag.settings import Settings
 
 # name: (what changes, settings overrides)
 LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "default": ("qwen2.5-coder-1.5b, highlights of 5 passages, prefix reused, 2 threads, n_batch 512", {}),
+    "default": (
+        "qwen2.5-coder-1.5b; 2 highlighted sentences of 5 passages; answerability check; prefix reused; "
+        "2 threads; n_batch 512",
+        {},
+    ),
     "passage": ("FreshPrompt's whole snippet beside the highlight", {"evidence_text": "passage"}),
     "evidence-3": ("3 passages, not 5", {"evidence_max": 3}),
     "highlight-1": ("1 highlighted sentence a passage, not 2", {"evidence_highlight_sentences": 1}),
@@ -39,7 +50,12 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "threads-1": ("1 llama.cpp thread", {"local_threads": 1}),
     "batch-128": ("n_batch 128", {"local_batch_tokens": 128}),
     "marginal": ("RAG-Sequence: a candidate per top-3 passage, marginalised", {"answer_mode": "marginal"}),
+    "no-answerability-check": ("no yes/no question before the answer", {"answerability_check": False}),
     "smollm2-135m": ("SmolLM2-135M-Instruct instead of the 1.5B", {"local_model": "smollm2-135m"}),
+    "remote": (
+        "the 1.5B behind llama.cpp's OpenAI-compatible server on 127.0.0.1 (RAG_GENERATOR=remote)",
+        {"generator": "remote"},
+    ),
 }
 
 
@@ -49,6 +65,13 @@ class _NoPrefixReuse(LlamaCppGenerator):
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         self.llama.reset()
         return super().stream(messages, max_tokens, temperature)
+
+
+def development_questions(dataset: Dataset, n: int) -> list[Query]:
+    """``n`` questions drawn (seed 7) from those outside ``rag eval run --limit 300``'s sample (seed 13),
+    so that defaults chosen here are measured there on questions they were not chosen on."""
+    held_out = {q.id for q in sample_queries(dataset.queries, 300, seed=13)}
+    return random.Random(7).sample([q for q in dataset.queries if q.id not in held_out], n)
 
 
 def run_lever(
@@ -63,7 +86,7 @@ def run_lever(
             settings.local_model, settings.local_context_tokens, settings.local_threads, settings.model_cache_dir
         )
     dataset = load_dataset(DATASETS / "squad-dev-a")
-    queries = sample_queries(dataset.queries, questions + 1, seed=13)
+    queries = development_questions(dataset, questions + 1)
     records = []
     for i, query in enumerate(queries):
         started = time.perf_counter()
@@ -90,6 +113,30 @@ def run_lever(
     }
 
 
+@contextmanager
+def llama_server(model: str, port: int = 8093) -> Iterator[str]:
+    """``rag llm-server`` on ``model``: llama.cpp's OpenAI-compatible server on 127.0.0.1."""
+    rag = str(Path(sys.executable).with_name("rag"))
+    argv = [rag, "llm-server", "--model", model, "--port", str(port), "--context", "2048"]
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"llama.cpp server did not start: {' '.join(argv)}")
+            time.sleep(1)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--questions", type=int, default=40)
@@ -99,11 +146,18 @@ def main() -> None:
     base = Settings()
     ensure_index(load_dataset(DATASETS / "squad-dev-a"), args.index, base, show_progress=True)
     encoder = Encoder.from_settings(base, base.encoder_model)
-    columns = ["lever", "em", "f1", "citation_accuracy", "cited", "first_token_p50_s", "first_token_p95_s",
+    columns = ["lever", "error", "em", "f1", "citation_accuracy", "cited", "first_token_p50_s", "first_token_p95_s",
                "total_p50_s", "total_p95_s", "prompt_tokens_p50", "answer_tokens_p50"]  # fmt: skip
     rows = []
     for name in args.levers.split(","):
-        rows.append(run_lever(name, LEVERS[name][1], base, args.index, encoder, args.questions))
+        overrides = LEVERS[name][1]
+        with ExitStack() as stack:
+            if name == "remote":
+                overrides = {**overrides, "remote_url": stack.enter_context(llama_server(base.local_model))}
+            try:
+                rows.append(run_lever(name, overrides, base, args.index, encoder, args.questions))
+            except Exception as exc:  # a lever that does not run is a result too (prompt lookup did not, once)
+                rows.append({"lever": name, "what": LEVERS[name][0], "error": f"{type(exc).__name__}: {exc}"})
         print_table(rows[-1:], columns)
     print_table(rows, columns)
     write_result(

@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.common import DATASETS, machine, peak_rss_mib, print_table, read_jsonl, read_qrels, write_result
 from rag.generate.bundled import BUNDLED, bundled_model_path
-from rag.generate.evidence import build_messages, highlight
+from rag.generate.evidence import EvidenceText, build_messages, highlight
 from rag.generate.protocol import as_dicts
 from rag.index.bm25_tokenizer import make_tokenizer
 from rag.objects import Evidence, Message
@@ -98,7 +98,8 @@ def main() -> None:
     model_path = bundled_model_path(args.model) if args.model in BUNDLED else args.model
     results: list[dict[str, Any]] = []
     for short in (False, True):
-        prompts = [build_messages(q, ev) for q, ev in evidence_sets(args.questions, short)]
+        text: EvidenceText = "highlight" if short else "passage"
+        prompts = [build_messages(q, ev, text=text) for q, ev in evidence_sets(args.questions, short)]
         for threads, batch in CONFIGS:
             rows = run(model_path, threads, batch, prompts, args.max_tokens)
             warm = [r for r in rows if not r["cold"]]

@@ -18,7 +18,8 @@ UI_KEY = "ui-key"
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, scifact_dir: Path) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("ui-api")
-    env = {"RAG_API_KEYS": UI_KEY, "RAG_MAX_ANSWER_TOKENS": "24", "RAG_LOCAL_CONTEXT_TOKENS": "1024"}
+    # The default 1.5B model: what a user of the chat sees (the 135M test model abstains on these questions).
+    env = {"RAG_API_KEYS": UI_KEY, "RAG_LOCAL_MODEL": "qwen2.5-coder-1.5b"}
     server = start_api(root / "index", root / "server.log", env)
     rows = read_jsonl(scifact_dir / "corpus.jsonl", limit=12)
     docs = [

@@ -44,7 +44,12 @@ class LlamaCppGenerator:
     No repeat penalty: an extractive answer repeats the evidence's words by design."""
 
     def __init__(
-        self, model_path: str, context_tokens: int = 2048, threads: int = 0, cache_dir: str = "", batch: int = 512
+        self,
+        model_path: str,
+        context_tokens: int = 2048,
+        threads: int = 0,
+        cache_dir: str = "",
+        batch: int = 512,
     ) -> None:
         """``model_path``: a GGUF file, or the name of a bundled model (:func:`local_model_path`).
         ``threads`` 0 is every core (prompt processing is compute-bound; 2 threads were twice as fast as
@@ -72,6 +77,8 @@ class LlamaCppGenerator:
                 from llama_cpp import Llama
             except ImportError as exc:
                 raise GeneratorUnavailableError("llama-cpp-python is not installed") from exc
+            # No prompt-lookup speculative decoding: in llama-cpp-python 0.3.36 it fails on the first
+            # answer ("could not broadcast input array", docs/benchmarks.md).
             self._llama = Llama(
                 model_path=self.model_path,
                 n_ctx=self.context_tokens,
@@ -87,17 +94,8 @@ class LlamaCppGenerator:
 
     def generate(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Generation:
         chosen = _ChosenLogprobs()
-        with self._lock:
-            try:
-                out = self.llama.create_chat_completion(
-                    as_dicts(messages),
-                    max_tokens=max_tokens,
-                    temperature=temperature,
-                    repeat_penalty=1.0,
-                    logits_processor=[chosen] if temperature == 0 else None,
-                )
-            except ValueError as exc:  # llama.cpp raises ValueError when the prompt exceeds the context
-                raise GeneratorError(f"local generation failed: {exc}") from exc
+        greedy = temperature == 0
+        out = self._complete(messages, max_tokens, temperature, [chosen] if greedy else None)
         choice = out["choices"][0]
         usage = out.get("usage", {})
         return Generation(
@@ -106,8 +104,24 @@ class LlamaCppGenerator:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=choice.get("finish_reason") or "",
-            logprob=chosen.total if temperature == 0 else None,
+            logprob=chosen.total if greedy else None,
         )
+
+    def _complete(
+        self, messages: Sequence[Message], max_tokens: int, temperature: float, processors: list[Any] | None
+    ) -> Any:
+        """One whole chat completion under the model's lock."""
+        with self._lock:
+            try:
+                return self.llama.create_chat_completion(
+                    as_dicts(messages),
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    repeat_penalty=1.0,
+                    logits_processor=processors,
+                )
+            except ValueError as exc:  # llama.cpp raises ValueError when the prompt exceeds the context
+                raise GeneratorError(f"local generation failed: {exc}") from exc
 
     def yes_log_odds(self, messages: Sequence[Message]) -> float:
         """log p(yes) − log p(no) of the first reply token (either case), from one forward step."""
@@ -124,13 +138,7 @@ class LlamaCppGenerator:
                 odds.append(float(np.logaddexp.reduce(logits[yes]) - np.logaddexp.reduce(logits[no])))
             return scores
 
-        with self._lock:
-            try:
-                llama.create_chat_completion(
-                    as_dicts(messages), max_tokens=1, temperature=0.0, logits_processor=[first_step]
-                )
-            except ValueError as exc:
-                raise GeneratorError(f"local generation failed: {exc}") from exc
+        self._complete(messages, 1, 0.0, [first_step])
         return odds[0]
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:

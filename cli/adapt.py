@@ -69,3 +69,5 @@ def adapt(
         f"-> {result.last_loss:.3f}; data {result.data_seconds:.0f} s, training {result.train_seconds:.0f} s, "
         f"re-projection {result.commit_seconds:.0f} s"
     )
+    if result.final_stage is not None:
+        typer.echo(f"final stage: {result.final_stage.mode} ({result.final_stage.reason})")

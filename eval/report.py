@@ -20,6 +20,7 @@ def markdown(report: dict[str, Any]) -> str:
         lat = values["latency_ms"]
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {lat['p50']:.1f} | {lat['p95']:.1f} |")
     lines += ["", f"Final stage (what the default pipeline returns): `{report['final_stage']}`.", ""]
+    lines += _mode_lines(report.get("maxsim_mode"))
     adapt = report.get("adapt")
     if adapt:
         lines += [
@@ -40,6 +41,23 @@ def markdown(report: dict[str, Any]) -> str:
         f"Latency: {report['config']['latency']}."
     )
     return "\n".join(lines) + "\n"
+
+
+def _mode_lines(mode: dict[str, Any] | None) -> list[str]:
+    """Which MaxSim mode ran and why: the setting, and the index's label-free choice with its signal."""
+    if not mode:
+        return []
+    line = f"MaxSim mode in use: `{mode['in_use']}` (setting `{mode['setting']}`"
+    chosen = mode.get("chosen")
+    if chosen is None:
+        line += "; the index has no recorded choice)." if mode["setting"] == "auto" else ")."
+        return [line, ""]
+    scores = ", ".join(f"{m} {v:.4f}" for m, v in chosen["ndcg"].items())
+    return [
+        line + f"; chosen for this index: `{chosen['mode']}`). Why: {chosen['reason']}. "
+        f"nDCG@10 on its {chosen['queries']} held-out pseudo-queries: {scores} ({chosen['seconds']:.0f} s).",
+        "",
+    ]
 
 
 def _cell(value: Any) -> str:

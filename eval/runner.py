@@ -19,12 +19,13 @@ from eval.datasets import Dataset, Query, load_dataset
 from eval.metrics import METRICS, document_scores, retrieval_metrics
 from eval.report import RAW, write_report
 from indexer.adapt import AdaptOptions, adapt_index
+from indexer.final_stage import record_final_stage
 from indexer.loaders import load_documents
 from indexer.writer import IndexWriter
 from rag.index.snapshot import Snapshot, current_snapshot_name
 from rag.objects import Stage
 from rag.pipeline import Pipeline
-from rag.retrieval import ALTERNATIVE
+from rag.retrieval import MODE_STAGES
 from rag.settings import Settings
 
 PACKAGES = (
@@ -63,26 +64,32 @@ def stage_latency_ms(elapsed: dict[str, float], timings: dict[str, float]) -> di
         Stage.RRF: elapsed[Stage.RRF],
     }
     if Stage.MAXSIM in elapsed:
-        for stage in (Stage.FINAL, *ALTERNATIVE.values()):
+        for stage in (Stage.FINAL, *MODE_STAGES.values()):
             latency[stage] = elapsed[Stage.MAXSIM]
     return latency
 
 
 def stages_for(rankings: dict[str, Any], maxsim_mode: str) -> list[str]:
-    """Stages in pipeline order, the default pipeline's output (``rrf+maxsim`` or ``rrf``) last."""
+    """Stages in pipeline order, every MaxSim mode's, and the pipeline's output (``rrf+maxsim``, or
+    ``rrf`` when MaxSim is off) last."""
+    modes = [stage for stage in MODE_STAGES.values() if stage in rankings]
+    if maxsim_mode == "off":
+        return [Stage.BM25, Stage.DENSE, *modes, Stage.RRF]
     stages: list[str] = [Stage.BM25, Stage.DENSE, Stage.RRF]
     if RAW in rankings:
         stages.append(RAW)
-    if Stage.MAXSIM in rankings:
-        stages += [ALTERNATIVE[maxsim_mode], Stage.FINAL]
+    if Stage.FINAL in rankings:
+        stages += [*modes, Stage.FINAL]
     return stages
 
 
 def ensure_index(dataset: Dataset, index: Path, settings: Settings, show_progress: bool) -> Snapshot:
+    """The index at ``index``, built from the dataset's corpus (and its final stage chosen) if missing."""
     if current_snapshot_name(index) is None:
         documents = load_documents(dataset.path)
         with IndexWriter(index, settings, show_progress=show_progress) as writer:
             writer.upsert(documents, dataset.name)
+            record_final_stage(writer, settings, show_progress)
     return Snapshot.load(index, settings)
 
 
@@ -133,6 +140,11 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         "stages": report_stages,
         "final_stage": ran.stages[-1],
         "maxsim_tokens": "adapted" if pipeline.adapted else "raw",
+        "maxsim_mode": {
+            "in_use": pipeline.maxsim_mode,
+            "setting": settings.maxsim_mode,
+            "chosen": asdict(choice) if (choice := snapshot.params.final_stage) is not None else None,
+        },
     }
     if adapt_report is not None:
         report["adapt"] = adapt_report
@@ -201,7 +213,7 @@ def run_queries(
             raw_retrieval = raw.retrieve(query.text, top_k=top_k)
             rankings[RAW] = raw_retrieval.rankings[Stage.FINAL]
             query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)[Stage.FINAL]
-        ran.stages = stages_for(rankings, settings.maxsim_mode)
+        ran.stages = stages_for(rankings, pipeline.maxsim_mode)
         for stage in ran.stages:
             ran.runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)
         for stage, ms in query_ms.items():

@@ -30,12 +30,14 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from indexer.final_stage import record_final_stage
 from indexer.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.encode.projection import principal_directions, save_head
 from rag.errors import IndexNotFoundError, InputError
 from rag.index.engine import LocalEngine
+from rag.index.manifest import FinalStageChoice
 from rag.index.snapshot import Snapshot, current_snapshot_name
 from rag.objects import Stage
 from rag.retrieval import QueryInput, Recipe, retrieve
@@ -89,6 +91,7 @@ class AdaptResult:
     last_loss: float
     resumed: bool
     losses: list[float] = field(default_factory=list)
+    final_stage: FinalStageChoice | None = None  # chosen again with the new head
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,9 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
         save_head(model_dir, weight, info)
         generation = writer.set_projection(f"{MODELS_DIR}/{name}")
         commit_seconds = time.perf_counter() - started
+        # MaxSim now scores through the head: which final stage serves the corpus best may have changed.
+        final_stage = record_final_stage(writer, settings, options.show_progress)
+        generation = writer.generation
     shutil.rmtree(run, ignore_errors=True)  # done: the next adapt starts from fresh data
     return AdaptResult(
         model_dir=model_dir,
@@ -163,6 +169,7 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
         last_loss=float(np.mean(losses[-5:])) if losses else float("nan"),
         resumed=resumed,
         losses=losses,
+        final_stage=final_stage,
     )
 
 

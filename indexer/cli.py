@@ -1,4 +1,4 @@
-"""``rag index build|add|delete|stats|verify``."""
+"""``rag index build|add|delete|stats|compress|choose-stage|verify``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Annotated
 
 import typer
 
+from indexer.final_stage import record_final_stage
 from indexer.loaders import load_documents
 from indexer.writer import ChangeSummary, IndexWriter
 from rag.errors import InputError
+from rag.index.manifest import FinalStageChoice
 from rag.index.snapshot import Snapshot
 from rag.objects import Document
+from rag.retrieval import FALLBACK_MODE
 from rag.settings import Settings
 
 index_app = typer.Typer(help="Build and update an index directory.", no_args_is_help=True)
@@ -58,7 +61,8 @@ def build(
         if writer.snapshot is not None and not force:
             raise InputError(f"{index} already holds an index; use `rag index add`, or --force")
         summary = writer.replace_all(documents, collection)
-    _report(summary, time.perf_counter() - start)
+        _report(summary, time.perf_counter() - start)
+        _report_choice(record_final_stage(writer, settings, show_progress=not quiet), settings)
 
 
 @index_app.command()
@@ -104,6 +108,10 @@ def stats(index: IndexOption, as_json: Annotated[bool, typer.Option("--json", he
     typer.echo(f"token vecs   {info['token_vectors']} ({info['token_codec']}, {info['bytes_per_token_vector']} B each)")
     for part, size in info["bytes"].items():
         typer.echo(f"bytes.{part:<7}{size:>14,}")
+    chosen = info["final_stage"]
+    typer.echo(
+        f"final stage  {chosen['mode'] if chosen else 'not chosen (RAG_MAXSIM_MODE=auto uses ' + FALLBACK_MODE + ')'}"
+    )
 
 
 @index_app.command()
@@ -126,6 +134,30 @@ def compress(
             f"({time.perf_counter() - start:.1f} s)",
             err=True,
         )
+
+
+def _report_choice(choice: FinalStageChoice | None, settings: Settings) -> None:
+    if choice is None:
+        typer.echo(
+            f"final stage: not chosen (fewer than {settings.final_stage_min_passages} passages, or "
+            f"RAG_FINAL_STAGE_QUERIES=0); RAG_MAXSIM_MODE=auto uses {FALLBACK_MODE}",
+            err=True,
+        )
+        return
+    scores = ", ".join(f"{mode} {value:.4f}" for mode, value in choice.ndcg.items())
+    typer.echo(f"final stage: {choice.mode} ({choice.reason}; nDCG@10 {scores}; {choice.seconds:.1f} s)", err=True)
+
+
+@index_app.command("choose-stage")
+def choose_stage(index: IndexOption, quiet: QuietOption = False) -> None:
+    """Choose the index's final stage again from held-out pseudo-queries (after many documents changed)."""
+    settings = Settings()
+    if settings.final_stage_queries == 0:
+        raise InputError("RAG_FINAL_STAGE_QUERIES is 0: set it to the number of pseudo-queries to choose with")
+    with IndexWriter(index, settings, show_progress=False) as writer:
+        if writer.snapshot is None:
+            raise InputError(f"no index at {index} (build one with `rag index build`)")
+        _report_choice(record_final_stage(writer, settings, show_progress=not quiet), settings)
 
 
 @index_app.command()

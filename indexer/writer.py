@@ -31,7 +31,7 @@ from rag.index.arrays import fsync_dir, save_array, write_text_atomic
 from rag.index.bm25 import BM25Index
 from rag.index.codecs import TokenCodec, make_codec
 from rag.index.dense import DenseIndex
-from rag.index.manifest import MANIFEST_FILE, IndexParams, Manifest
+from rag.index.manifest import MANIFEST_FILE, FinalStageChoice, IndexParams, Manifest, now_iso
 from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
 from rag.index.snapshot import (
     CURRENT_FILE,
@@ -381,6 +381,39 @@ class IndexWriter:
             token_codec_pq_bytes=self.snapshot.params.token_codec_pq_bytes if pq_bytes is None else pq_bytes,
         )
         return self._commit(Change(params))
+
+    def set_final_stage(self, choice: FinalStageChoice | None) -> int:
+        """Commit a snapshot that records ``choice`` as the index's final stage (None: no choice, the
+        fallback). Only the manifest is new: the live snapshot's files are hard-linked, since no
+        snapshot file is written after its commit. Returns the new generation."""
+        old = self.snapshot
+        if old is None:
+            raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
+        store = self._live_store()
+        generation = self.generation + 1
+        name = f"gen-{generation:06d}"
+        tmp = self.index_dir / SNAPSHOTS_DIR / f"{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            for path in sorted(old.directory.rglob("*")):
+                target = tmp / path.relative_to(old.directory)
+                if path.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                elif path.name != MANIFEST_FILE:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    os.link(path, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        store.commit_generation(generation, None, [], [], [], [])
+        manifest = Manifest.from_json(old.manifest, old.directory)
+        manifest = replace(
+            manifest, generation=generation, params=replace(old.params, final_stage=choice), created_at=now_iso()
+        )
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
+        self._flip_current(name, tmp, store)
+        self._drop_old_snapshots(generation)
+        return generation
 
     def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
         """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""

@@ -22,13 +22,17 @@ class Stage(StrEnum):
     BM25 = "bm25"
     RRF = "rrf"
     MAXSIM = "maxsim"  # MaxSim's own order of the fused candidates
-    FINAL = "rrf+maxsim"  # what the configured MaxSim mode returns (replace or fuse)
-    MAXSIM_REPLACE = "maxsim-replace"  # the replace mode's answer, when fuse is configured (evaluation)
-    MAXSIM_FUSE = "maxsim-fuse"  # the fuse mode's answer, when replace is configured (evaluation)
+    FINAL = "rrf+maxsim"  # what the MaxSim mode in use returns (replace, fuse or scores)
+    # Each MaxSim mode's answer when another is in use (evaluation, and choosing an index's final stage):
+    MAXSIM_REPLACE = "maxsim-replace"
+    MAXSIM_FUSE = "maxsim-fuse"
+    MAXSIM_SCORES = "maxsim-scores"
     MAXSIM_RAW = "rrf+maxsim-raw"  # the final stage with raw token vectors, on an adapted index (evaluation)
 
 
-MaxSimMode = Literal["replace", "fuse", "off"]
+# replace: MaxSim orders the fused candidates; fuse: MaxSim joins RRF as a third ranking; scores: the
+# three paths' standardised scores summed over the fused candidates (rag/score_fusion.py); off: RRF.
+MaxSimMode = Literal["replace", "fuse", "scores", "off"]
 CitedHow = Literal["model", "selected"]
 # cited: the answer cites valid evidence; uncited: it cites none (shown as such, never attributed by
 # guesswork); abstained: "I don't know", with no citation; not_generated: retrieval only.
@@ -119,7 +123,8 @@ def is_iso_date(value: str) -> bool:
 @dataclass(frozen=True, kw_only=True)
 class Hit(DocumentFields):
     """A retrieved chunk and why it is here: its rank (from 1) and score on every stage that saw it,
-    and each path's share of its RRF score."""
+    and each path's share of its fused score: RRF shares (``weight / (k + rank)``), or in the ``scores``
+    mode each path's weighted standardised score (the name is the API's, kept)."""
 
     chunk_id: str
     doc_id: str

@@ -13,7 +13,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from rag.encode.colbert import ColBERTEncoder
-from rag.encode.encoder import Encoder
+from rag.encode.encoder import Encoded, Encoder
 from rag.errors import InputError
 from rag.generate import make_generator
 from rag.generate.answer_text import ABSTENTION, CheckedAnswer, check_answer, citations_of, cite_as, shown_so_far
@@ -37,6 +37,7 @@ from rag.objects import (
     Evidence,
     Filters,
     Hit,
+    MaxSimMode,
     Message,
     Retrieval,
     RetrievalEvent,
@@ -44,7 +45,7 @@ from rag.objects import (
     TokenEvent,
 )
 from rag.query_weights import query_token_weights
-from rag.retrieval import QueryInput, Recipe, StageClock, retrieve
+from rag.retrieval import QueryInput, Recipe, StageClock, resolve_mode, retrieve
 from rag.settings import Settings
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
@@ -84,6 +85,17 @@ class Pipeline:
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
         self._threadpools: ThreadpoolController | None = None
 
+    @property
+    def chosen_mode(self) -> str | None:
+        """The final stage chosen for this index's corpus (``maxsim_mode=auto`` uses it), if any."""
+        choice = self.snapshot.params.final_stage
+        return choice.mode if choice is not None else None
+
+    @property
+    def maxsim_mode(self) -> MaxSimMode:
+        """The MaxSim mode this pipeline's retrievals use."""
+        return resolve_mode(self.settings.maxsim_mode, self.chosen_mode)
+
     def generator(self, name: str | None = None) -> Generator:
         name = name or self.settings.generator
         if name not in self.generators:
@@ -104,7 +116,7 @@ class Pipeline:
         ``alternative`` also ranks by the MaxSim mode not configured (for evaluation)."""
         question = _check_question(question, self.settings.max_question_chars)
         top_k = self.settings.top_k if top_k is None else top_k
-        recipe = Recipe.from_settings(self.settings, depth)
+        recipe = Recipe.from_settings(self.settings, depth, self.chosen_mode)
         if top_k < 1 or recipe.depth < 1:
             raise InputError("top_k and candidate depth must be at least 1")
         if filters is not None:
@@ -115,20 +127,29 @@ class Pipeline:
             clock.restart()  # time spent waiting at the gate is not a stage
             encoded = self.encoder.encode([question])
             clock.mark("encode")
-
-            def late() -> tuple[np.ndarray, np.ndarray | None]:
-                if self.late_encoder is not None:
-                    return self.late_encoder.encode_queries([question])[0], None
-                tokens = encoded.tokens[0]
-                return tokens, self.query_weights(question, len(tokens))
-
-            query = QueryInput(question, encoded.dense[0], late)
+            query = self.query_input(question, encoded.dense[0], encoded.tokens[0])
             ranked = retrieve(self.engine, query, recipe, filters, clock, alternative)
             hits = self._hits(ranked.stages, ranked.final, top_k, ranked.contributions)
             clock.mark("fetch")
         clock.timings["retrieval_total"] = (time.perf_counter() - clock.start) * 1000
         named = {stage: _with_chunk_ids(self.snapshot.chunk_ids, ranking) for stage, ranking in ranked.stages.items()}
         return Retrieval(question, hits, named, clock.timings, clock.elapsed, ranked.final)
+
+    def query_input(self, question: str, dense: np.ndarray, tokens: np.ndarray) -> QueryInput:
+        """A question as the recipe takes it, from the encoder's output for it; the late-interaction
+        side (the ColBERT model's query vectors, or these token vectors and their weights) on demand."""
+
+        def late() -> tuple[np.ndarray, np.ndarray | None]:
+            if self.late_encoder is not None:
+                return self.late_encoder.encode_queries([question])[0], None
+            return tokens, self.query_weights(question, len(tokens))
+
+        return QueryInput(question, dense, late)
+
+    def passage_tokens(self, texts: Sequence[str], encoded: Encoded) -> list[np.ndarray]:
+        """Token vectors of passages not in the index, as the writer would store them (the encoder's
+        own, ``encoded``, or the ColBERT model's)."""
+        return encoded.tokens if self.late_encoder is None else self.late_encoder.encode_documents(list(texts))
 
     def _blas_threads(self) -> ThreadpoolController:
         """The BLAS libraries loaded once the encoder is: scanning them on every query (what

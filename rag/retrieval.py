@@ -17,13 +17,19 @@ import numpy as np
 
 from rag.fusion import RRF_K, Fused, rrf
 from rag.objects import Filters, MaxSimMode, Stage
+from rag.score_fusion import score_fusion
 from rag.settings import Settings
 
 Ranking = list[tuple[int, float]]  # (row, score), best first
 Scope = TypeVar("Scope")  # an engine's own form of a query's filters (a row mask, a payload filter)
 
-# The MaxSim mode a recipe does not use, produced on request under this name (for evaluation).
-ALTERNATIVE: dict[str, Stage] = {"replace": Stage.MAXSIM_FUSE, "fuse": Stage.MAXSIM_REPLACE}
+# Each MaxSim mode's ranking by name; on request the modes a recipe does not use are produced too
+# (evaluation, and choosing an index's final stage).
+MODE_STAGES: dict[str, Stage] = {
+    "replace": Stage.MAXSIM_REPLACE,
+    "fuse": Stage.MAXSIM_FUSE,
+    "scores": Stage.MAXSIM_SCORES,
+}
 
 
 class Engine(Protocol[Scope]):
@@ -47,6 +53,17 @@ class Engine(Protocol[Scope]):
         ...
 
 
+FALLBACK_MODE: MaxSimMode = "scores"  # auto on an index with no choice: the best worst case (docs/final-stage.md)
+
+
+def resolve_mode(setting: str, chosen: str | None) -> MaxSimMode:
+    """The MaxSim mode in use: the setting, unless it is ``auto``, then the index's choice or the fallback."""
+    mode = setting if setting != "auto" else (chosen or FALLBACK_MODE)
+    if mode not in ("replace", "fuse", "scores", "off"):
+        raise ValueError(f"unknown MaxSim mode {mode!r}")
+    return mode  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The search-time knobs of the recipe; they come from settings at query time, never from an index."""
@@ -57,7 +74,8 @@ class Recipe:
     maxsim_mode: MaxSimMode = "replace"
 
     @classmethod
-    def from_settings(cls, settings: Settings, depth: int | None = None) -> Recipe:
+    def from_settings(cls, settings: Settings, depth: int | None = None, chosen: str | None = None) -> Recipe:
+        """``chosen``: the final stage chosen for the index, which ``maxsim_mode=auto`` uses."""
         return cls(
             depth=settings.candidate_depth if depth is None else depth,
             rrf_k=settings.rrf_k,
@@ -66,7 +84,7 @@ class Recipe:
                 Stage.BM25: settings.weight_bm25,
                 Stage.MAXSIM: settings.weight_maxsim,
             },
-            maxsim_mode=settings.maxsim_mode,
+            maxsim_mode=resolve_mode(settings.maxsim_mode, chosen),
         )
 
 
@@ -115,8 +133,9 @@ def retrieve(
     alternative: bool = False,
     dense: Ranking | None = None,
 ) -> Rankings:
-    """Run the recipe. ``alternative`` adds the MaxSim mode not configured (:data:`ALTERNATIVE`);
-    ``dense`` is the dense path already searched (a caller that searched many queries at once)."""
+    """Run the recipe. ``alternative`` adds every MaxSim mode not in use, each under its name in
+    :data:`MODE_STAGES`; ``dense`` is the dense path already searched (a caller that searched many
+    queries at once)."""
     clock = clock or StageClock()
     scope = engine.scope(filters)
     clock.mark("filter")
@@ -129,25 +148,37 @@ def retrieve(
     fused = _fuse(paths, recipe)
     clock.mark(Stage.RRF)
     stages: dict[str, Ranking] = {Stage.DENSE: dense, Stage.BM25: bm25, Stage.RRF: _ranking(fused)}
-    if recipe.maxsim_mode == "off" or not fused:
+    mode = recipe.maxsim_mode
+    if (mode == "off" and not alternative) or not fused:
         return Rankings(stages, Stage.RRF, _contributions(fused))
     candidates = np.fromiter((f.id for f in fused), np.int64, len(fused))
     query_tokens, token_weights = query.late()
     stages[Stage.MAXSIM] = engine.maxsim(query_tokens, candidates, token_weights)
-    refused = (
-        _fuse({**paths, Stage.MAXSIM: [r for r, _ in stages[Stage.MAXSIM]]}, recipe)
-        if recipe.maxsim_mode == "fuse" or alternative
-        else []
-    )
-    if recipe.maxsim_mode == "replace":
-        stages[Stage.FINAL], contributions = stages[Stage.MAXSIM], _contributions(fused)
-    else:
-        stages[Stage.FINAL], contributions = _ranking(refused), _contributions(refused)
-    if alternative:
-        other = stages[Stage.MAXSIM] if recipe.maxsim_mode == "fuse" else _ranking(refused)
-        stages[ALTERNATIVE[recipe.maxsim_mode]] = other
+    modes = [m for m in MODE_STAGES if m == mode or alternative]
+    finals = {m: _final_stage(m, stages, paths, fused, recipe) for m in modes}
     clock.mark(Stage.MAXSIM)
-    return Rankings(stages, Stage.FINAL, contributions)
+    for other in modes:
+        if other != mode:
+            stages[MODE_STAGES[other]] = _ranking(finals[other])
+    if mode == "off":
+        return Rankings(stages, Stage.RRF, _contributions(fused))
+    stages[Stage.FINAL] = _ranking(finals[mode])
+    return Rankings(stages, Stage.FINAL, _contributions(finals[mode]))
+
+
+def _final_stage(
+    mode: str, stages: Mapping[str, Ranking], paths: Mapping[str, list[int]], fused: list[Fused[int]], recipe: Recipe
+) -> list[Fused[int]]:
+    """One MaxSim mode's ranking of the fused candidates. ``replace`` keeps each candidate's RRF
+    shares as its explanation (its MaxSim score is the maxsim stage's)."""
+    maxsim = stages[Stage.MAXSIM]
+    if mode == "replace":
+        shares = {f.id: f.contributions for f in fused}
+        return [Fused(row, score, shares[row]) for row, score in maxsim]
+    if mode == "fuse":
+        return _fuse({**paths, Stage.MAXSIM: [r for r, _ in maxsim]}, recipe)
+    three: dict[str, Ranking] = {Stage.DENSE: stages[Stage.DENSE], Stage.BM25: stages[Stage.BM25], Stage.MAXSIM: maxsim}
+    return score_fusion(three, [f.id for f in fused], recipe.weights)
 
 
 def _fuse(paths: Mapping[str, Sequence[int]], recipe: Recipe) -> list[Fused[int]]:

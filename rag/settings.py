@@ -76,9 +76,17 @@ class Settings(BaseSettings):
     weight_dense: float = 1.0
     weight_bm25: float = 1.0
     weight_maxsim: float = 1.0
-    # replace: MaxSim orders the fused candidates; fuse: MaxSim joins RRF as a third ranking; off.
-    # replace beat fuse and rrf on scifact and squad-dev-a (docs/benchmarks.md)
-    maxsim_mode: Literal["replace", "fuse", "off"] = "replace"
+    # The final stage (rag/objects.py MaxSimMode): replace (MaxSim orders the fused candidates), fuse
+    # (MaxSim joins RRF as a third ranking), scores (the paths' standardised scores summed), off (RRF);
+    # auto: the mode chosen for the index without labels when it was built or adapted
+    # (indexer/final_stage.py), scores where none was chosen. The best mode differs by collection
+    # (docs/final-stage.md).
+    maxsim_mode: Literal["auto", "replace", "fuse", "scores", "off"] = "auto"
+    # Held-out pseudo-queries that choose the final stage after `rag index build`, `rag adapt` and
+    # `rag eval run` build an index (0: never choose); an index with fewer passages than
+    # final_stage_min_passages keeps the fallback.
+    final_stage_queries: int = Field(default=300, ge=0)  # 200 left cisi's gain inside the noise
+    final_stage_min_passages: int = Field(default=500, ge=1)
     # MaxSim query-token weights: uniform (ColBERT) or the BM25 IDF of each token's word; punctuation
     # tokens can be left out of the sum. Defaults chosen by nDCG@10 on scifact and squad-dev-a (docs/adapt.md).
     maxsim_query_weights: Literal["uniform", "idf"] = "uniform"

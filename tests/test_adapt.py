@@ -31,6 +31,7 @@ from rag.index.snapshot import Snapshot
 from rag.objects import Document, Stage
 from rag.pipeline import Pipeline
 from rag.query_weights import query_token_weights
+from rag.retrieval import FALLBACK_MODE, MODE_STAGES
 from rag.sentences import sentence_spans
 from rag.settings import Settings
 from tests.test_eval import _tiny_dataset
@@ -156,7 +157,8 @@ def test_bad_adapt_requests(tmp_path: Path, index: Path, settings: Settings) -> 
 def test_eval_adapt_reports_raw_and_adapted(tmp_path: Path, squad_dir: Path, settings: Settings) -> None:
     dataset = _tiny_dataset(tmp_path / "tiny", squad_dir)
     report = run_eval(EvalOptions(dataset, tmp_path / "run", show_progress=False, warmup=1, adapt=SMALL), settings)
-    assert list(report["stages"]) == ["bm25", "dense", "rrf", Stage.MAXSIM_RAW, "maxsim-fuse", Stage.FINAL]
+    others = [stage for mode, stage in MODE_STAGES.items() if mode != FALLBACK_MODE]
+    assert list(report["stages"]) == ["bm25", "dense", "rrf", Stage.MAXSIM_RAW, *others, Stage.FINAL]
     assert report["maxsim_tokens"] == "adapted" and report["adapt"]["steps"] == 4
     assert report["adapt"]["train_s"] > 0
     assert "Adapted ColBERT head" in (tmp_path / "run" / "report.md").read_text()

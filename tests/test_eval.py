@@ -16,6 +16,7 @@ from eval.metrics import document_scores, retrieval_metrics
 from eval.runner import EvalOptions, run_eval
 from rag.errors import InputError
 from rag.objects import Stage
+from rag.retrieval import FALLBACK_MODE, MODE_STAGES
 from tests.conftest import read_jsonl
 
 QRELS = {"q1": {"a": 1}, "q2": {"b": 1, "c": 1}}
@@ -91,7 +92,11 @@ def test_run_writes_report_with_every_stage(tmp_path, squad_dir, settings) -> No
         EvalOptions(dataset, tmp_path / "run", limit=0, generate=True, show_progress=False, warmup=1), settings
     )
     assert report["dataset"] == "tiny" and report["n_queries"] == 8
-    assert list(report["stages"]) == ["bm25", "dense", "rrf", "maxsim-fuse", Stage.FINAL]
+    others = [stage for mode, stage in MODE_STAGES.items() if mode != FALLBACK_MODE]
+    assert list(report["stages"]) == ["bm25", "dense", "rrf", *others, Stage.FINAL]
+    # too small an index to choose for: auto used the fallback, and the report says so
+    assert report["maxsim_mode"] == {"in_use": FALLBACK_MODE, "setting": "auto", "chosen": None}
+    assert "the index has no recorded choice" in (tmp_path / "run" / "report.md").read_text()
     assert report["final_stage"] == Stage.FINAL
     for values in report["stages"].values():
         assert set(values) >= {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms"}

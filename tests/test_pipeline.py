@@ -44,10 +44,10 @@ def _pipeline(index: Path, settings: Settings, encoder, **overrides) -> Pipeline
 
 
 def test_oil_question_finds_its_paragraph_and_explains_every_hit(squad_index, settings, encoder) -> None:
-    default = _pipeline(squad_index, settings, encoder).retrieve(OIL_QUESTION, top_k=5)
-    assert "1973_oil_crisis_0" in [h.doc_id for h in default.hits[:3]]
-    assert default.final_stage == Stage.FINAL
-    assert all(h.score == h.scores["maxsim"] for h in default.hits)  # replace: MaxSim orders the candidates
+    replace = _pipeline(squad_index, settings, encoder, maxsim_mode="replace").retrieve(OIL_QUESTION, top_k=5)
+    assert "1973_oil_crisis_0" in [h.doc_id for h in replace.hits[:3]]
+    assert replace.final_stage == Stage.FINAL
+    assert all(h.score == h.scores["maxsim"] for h in replace.hits)  # replace: MaxSim orders the candidates
     pipeline = _pipeline(squad_index, settings, encoder, maxsim_mode="fuse")
     retrieval = pipeline.retrieve(OIL_QUESTION, top_k=5)
     assert "1973_oil_crisis_0" in [h.doc_id for h in retrieval.hits[:3]]
@@ -87,6 +87,12 @@ def test_maxsim_modes_and_weights(squad_index, settings, encoder) -> None:
     replace = _pipeline(squad_index, settings, encoder, maxsim_mode="replace").retrieve(OIL_QUESTION, top_k=10)
     assert replace.rankings[Stage.FINAL] == replace.rankings["maxsim"]
     assert {cid for cid, _ in replace.rankings["maxsim"]} == {cid for cid, _ in replace.rankings["rrf"]}
+    scores = _pipeline(squad_index, settings, encoder, maxsim_mode="scores").retrieve(OIL_QUESTION, top_k=10)
+    assert "1973_oil_crisis_0" in [h.doc_id for h in scores.hits[:3]]
+    assert {cid for cid, _ in scores.rankings[Stage.FINAL]} == {cid for cid, _ in scores.rankings["rrf"]}
+    for hit in scores.hits:  # each path's weighted standardised score explains the hit's score
+        assert set(hit.rrf_contributions) == {"dense", "bm25", "maxsim"}
+        assert hit.score == pytest.approx(sum(hit.rrf_contributions.values()))
     bm25_only = _pipeline(squad_index, settings, encoder, maxsim_mode="off", weight_dense=0.0)
     retrieval = bm25_only.retrieve(OIL_QUESTION, top_k=10)
     assert [c for c, _ in retrieval.rankings["rrf"]][:10] == [c for c, _ in retrieval.rankings["bm25"]][:10]

@@ -14,13 +14,23 @@ from rag.index.engine import LocalEngine
 from rag.index.snapshot import Snapshot
 from rag.objects import Document, Filters, Stage
 from rag.pipeline import Pipeline
-from rag.retrieval import ALTERNATIVE, QueryInput, Ranking, Recipe, retrieve
+from rag.retrieval import MODE_STAGES, QueryInput, Ranking, Recipe, retrieve
 from rag.settings import Settings
 
 
 def test_stage_names_are_the_published_ones() -> None:
     """The wire names of the stages (API bodies, eval reports): pinned here, once."""
-    published = ["dense", "bm25", "rrf", "maxsim", "rrf+maxsim", "maxsim-replace", "maxsim-fuse", "rrf+maxsim-raw"]
+    published = [
+        "dense",
+        "bm25",
+        "rrf",
+        "maxsim",
+        "rrf+maxsim",
+        "maxsim-replace",
+        "maxsim-fuse",
+        "maxsim-scores",
+        "rrf+maxsim-raw",
+    ]
     assert [s.value for s in Stage] == published
 
 
@@ -38,17 +48,22 @@ def _pipeline(index: Path, settings: Settings, encoder, mode: str) -> Pipeline:
     return Pipeline(Snapshot.load(index, configured), configured, encoder)
 
 
-def test_the_alternative_mode_is_what_that_mode_returns(
+def test_every_other_mode_is_what_that_mode_returns(
     small_index: Path, encoder, settings: Settings, scifact_docs
 ) -> None:
     question = scifact_docs[7].title
-    for mode in ("replace", "fuse"):
-        other = "fuse" if mode == "replace" else "replace"
+    for mode in ("replace", "fuse", "scores", "off"):
         asked = _pipeline(small_index, settings, encoder, mode).retrieve(question, alternative=True)
-        configured_other = _pipeline(small_index, settings, encoder, other).retrieve(question)
-        assert asked.rankings[ALTERNATIVE[mode]] == configured_other.rankings[Stage.FINAL]
-        assert asked.rankings[Stage.RRF] == configured_other.rankings[Stage.RRF]
-        assert ALTERNATIVE[mode] not in _pipeline(small_index, settings, encoder, mode).retrieve(question).rankings
+        alone = _pipeline(small_index, settings, encoder, mode).retrieve(question)
+        assert asked.rankings[Stage.RRF] == alone.rankings[Stage.RRF]
+        for other, stage in MODE_STAGES.items():
+            if other == mode:
+                assert stage not in asked.rankings and stage not in alone.rankings
+                continue
+            configured_other = _pipeline(small_index, settings, encoder, other).retrieve(question)
+            assert asked.rankings[stage] == configured_other.rankings[Stage.FINAL]
+            assert stage not in alone.rankings
+        assert (Stage.FINAL in alone.rankings) == (mode != "off")
 
 
 class ExactEngine:
@@ -107,7 +122,9 @@ def test_the_recipe_runs_the_same_on_another_engine(
             a = retrieve(local, query, recipe, filters, alternative=True)
             b = retrieve(exact, query, recipe, filters, alternative=True)
             assert a.final == b.final == Stage.FINAL
-            for stage in (Stage.DENSE, Stage.BM25, Stage.RRF, Stage.MAXSIM, Stage.FINAL, Stage.MAXSIM_REPLACE):
+            for stage in (Stage.DENSE, Stage.BM25, Stage.RRF, Stage.MAXSIM, Stage.FINAL, *MODE_STAGES.values()):
+                if stage == Stage.MAXSIM_FUSE:
+                    continue  # fuse is the configured mode: its ranking is FINAL
                 assert [r for r, _ in a.stages[stage]] == [r for r, _ in b.stages[stage]], (stage, filters)
                 assert np.allclose(
                     [s for _, s in a.stages[stage]], [s for _, s in b.stages[stage]], rtol=1e-3, atol=1e-3

@@ -84,9 +84,13 @@ class BM25Index:
             self.idf = idf_okapi(df, n, params.epsilon)
         else:
             self.idf = idf_lucene(df, n)
-        avgdl = float(doc_lengths.sum()) / n if n else 1.0
-        self.norm = params.k1 * (1.0 - params.b + params.b * doc_lengths.astype(np.float64) / max(avgdl, 1e-9))
+        self.avgdl = max(float(doc_lengths.sum()) / n if n else 1.0, 1e-9)
+        self.norm = self._length_norm(doc_lengths.astype(np.float64))
         self._impacts: np.ndarray | None = None
+
+    def _length_norm(self, lengths: np.ndarray) -> np.ndarray:
+        """``k1 * (1 - b + b * length / avgdl)`` per passage length."""
+        return self.params.k1 * (1.0 - self.params.b + self.params.b * lengths / self.avgdl)
 
     @property
     def impacts(self) -> np.ndarray:
@@ -196,6 +200,18 @@ class BM25Index:
             ok = allowed[rows]
             rows, scores = rows[ok], scores[ok]
         return rows, scores
+
+    def score_outside(self, query_tokens: Sequence[str], passage_tokens: Sequence[str]) -> float:
+        """BM25 of a passage that is not in the index, with the index's idf and mean length: what
+        :meth:`scores` would give it were it one of the rows (and the statistics unchanged)."""
+        tf = Counter(passage_tokens)
+        norm = float(self._length_norm(np.array([len(passage_tokens)], np.float64))[0])
+        total = 0.0
+        for term, count in Counter(query_tokens).items():
+            tid = self.term_ids.get(term)
+            if tid is not None and tf[term]:
+                total += count * float(self.idf[tid]) * tf[term] * (self.params.k1 + 1.0) / (tf[term] + norm)
+        return total
 
     def search(
         self, query_tokens: Sequence[str], n: int, allowed: np.ndarray | None = None

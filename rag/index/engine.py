@@ -48,3 +48,16 @@ class LocalEngine:
             index, query_tokens = snap.projected, project_tokens(query_tokens, snap.projection)
         rows, scores = index.search(query_tokens, len(candidates), candidates, weights)
         return [(int(r), float(s)) for r, s in zip(rows, scores, strict=True)]
+
+    def maxsim_outside(self, query_tokens: np.ndarray, tokens: np.ndarray, weights: np.ndarray | None) -> float:
+        """MaxSim of a passage that is not in the index, from its (n, dim) token vectors as the writer
+        would store them (projected by the adapted head where :meth:`maxsim` uses it)."""
+        snap = self.snapshot
+        index = snap.multivector
+        if self.adapted and snap.projected is not None and snap.projection is not None:
+            index = snap.projected
+            query_tokens, tokens = (
+                project_tokens(query_tokens, snap.projection),
+                project_tokens(tokens, snap.projection),
+            )
+        return index.score_tokens(query_tokens, tokens, weights)

@@ -8,6 +8,7 @@ query time, so changing them needs no rebuild.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,33 @@ from rag.settings import Settings
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class FinalStageChoice:
+    """The final stage chosen for an index without labels (indexer/final_stage.py), and why: what
+    ``RAG_MAXSIM_MODE=auto`` uses. ``ndcg`` holds each candidate's nDCG@10 on the held-out
+    pseudo-queries (``off`` is RRF alone)."""
+
+    mode: str
+    reason: str
+    ndcg: Mapping[str, float]
+    queries: int
+    seed: int
+    seconds: float
+    adapted: bool  # chosen with MaxSim over the adapted head's vectors
+
+    @classmethod
+    def from_manifest(cls, section: Mapping[str, Any]) -> FinalStageChoice:
+        return cls(
+            mode=str(section["mode"]),
+            reason=str(section["reason"]),
+            ndcg={str(k): float(v) for k, v in section["ndcg"].items()},
+            queries=int(section["queries"]),
+            seed=int(section["seed"]),
+            seconds=float(section["seconds"]),
+            adapted=bool(section["adapted"]),
+        )
 
 
 @dataclass(frozen=True)
@@ -46,6 +74,8 @@ class IndexParams:
     # How token vectors are stored (rag/index/codecs): float16, binary or pq; pq_bytes sizes a new pq codec.
     token_codec: str = "float16"
     token_codec_pq_bytes: int = 48
+    # The final stage chosen for this index's corpus (None: not chosen, e.g. an index too small to tell).
+    final_stage: FinalStageChoice | None = None
 
     @property
     def multivector_dim(self) -> int:
@@ -99,6 +129,7 @@ class IndexParams:
                 "projection": self.late_projection,
                 "projection_dim": self.late_projection_dim,
             },
+            "final_stage": asdict(self.final_stage) if self.final_stage is not None else None,
         }
 
     @classmethod
@@ -129,6 +160,9 @@ class IndexParams:
             late_projection_dim=int(multivector.get("projection_dim", 0)),
             token_codec=multivector.get("codec", "float16"),
             token_codec_pq_bytes=int(multivector.get("pq_bytes", 48)),
+            final_stage=FinalStageChoice.from_manifest(sections["final_stage"])
+            if sections.get("final_stage")
+            else None,
         )
 
 
@@ -170,7 +204,7 @@ class Manifest:
         """The manifest of a snapshot whose files are all written (they are checksummed here)."""
         return cls(
             generation=generation,
-            created_at=datetime.now(UTC).isoformat(),
+            created_at=now_iso(),
             params=params,
             dense_kind=dense_kind,
             store_backend=store_backend,
@@ -215,6 +249,10 @@ class Manifest:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"the manifest of {where} lacks or garbles {exc}") from exc
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def file_entries(snapshot_dir: Path) -> dict[str, FileEntry]:

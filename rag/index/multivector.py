@@ -74,6 +74,13 @@ class MultiVectorIndex:
             return np.zeros(len(rows), np.float32)
         return segment_maxsim(self.codec.similarities(query, codes), packed, query_weights)
 
+    def score_tokens(self, query: np.ndarray, tokens: np.ndarray, query_weights: np.ndarray | None = None) -> float:
+        """MaxSim of a passage that is not in the index, its (n, dim) token vectors stored as this index
+        would store them (through the codec), so it scores as it would if it were added."""
+        codes = self.codec.encode(np.asarray(tokens, np.float32)).astype(self.codec.code_dtype)
+        offsets = np.array([0, len(codes)], np.int64)
+        return float(segment_maxsim(self.codec.similarities(query, codes), offsets, query_weights)[0])
+
     def search(
         self, query: np.ndarray, n: int, candidates: np.ndarray, query_weights: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -195,4 +195,5 @@ class Snapshot:
             "dense_kind": self.manifest["dense"]["kind"],
             "late_projection": self.params.late_projection,
             "bm25": self.manifest["bm25"],
+            "final_stage": self.manifest.get("final_stage"),  # chosen without labels; None: not chosen
         }

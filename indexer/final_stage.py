@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -37,7 +37,6 @@ MARGIN_SE = 2.0  # standard errors of the mean gain a mode needs over the curren
 # The order modes challenge the current choice, RRF first. scores leads: it had the best worst case on
 # the developer sets (docs/final-stage.md); fuse and replace then take over only where clearly better.
 LADDER: tuple[MaxSimMode, ...] = ("scores", "fuse", "replace")
-_NAMES = {"off": "rrf", "scores": "scores", "fuse": "fuse", "replace": "replace"}
 CUTOFF = 10  # nDCG@10, as evaluation reports
 
 
@@ -168,7 +167,8 @@ def choose(scores: Mapping[str, list[float]], margin_se: float = MARGIN_SE) -> t
         gain = np.asarray(scores[mode], np.float64) - np.asarray(scores[current], np.float64)
         mean, se = float(gain.mean()), float(gain.std(ddof=1) / math.sqrt(len(gain)))
         won = mean - margin_se * se > 0
-        steps.append(f"{mode} vs {_NAMES[current]} {mean * 100:+.2f} ± {se * 100:.2f} ({'taken' if won else 'kept'})")
+        against = "rrf" if current == "off" else current
+        steps.append(f"{mode} vs {against} {mean * 100:+.2f} ± {se * 100:.2f} ({'taken' if won else 'kept'})")
         if won:
             current = mode
     reason = (
@@ -184,10 +184,9 @@ def choose_final_stage(
     seed: int = 13,
     show_progress: bool = False,
     margin_se: float = MARGIN_SE,
-    clock: Callable[[], float] = time.perf_counter,
 ) -> FinalStageChoice:
     """Score every candidate final stage on held-out pseudo-queries and choose (:func:`choose`)."""
-    started = clock()
+    started = time.perf_counter()
     scores = stage_scores(pipeline, n_queries, seed, show_progress)
     mode, reason = choose(scores, margin_se)
     return FinalStageChoice(
@@ -196,7 +195,7 @@ def choose_final_stage(
         ndcg={m: float(np.mean(v)) if v else 0.0 for m, v in scores.items()},
         queries=len(scores["off"]),
         seed=seed,
-        seconds=clock() - started,
+        seconds=time.perf_counter() - started,
         adapted=pipeline.adapted,
     )
 

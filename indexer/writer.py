@@ -390,10 +390,7 @@ class IndexWriter:
         if old is None:
             raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
         store = self._live_store()
-        generation = self.generation + 1
-        name = f"gen-{generation:06d}"
-        tmp = self.index_dir / SNAPSHOTS_DIR / f"{name}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
+        generation, name, tmp = self._next_snapshot_dir()
         try:
             for path in sorted(old.directory.rglob("*")):
                 target = tmp / path.relative_to(old.directory)
@@ -449,13 +446,18 @@ class IndexWriter:
         finally:
             bar.close()
 
-    def _commit(self, change: Change) -> int:
-        """Prepare the next snapshot beside the live one, then make it the live one, in named steps."""
-        store = self._live_store()
+    def _next_snapshot_dir(self) -> tuple[int, str, Path]:
+        """The next generation, its snapshot's name and the (emptied) folder it is prepared in."""
         generation = self.generation + 1
         name = f"gen-{generation:06d}"
         tmp = self.index_dir / SNAPSHOTS_DIR / f"{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        return generation, name, tmp
+
+    def _commit(self, change: Change) -> int:
+        """Prepare the next snapshot beside the live one, then make it the live one, in named steps."""
+        store = self._live_store()
+        generation, name, tmp = self._next_snapshot_dir()
         tmp.mkdir(parents=True)
         try:
             keep_rows, rows = self._choose_rows(change)

@@ -12,6 +12,7 @@ COPY cli ./cli
 COPY api ./api
 COPY ui ./ui
 COPY eval ./eval
+COPY connect ./connect
 # The CPU build of torch (from PyTorch's CPU index here; a local wheel on the dev machines).
 ENV TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu \
     HF_HUB_OFFLINE=1 \

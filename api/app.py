@@ -22,10 +22,10 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import routes_documents, routes_ops, routes_query
+from api import routes_documents, routes_openai, routes_ops, routes_query
 from api.auth import KeyRing, RateLimiter, load_keys
 from api.deps import AppState
-from api.errors import REQUEST_ID, ApiError, from_rag_error
+from api.errors import OPENAI_PATHS, REQUEST_ID, ApiError, from_rag_error, openai_body
 from api.index_service import IndexService
 from api.jobs import Job, JobRunner
 from api.metrics import Metrics
@@ -44,8 +44,13 @@ _CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 _SECRET_PARAMS = re.compile(r"((?:api[_-]?key|key|token|access_token|password|secret)=)[^&\s]*", re.IGNORECASE)
 
 
-def _json_error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(ApiError(status, code, message).body(), status_code=status, headers=headers)
+def _json_error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, path: str = ""
+) -> JSONResponse:
+    """The error body: the service's own shape, or OpenAI's on the OpenAI-compatible routes."""
+    error = ApiError(status, code, message)
+    body = openai_body(error) if path.startswith(OPENAI_PATHS) else error.body()
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 class RequestContext:
@@ -121,7 +126,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = _json_error(413, "too_large", f"the request body is larger than {self.max_bytes:,} bytes")
+        too_large = _json_error(
+            413, "too_large", f"the request body is larger than {self.max_bytes:,} bytes", path=scope.get("path", "")
+        )
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await too_large(scope, receive, send)
@@ -187,27 +194,31 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return _json_error(exc.status, exc.code, exc.message, exc.headers)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _json_error(exc.status, exc.code, exc.message, exc.headers, request.url.path)
 
     @app.exception_handler(RagError)
-    async def rag_error(_: Request, exc: RagError) -> JSONResponse:
+    async def rag_error(request: Request, exc: RagError) -> JSONResponse:
         error = from_rag_error(exc)
-        return _json_error(error.status, error.code, error.message)
+        return _json_error(error.status, error.code, error.message, path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _json_error(422, "invalid_request", _validation_message(exc))
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # OpenAI answers a malformed request with 400; its clients map 422 to another exception
+        status = 400 if request.url.path.startswith(OPENAI_PATHS) else 422
+        return _json_error(status, "invalid_request", _validation_message(exc), path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _json_error(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        return _json_error(exc.status_code, code, str(exc.detail), headers, request.url.path)
 
     @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error")
-        return _json_error(500, "internal", f"internal error ({exc.__class__.__name__}); see the server log")
+        message = f"internal error ({exc.__class__.__name__}); see the server log"
+        return _json_error(500, "internal", message, path=request.url.path)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -269,6 +280,7 @@ def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(routes_query.router)
     app.include_router(routes_documents.router)
     app.include_router(routes_ops.router)
+    app.include_router(routes_openai.router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_upload_bytes)
     origins = [o.strip() for o in settings.api_cors_origins.split(",") if o.strip()]

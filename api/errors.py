@@ -50,3 +50,25 @@ def from_rag_error(exc: RagError) -> ApiError:
         if isinstance(exc, kind):
             return ApiError(status, code, str(exc))
     return ApiError(400, "error", str(exc))
+
+
+OPENAI_PATHS = "/v1/"  # routes that answer errors in OpenAI's shape, for the clients that parse it
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def openai_body(error: ApiError) -> dict[str, dict[str, str | None]]:
+    """``{"error": {"message", "type", "param", "code"}}``, OpenAI's error object; the request id rides in
+    the message so a report can still be matched to the server log."""
+    kind = _OPENAI_TYPES.get(error.status, "server_error" if error.status >= 500 else "invalid_request_error")
+    message = f"{error.message} (request {REQUEST_ID.get()})"
+    return {"error": {"message": message, "type": kind, "param": None, "code": error.code}}

@@ -150,7 +150,7 @@ def _document_body(doc: StoredDocument, snapshot: Snapshot) -> dict[str, Any]:
     chunks = snapshot.store.document_chunks(doc.collection, doc.id, snapshot.generation)
     return {
         **{k: v for k, v in asdict(doc).items() if k != "content_hash"},
-        "chunks": [{"id": c.id, "ordinal": c.ordinal, "text": c.text} for c in chunks],
+        "chunks": [{"id": c.id, "ordinal": c.ordinal, "text": c.text, "page": c.page} for c in chunks],
         "generation": snapshot.generation,
     }
 

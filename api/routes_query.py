@@ -5,20 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AppState, Caller, reader, state
-from api.errors import REQUEST_ID, ApiError, from_rag_error
-from api.schemas import ErrorOut, QueryIn, QueryOut, query_out, retrieval_out
-from rag.errors import RagError
-from rag.objects import Answer, AnswerEvent, Filters, RetrievalEvent, StreamEvent, TokenEvent
+from api.errors import ApiError
+from api.schemas import ErrorOut, FiltersIn, QueryIn, QueryOut, query_out, retrieval_out
+from api.streaming import Pump, event_stream, observe
+from rag.objects import Answer, Filters, Retrieval, StreamEvent
 from rag.pipeline import Pipeline
 
 log = logging.getLogger("rag.api")
@@ -38,19 +35,14 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _filters(body: QueryIn, collection: str | None) -> Filters:
-    f = body.filters
+def filters_of(f: FiltersIn | None, collection: str | None) -> Filters:
+    """The library's filters from a request's."""
     return Filters(
         collection=collection,
         sources=tuple(f.sources) if f else (),
         date_from=f.date_from if f else None,
         date_to=f.date_to if f else None,
     )
-
-
-def _observe(app: AppState, timings: dict[str, float]) -> None:
-    for stage, ms in timings.items():
-        app.metrics.stage_ms.labels(stage).observe(ms)
 
 
 @router.post(
@@ -60,112 +52,81 @@ def _observe(app: AppState, timings: dict[str, float]) -> None:
     description=SSE_DOC,
 )
 async def query(body: QueryIn, caller: Caller = Depends(reader), app: AppState = Depends(state)) -> Any:
-    if body.generate and (body.generator or app.settings.generator) == "remote" and not app.settings.remote_url:
-        message = "this server has no remote generator (RAG_REMOTE_URL is not set)"
-        if body.generator == "remote":  # the client asked for it: its request cannot be served here
-            raise ApiError(400, "invalid_input", message)
-        raise ApiError(503, "generator_unavailable", message)
-    collection = caller.default_collection(body.collection)
-    if collection is not None and collection not in app.service.store.collections():
-        raise ApiError(404, "not_found", f"no collection {collection!r}")
-    filters = _filters(body, collection)
+    check_generator(app, body.generate, body.generator)
+    filters = filters_of(body.filters, searched_collection(app, caller, body.collection))
     pipeline = app.service.pipeline()
     generation = pipeline.snapshot.generation
     if body.stream:
-        events = pipeline.stream(body.question, body.top_k, filters, body.generate, body.generator)
-        # Retrieval runs before the response starts, so bad input still answers 4xx, not a broken stream.
-        first: StreamEvent = await run_in_threadpool(next, events)
-        return _ClosingStreamingResponse(
-            _Pump(app, first, events, generation).stream(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    try:
-        answer = await asyncio.wait_for(
-            run_in_threadpool(_answer, pipeline, body, filters), timeout=app.settings.api_request_timeout_s
-        )
-    except TimeoutError as exc:
-        raise ApiError(504, "timeout", f"the query took longer than {app.settings.api_request_timeout_s:g} s") from exc
-    _observe(app, answer.timings_ms)
+        first, events = await start_stream(pipeline, body.question, body.top_k, filters, body.generate, body.generator)
+        return event_stream(Pump(app, first, events, _QueryEvents(generation)))
+    answer = await answer_within_limit(app, pipeline, body.question, body.top_k, filters, body.generate, body.generator)
     return query_out(answer, generation)
 
 
-def _answer(pipeline: Pipeline, body: QueryIn, filters: Filters) -> Answer:
-    return pipeline.answer(body.question, body.top_k, filters, body.generate, body.generator)
+def check_generator(app: AppState, generate: bool, generator: str | None) -> None:
+    """A remote generator asked for (or configured) on a server that has none is refused up front."""
+    if generate and (generator or app.settings.generator) == "remote" and not app.settings.remote_url:
+        message = "this server has no remote generator (RAG_REMOTE_URL is not set)"
+        if generator == "remote":  # the client asked for it: its request cannot be served here
+            raise ApiError(400, "invalid_input", message)
+        raise ApiError(503, "generator_unavailable", message)
 
 
-class _ClosingStreamingResponse(StreamingResponse):
-    """Closes its body when the response ends however it ends: a client that went away shows up as a
-    cancelled task or a failed send, and either leaves the body generator suspended until GC."""
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            close = getattr(self.body_iterator, "aclose", None)
-            if close is not None:
-                await close()
+def searched_collection(app: AppState, caller: Caller, collection: str | None) -> str | None:
+    """The collection a question searches (None: every one), checked against the caller's key."""
+    chosen = caller.default_collection(collection)
+    if chosen is not None and chosen not in app.service.store.collections():
+        raise ApiError(404, "not_found", f"no collection {chosen!r}")
+    return chosen
 
 
-class _Pump:
-    """Runs a stream of events in a thread of its own and hands each out as an SSE message.
+async def start_stream(
+    pipeline: Pipeline, question: str, top_k: int | None, filters: Filters, generate: bool, generator: str | None
+) -> tuple[StreamEvent, Iterator[StreamEvent]]:
+    """The answer's events, retrieval already done: bad input still answers 4xx, not a broken stream."""
+    events = pipeline.stream(question, top_k, filters, generate, generator)
+    first: StreamEvent = await run_in_threadpool(next, events)
+    return first, events
 
-    The thread that advances the stream is the only one that touches it, so it can also close it:
-    when the client goes away, the stream is closed at its next event, and closing it stops the
-    generation (rag.generate.worker) instead of leaving a model busy for nobody."""
 
-    def __init__(self, app: AppState, first: StreamEvent, events: Iterator[StreamEvent], generation: int) -> None:
-        self.app, self.events, self.generation = app, events, generation
-        self.request_id = REQUEST_ID.get()  # the pump's thread does not inherit the request's context
-        self.messages: queue.SimpleQueue[str | None] = queue.SimpleQueue()
-        self.gone = threading.Event()
-        if isinstance(first, RetrievalEvent):
-            self.messages.put(sse("retrieval", retrieval_out(first.retrieval, generation).model_dump()))
-        threading.Thread(target=self._run, daemon=True, name="sse-pump").start()
+async def answer_within_limit(
+    app: AppState,
+    pipeline: Pipeline,
+    question: str,
+    top_k: int | None,
+    filters: Filters,
+    generate: bool,
+    generator: str | None,
+) -> Answer:
+    """The whole answer, or 504 past ``api_request_timeout_s``."""
+    limit = app.settings.api_request_timeout_s
+    try:
+        answer = await asyncio.wait_for(
+            run_in_threadpool(pipeline.answer, question, top_k, filters, generate, generator), timeout=limit
+        )
+    except TimeoutError as exc:
+        raise ApiError(504, "timeout", f"the query took longer than {limit:g} s") from exc
+    observe(app, answer.timings_ms)
+    return answer
 
-    def _run(self) -> None:
-        REQUEST_ID.set(self.request_id)  # this thread's log lines name the request too
-        try:
-            for event in self.events:
-                if self.gone.is_set():
-                    break
-                if isinstance(event, TokenEvent):
-                    self.messages.put(sse("token", {"text": event.text}))
-                elif isinstance(event, AnswerEvent):
-                    _observe(self.app, event.answer.timings_ms)
-                    self.messages.put(sse("answer", query_out(event.answer, self.generation).model_dump()))
-        except RagError as exc:
-            error = from_rag_error(exc)
-            self.messages.put(sse("error", {**error.body(self.request_id), "status": error.status}))
-        except Exception as exc:
-            log.exception("a streamed answer failed")
-            error = ApiError(500, "internal", f"internal error: {exc.__class__.__name__}")
-            self.messages.put(sse("error", {**error.body(self.request_id), "status": 500}))
-        finally:
-            close = getattr(self.events, "close", None)
-            if close is not None:
-                close()
-            self.messages.put(None)
 
-    async def stream(self) -> AsyncIterator[str]:
-        finished = False
-        try:
-            while True:
-                message = await run_in_threadpool(self._next)
-                if message is None:
-                    finished = True
-                    return
-                yield message
-        finally:
-            if not finished:  # the client went away (the response was cancelled) before the end
-                self.gone.set()
-                self.app.metrics.disconnects.inc()
+class _QueryEvents:
+    """``/query``'s own SSE dialect: ``retrieval``, ``token``s, ``answer`` (or ``error``)."""
 
-    def _next(self) -> str | None:
-        # a bounded wait, so a worker thread is never parked forever on a stream nobody reads
-        while True:
-            try:
-                return self.messages.get(timeout=1.0)
-            except queue.Empty:
-                if self.gone.is_set():
-                    return None
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+
+    def retrieval(self, retrieval: Retrieval) -> str:
+        return sse("retrieval", retrieval_out(retrieval, self.generation).model_dump())
+
+    def token(self, text: str) -> str:
+        return sse("token", {"text": text})
+
+    def answer(self, answer: Answer) -> str:
+        return sse("answer", query_out(answer, self.generation).model_dump())
+
+    def error(self, error: ApiError, request_id: str) -> str:
+        return sse("error", {**error.body(request_id), "status": error.status})
+
+    def end(self) -> str | None:
+        return None

@@ -40,7 +40,11 @@ class DocumentFieldsOut(BaseModel):
     date: str = Field(description="ISO 8601, or empty.")
 
 
-class HitOut(DocumentFieldsOut):
+class PassageFieldsOut(DocumentFieldsOut):
+    page: int | None = Field(None, description="The page (from 1) the passage starts on; null: no pages.")
+
+
+class HitOut(PassageFieldsOut):
     chunk_id: str
     doc_id: str
     text: str
@@ -51,7 +55,7 @@ class HitOut(DocumentFieldsOut):
     rrf_contributions: dict[str, float] = Field(description="Each path's share of the hit's RRF score.")
 
 
-class EvidenceOut(DocumentFieldsOut):
+class EvidenceOut(PassageFieldsOut):
     number: int = Field(description="What the answer cites, as [number].")
     chunk_id: str
     doc_id: str
@@ -60,7 +64,7 @@ class EvidenceOut(DocumentFieldsOut):
     highlight: str
 
 
-class CitationOut(DocumentFieldsOut):
+class CitationOut(PassageFieldsOut):
     number: int
     chunk_id: str
     doc_id: str
@@ -181,6 +185,7 @@ class ChunkOut(BaseModel):
     id: str
     ordinal: int
     text: str
+    page: int | None = Field(None, description="The page (from 1) the passage starts on; null: no pages.")
 
 
 class DocumentOut(BaseModel):

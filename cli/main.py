@@ -9,7 +9,7 @@ import typer
 from cli.adapt import adapt
 from cli.ask import ask
 from cli.eval_cmd import eval_app
-from cli.serve import llm_server, serve, ui
+from cli.serve import llm_server, mcp, serve, ui
 from indexer.cli import index_app
 from rag.errors import RagError
 
@@ -25,6 +25,7 @@ app.command()(adapt)
 app.add_typer(eval_app, name="eval")
 app.command()(serve)
 app.command(name="llm-server")(llm_server)
+app.command()(mcp)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ui)
 
 

@@ -116,3 +116,24 @@ def ui(ctx: typer.Context) -> None:
         *ctx.args,
     ]
     os.execv(sys.executable, argv)
+
+
+def mcp(
+    transport: Annotated[
+        str, typer.Option(help="stdio (for a local agent) or http (streamable HTTP at /mcp).")
+    ] = "stdio",
+    host: HostOption = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (http).")] = 8765,
+    api_url: Annotated[str, typer.Option(help="The API (rag serve); empty: RAG_API_URL.")] = "",
+) -> None:
+    """Serve the MCP tools search, ask, get_document and add_documents over a running `rag serve`."""
+    from connect.mcp_server import run
+    from connect.settings import ClientSettings
+
+    if transport not in ("stdio", "http"):
+        raise typer.BadParameter("use stdio or http", param_hint="--transport")
+    settings = ClientSettings()
+    if api_url:
+        settings = settings.model_copy(update={"api_url": api_url})
+    typer.echo(f"MCP tools over the API at {settings.api_url} ({transport})", err=True)
+    run(settings, "stdio" if transport == "stdio" else "http", host, port)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from collections.abc import Sequence
 from typing import Any
 
 from rag.errors import InputError
-from rag.objects import Chunk, Document
+from rag.objects import PAGE_OFFSETS, Chunk, Document
 from rag.sentences import sentence_starts
 
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP] around every passage
@@ -19,6 +20,13 @@ def chunk_id(collection: str, document_id: str, ordinal: int, title: str, text: 
     a document is (collection, id), so the same id and text in two collections are two chunks."""
     digest = hashlib.sha256("\x1f".join((collection, document_id, str(ordinal), title, text)).encode("utf-8"))
     return digest.hexdigest()[:24]
+
+
+def page_at(page_offsets: Sequence[int], char_offset: int) -> int | None:
+    """The page (from 1) that the character at ``char_offset`` is on; None without pages."""
+    if not page_offsets:
+        return None
+    return max(1, bisect.bisect_right(page_offsets, char_offset))
 
 
 def _sentence_units(offsets: Sequence[tuple[int, int]], starts: Sequence[int], budget: int) -> list[tuple[int, int]]:
@@ -92,6 +100,7 @@ def chunk_documents(
             # The title and a separator newline take part of every passage's budget.
             budget = max(min_tokens, max_tokens - _SPECIAL_TOKENS - len(titles["input_ids"][i]) - 1)
             units = _sentence_units(offsets, sentence_starts(doc.text), budget)
+            pages = doc.metadata.get(PAGE_OFFSETS) or []
             chunks = []
             for ordinal, (tok_start, tok_end) in enumerate(pack_units(units, budget, overlap)):
                 char_start, char_end = offsets[tok_start][0], offsets[tok_end - 1][1]
@@ -107,6 +116,7 @@ def chunk_documents(
                         token_end=tok_end,
                         char_start=char_start,
                         char_end=char_end,
+                        page=page_at(pages, char_start),
                     )
                 )
             result.append(chunks)

@@ -55,6 +55,20 @@ class DocumentFields:
 
 
 @dataclass(frozen=True, kw_only=True)
+class PassageFields(DocumentFields):
+    """A passage's document fields and the page it starts on (documents with pages: PDF, slides)."""
+
+    page: int | None = None  # from 1; None where the document has no pages
+
+    def passage_fields(self) -> dict[str, Any]:
+        """These fields by name, to build another object about the same passage."""
+        return {**self.document_fields(), "page": self.page}
+
+
+PAGE_OFFSETS = "page_offsets"  # Document.metadata key: the character offset each page starts at, in order
+
+
+@dataclass(frozen=True, kw_only=True)
 class Document(DocumentFields):
     """A source document as loaded, before chunking."""
 
@@ -76,6 +90,7 @@ class Chunk:
     token_end: int
     char_start: int  # span in the document's text, end exclusive
     char_end: int
+    page: int | None = None  # the page the passage starts on, where the document has pages
 
     @property
     def encoded_text(self) -> str:
@@ -121,7 +136,7 @@ def is_iso_date(value: str) -> bool:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Hit(DocumentFields):
+class Hit(PassageFields):
     """A retrieved chunk and why it is here: its rank (from 1) and score on every stage that saw it,
     and each path's share of its fused score: RRF shares (``weight / (k + rank)``), or in the ``scores``
     mode each path's weighted standardised score (the name is the API's, kept)."""
@@ -153,7 +168,7 @@ class Retrieval:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Evidence(DocumentFields):
+class Evidence(PassageFields):
     """One numbered piece of evidence as the generator sees it (``number`` is what answers cite)."""
 
     number: int
@@ -165,7 +180,7 @@ class Evidence(DocumentFields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class Citation(DocumentFields):
+class Citation(PassageFields):
     """An evidence the answer relies on; ``how`` is ``model`` (cited in the answer's text) or
     ``selected`` (the evidence whose own candidate answer won the marginalisation)."""
 

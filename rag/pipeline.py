@@ -211,7 +211,7 @@ class Pipeline:
                     ranks=ranks,
                     scores=scores,
                     rrf_contributions=contributions.get(row, {}),
-                    **chunk.document_fields(),
+                    **chunk.passage_fields(),
                 )
             )
         return hits
@@ -235,7 +235,7 @@ class Pipeline:
                 collection=h.collection,
                 snippet=h.text,
                 highlight=highlight(terms, h.text, tokenize, sentences),
-                **h.document_fields(),
+                **h.passage_fields(),
             )
             for i, h in enumerate(hits[: self.settings.evidence_max], start=1)
         ]

@@ -9,5 +9,5 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
   (apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)) >/dev/null
 fi
 .venv/bin/ruff check .
-.venv/bin/mypy rag indexer cli api ui eval tests bench
+.venv/bin/mypy rag indexer cli api ui eval tests bench connect
 .venv/bin/python -m pytest -q "$@"

@@ -53,10 +53,15 @@ class Server:
 
 
 def start_server(
-    argv: Sequence[str], ready_url: str, log_path: Path, env: dict[str, str] | None = None, timeout_s: float = 300
+    argv: Sequence[str],
+    ready_url: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 300,
+    ok_statuses: Sequence[int] = (200,),
 ) -> Server:
-    """Start ``argv`` and wait until ``ready_url`` answers 200; its output goes to ``log_path``
-    (a file, not a pipe nobody drains)."""
+    """Start ``argv`` and wait until ``ready_url`` answers (200, or one of ``ok_statuses``); its output goes
+    to ``log_path`` (a file, not a pipe nobody drains)."""
     log = open(log_path, "ab")  # noqa: SIM115 - the child holds it; closed with the process
     proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     log.close()
@@ -67,7 +72,7 @@ def start_server(
                 f"{argv[0]} exited with {proc.returncode}: {log_path.read_text(errors='replace')[-3000:]}"
             )
         try:
-            if httpx.get(ready_url, timeout=2).status_code == 200:
+            if httpx.get(ready_url, timeout=2).status_code in ok_statuses:
                 base = ready_url.split("/", 3)
                 return Server(proc, f"{base[0]}//{base[2]}", log_path)
         except httpx.TransportError:

@@ -172,7 +172,8 @@ def test_a_document_is_its_collection_and_id(tmp_path, encoder, scifact_docs, in
 
 
 def test_a_store_from_before_collection_keys_is_migrated(tmp_path, encoder, scifact_docs, index_settings) -> None:
-    """An index whose chunks do not know their collection (the old schema) opens, queries and isolates."""
+    """An index whose chunks do not know their collection nor their page (older schemas) opens, queries
+    and isolates."""
     settings = index_settings
     with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
         writer.upsert(scifact_docs[:4], "docs")
@@ -180,9 +181,12 @@ def test_a_store_from_before_collection_keys_is_migrated(tmp_path, encoder, scif
     with engine.begin() as db:  # back to the schema of the previous release
         db.execute(text("DROP INDEX ix_rag_chunks_collection"))
         db.execute(text("ALTER TABLE rag_chunks DROP COLUMN collection"))
+        db.execute(text("ALTER TABLE rag_chunks DROP COLUMN page"))
     engine.dispose()
     reader = Snapshot.load(tmp_path / "ix", settings)  # a reader first (rag serve, rag ask): it migrates too
     assert set(reader.row_fields()[0].tolist()) == {"docs"}
+    stored = reader.store.get_chunks(reader.chunk_ids.tolist(), reader.generation)
+    assert stored and {c.page for c in stored.values()} == {None}
     reader.store.close()
     with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
         assert writer.upsert(scifact_docs[:4], "docs").unchanged == 4  # nothing re-encoded

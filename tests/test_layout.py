@@ -9,11 +9,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = {
-    "rag": {"indexer", "api", "ui", "eval", "cli"},
-    "indexer": {"api", "ui", "eval", "cli"},
+    "rag": {"indexer", "api", "ui", "eval", "cli", "connect"},
+    "indexer": {"api", "ui", "eval", "cli", "connect"},
     "ui": {"rag", "indexer", "api", "eval", "cli"},
-    "eval": {"api", "ui", "cli"},
-    "api": {"ui", "eval", "cli"},
+    "eval": {"api", "ui", "cli", "connect"},
+    "api": {"ui", "eval", "cli", "connect"},
+    # the clients of the HTTP API (MCP, retrievers) know it only over HTTP, like the UI
+    "connect": {"rag", "indexer", "api", "ui", "eval", "cli"},
 }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from ui.client import ApiClient, ApiRequestError, ApiUnavailable
+from connect.client import ApiClient, ApiRequestError, ApiUnavailable
 from ui.settings import UiSettings
 from ui.views import citation_label, evidence_for, filters_payload, inspector_rows, stage_timings, status_note
 

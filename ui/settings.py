@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
-DEFAULT_API_URL = "http://127.0.0.1:8000"  # where `rag serve` listens by default
+from connect.settings import ClientSettings
 
 
-class UiSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
-
-    api_url: str = DEFAULT_API_URL
-    api_key: str = ""  # sent with uploads (and queries, where the server asks for a key)
-    api_timeout_s: float = 120.0
+class UiSettings(ClientSettings):
+    """``RAG_API_URL``, ``RAG_API_KEY`` (sent with uploads, and queries where the server asks for a key),
+    ``RAG_API_TIMEOUT_S``."""

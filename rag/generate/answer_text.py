@@ -152,7 +152,7 @@ def citations_of(numbers: Sequence[int], evidences: Sequence[Evidence], how: Cit
             doc_id=by_number[n].doc_id,
             collection=by_number[n].collection,
             how=how,
-            **by_number[n].document_fields(),
+            **by_number[n].passage_fields(),
         )
         for n in numbers
     ]

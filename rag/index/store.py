@@ -35,7 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from rag.objects import Chunk, Document, DocumentFields
+from rag.objects import Chunk, Document, DocumentFields, PassageFields
 
 _IN_BATCH = 900  # stay under SQLite's bound-parameter limit
 DocKey = tuple[str, str]  # (collection, document id): a document's identity
@@ -80,6 +80,7 @@ class ChunkRow(_Base):
     token_end: Mapped[int] = mapped_column(Integer)
     char_start: Mapped[int] = mapped_column(Integer)
     char_end: Mapped[int] = mapped_column(Integer)
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
     added_gen: Mapped[int] = mapped_column(Integer, index=True)
     deleted_gen: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
@@ -96,7 +97,7 @@ class StoredDocument(DocumentFields):
 
 
 @dataclass(frozen=True, kw_only=True)
-class StoredChunk(DocumentFields):
+class StoredChunk(PassageFields):
     """A live chunk with the fields of its document that evidence needs."""
 
     id: str
@@ -158,29 +159,36 @@ class DocumentStore:
 
     def migrate(self) -> None:
         """Bring a store written by an earlier release up to this schema (a no-op once it is; safe when
-        several processes open it at once). Until then chunks did not know their document's collection:
-        ids were one global space then, so each chunk takes its document's."""
+        several processes open it at once). Chunks once did not know their document's collection (ids
+        were one global space then, so each chunk takes its document's), nor their page (None: unknown)."""
         table = ChunkRow.__tablename__
         url = make_url(self.url)
         if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
             return  # a store not created yet (a new index) has nothing to migrate
         inspector = inspect(self.engine)
-        if not inspector.has_table(table) or "collection" in {c["name"] for c in inspector.get_columns(table)}:
+        if not inspector.has_table(table):
             return
+        columns = {c["name"] for c in inspector.get_columns(table)}
+        if "collection" not in columns:
+            self._add_column(
+                "collection",
+                f"ALTER TABLE {table} ADD COLUMN collection VARCHAR(200) NOT NULL DEFAULT ''",
+                f"UPDATE {table} SET collection = COALESCE((SELECT d.collection FROM "
+                f"{DocumentRow.__tablename__} d WHERE d.id = {table}.document_id "
+                "ORDER BY d.added_gen DESC LIMIT 1), '')",
+                f"CREATE INDEX IF NOT EXISTS ix_{table}_collection ON {table} (collection)",
+            )
+        if "page" not in columns:
+            self._add_column("page", f"ALTER TABLE {table} ADD COLUMN page INTEGER")
+
+    def _add_column(self, column: str, *statements: str) -> None:
         try:
             with self.engine.begin() as connection:
-                connection.execute(text(f"ALTER TABLE {table} ADD COLUMN collection VARCHAR(200) NOT NULL DEFAULT ''"))
-                connection.execute(
-                    text(
-                        f"UPDATE {table} SET collection = COALESCE((SELECT d.collection FROM "
-                        f"{DocumentRow.__tablename__} d WHERE d.id = {table}.document_id "
-                        "ORDER BY d.added_gen DESC LIMIT 1), '')"
-                    )
-                )
-                connection.execute(text(f"CREATE INDEX IF NOT EXISTS ix_{table}_collection ON {table} (collection)"))
+                for statement in statements:
+                    connection.execute(text(statement))
         except Exception:
             # another process migrated it first; anything else is a real failure
-            if "collection" not in {c["name"] for c in inspect(self.engine).get_columns(table)}:
+            if column not in {c["name"] for c in inspect(self.engine).get_columns(ChunkRow.__tablename__)}:
                 raise
 
     def drop_schema(self) -> None:
@@ -316,6 +324,7 @@ class DocumentStore:
                     token_end=c.token_end,
                     char_start=c.char_start,
                     char_end=c.char_end,
+                    page=c.page,
                     added_gen=generation,
                 )
                 for c in chunks
@@ -335,6 +344,7 @@ class DocumentStore:
             ChunkRow.document_id,
             ChunkRow.ordinal,
             ChunkRow.text,
+            ChunkRow.page,
             DocumentRow.title,
             DocumentRow.source,
             DocumentRow.url,

@@ -1,11 +1,14 @@
-"""A small httpx client of the API: JSON calls, the SSE answer stream, uploads and job polling."""
+"""A small httpx client of the API: JSON calls, the SSE answer stream, uploads and job polling; the UI, the
+MCP server and the framework retrievers all speak to ``rag serve`` through it."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from httpx_sse import connect_sse
@@ -39,6 +42,8 @@ def _error(response: httpx.Response) -> ApiRequestError:
 
 
 class ApiClient:
+    """Calls ``rag serve`` at ``base_url``; ``api_key`` goes in ``X-API-Key`` (none: anonymous)."""
+
     def __init__(self, base_url: str, api_key: str = "", timeout_s: float = 120.0) -> None:
         self.base_url = base_url.rstrip("/")
         headers = {"X-API-Key": api_key} if api_key else {}
@@ -93,3 +98,27 @@ class ApiClient:
     def job(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/jobs/{job_id}")
         return result
+
+    def document(self, doc_id: str, collection: str | None = None) -> dict[str, Any]:
+        """A live document with its chunks; without ``collection``, the one document with this id."""
+        path = quote(doc_id, safe="")
+        where = f"/collections/{quote(collection, safe='')}/documents/{path}" if collection else f"/documents/{path}"
+        result: dict[str, Any] = self._call("GET", where)
+        return result
+
+    def add_documents(self, documents: list[dict[str, Any]], collection: str = "default") -> dict[str, Any]:
+        """Submit documents (``id``, ``text``, optional ``title``/``source``/``url``/``date``/``metadata``);
+        answers the job."""
+        result: dict[str, Any] = self._call(
+            "POST", "/documents", json={"collection": collection, "documents": documents}
+        )
+        return result
+
+    def wait(self, job_id: str, timeout_s: float = 600.0, poll_s: float = 0.5) -> dict[str, Any]:
+        """The job once it has finished (succeeded, failed or cancelled), or as it stands at ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.job(job_id)
+            if job["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() >= deadline:
+                return job
+            time.sleep(poll_s)

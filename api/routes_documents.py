@@ -24,9 +24,11 @@ router = APIRouter()
 
 UPLOAD_DOC = (
     "Add or replace documents, as JSON (`DocumentsIn`) or as a multipart file upload (`file`: .jsonl, .json, "
-    ".txt, .md or .html; `collection`: form field). Answers `202` with a job to poll at `/jobs/{id}`; the "
-    "documents are searchable once the job has `succeeded`. A document is (collection, id): one whose id "
-    "exists in the same collection is replaced; other collections are never touched."
+    ".txt, .md, .html, .pdf, .docx, .pptx or .xlsx; `collection`: form field). A PDF's or a deck's pages "
+    "are kept: hits and citations name the page. A file with nothing to index (empty, a scanned PDF with no "
+    "text layer, an encrypted PDF) is refused with 400 naming it. Answers `202` with a job to poll at "
+    "`/jobs/{id}`; the documents are searchable once the job has `succeeded`. A document is (collection, "
+    "id): one whose id exists in the same collection is replaced; other collections are never touched."
 )
 UPLOAD_BODY = {
     "requestBody": {

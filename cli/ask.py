@@ -56,7 +56,8 @@ def ask(
     for e in result.evidence:
         mark = "*" if e.chunk_id in cited else " "
         where = e.url or e.source
-        typer.echo(f"{mark}[{e.number}] {e.title} ({e.date or 'undated'}) {where}  doc={e.doc_id}")
+        page = f", p. {e.page}" if e.page is not None else ""
+        typer.echo(f"{mark}[{e.number}] {e.title}{page} ({e.date or 'undated'}) {where}  doc={e.doc_id}")
     timing = ", ".join(
         f"{k} {v:.0f} ms"
         for k, v in result.timings_ms.items()

@@ -74,6 +74,22 @@ def pack_units(units: Sequence[tuple[int, int]], budget: int, overlap: int) -> l
     return passages
 
 
+def _pack_pages(
+    units: Sequence[tuple[int, int]],
+    offsets: Sequence[tuple[int, int]],
+    pages: Sequence[int],
+    budget: int,
+    overlap: int,
+) -> list[tuple[int, int]]:
+    """:func:`pack_units` page by page (no passage spans two pages, none overlaps the last page's)."""
+    if not pages:
+        return pack_units(units, budget, overlap)
+    by_page: dict[int | None, list[tuple[int, int]]] = {}
+    for unit in units:
+        by_page.setdefault(page_at(pages, offsets[unit[0]][0]), []).append(unit)
+    return [span for page_units in by_page.values() for span in pack_units(page_units, budget, overlap)]
+
+
 def chunk_documents(
     documents: Sequence[Document],
     tokenizer: Any,
@@ -99,10 +115,12 @@ def chunk_documents(
                 raise InputError(f"document {doc.id!r} has no text to index")
             # The title and a separator newline take part of every passage's budget.
             budget = max(min_tokens, max_tokens - _SPECIAL_TOKENS - len(titles["input_ids"][i]) - 1)
-            units = _sentence_units(offsets, sentence_starts(doc.text), budget)
             pages = doc.metadata.get(PAGE_OFFSETS) or []
+            # a page starts a sentence, and a passage: so a citation's page is where its words are
+            starts = sorted(set(sentence_starts(doc.text)) | set(pages))
+            units = _sentence_units(offsets, starts, budget)
             chunks = []
-            for ordinal, (tok_start, tok_end) in enumerate(pack_units(units, budget, overlap)):
+            for ordinal, (tok_start, tok_end) in enumerate(_pack_pages(units, offsets, pages, budget, overlap)):
                 char_start, char_end = offsets[tok_start][0], offsets[tok_end - 1][1]
                 text = doc.text[char_start:char_end]
                 chunks.append(

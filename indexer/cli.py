@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from indexer.final_stage import record_final_stage
-from indexer.loaders import load_documents
+from indexer.loaders import load_corpus
 from indexer.writer import ChangeSummary, IndexWriter
 from rag.errors import InputError
 from rag.index.manifest import FinalStageChoice
@@ -22,8 +22,14 @@ from rag.settings import Settings
 index_app = typer.Typer(help="Build and update an index directory.", no_args_is_help=True)
 
 IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index directory.")]
-InputOption = Annotated[Path, typer.Option("--input", help="BEIR directory, .jsonl file, or folder of .txt/.md/.html.")]
+InputOption = Annotated[
+    Path,
+    typer.Option(
+        "--input", help="BEIR directory, .jsonl file, a folder, or one .txt/.md/.html/.pdf/.docx/.pptx/.xlsx."
+    ),
+]
 CollectionOption = Annotated[str, typer.Option("--collection", "-c", help="Collection the documents go into.")]
+_SKIPS_NAMED = 20  # skipped documents named one by one; the rest are counted
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 
 
@@ -39,10 +45,14 @@ def _report(summary: ChangeSummary, seconds: float) -> None:
 def _load(path: Path, quiet: bool) -> list[Document]:
     if not quiet:
         typer.echo(f"reading {path} ...", err=True)
-    documents = load_documents(path)
-    if not quiet:
-        typer.echo(f"{len(documents)} documents", err=True)
-    return documents
+    corpus = load_corpus(path)
+    for why in corpus.skipped[:_SKIPS_NAMED]:
+        typer.echo(f"skipped {why}", err=True)
+    if len(corpus.skipped) > _SKIPS_NAMED:
+        typer.echo(f"... and {len(corpus.skipped) - _SKIPS_NAMED} more skipped", err=True)
+    skipped = f", {len(corpus.skipped)} skipped (nothing to index)" if corpus.skipped else ""
+    typer.echo(f"{len(corpus.documents)} documents{skipped}", err=True)  # said even with --quiet: data was left out
+    return corpus.documents
 
 
 @index_app.command()

@@ -9,6 +9,12 @@ class InputError(RagError):
     """Bad user input: a malformed file, an empty document, an unknown format or option."""
 
 
+class UnreadableDocumentError(InputError):
+    """One document that holds nothing to index: empty text, a PDF with no text layer (a scan), a file
+    that needs a password. A corpus read from disk is indexed without it and counts it; alone (one file,
+    an upload) it is refused with this message."""
+
+
 class IndexNotFoundError(RagError):
     """No index exists at the given directory."""
 

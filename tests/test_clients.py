@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import httpx2
 import openai
 import pytest
 from mcp import ClientSession
@@ -210,7 +211,7 @@ def test_mcp_over_streamable_http_uses_the_callers_key(server: Server, tmp_path)
 
     async def run(headers: dict[str, str]) -> tuple[list[str], Any, Any]:
         async with (
-            httpx.AsyncClient(headers=headers, timeout=120) as http,
+            httpx2.AsyncClient(headers=headers, timeout=120) as http,
             streamable_http_client(f"http://127.0.0.1:{port}/mcp", http_client=http) as (read, write, *_),
             ClientSession(read, write) as session,
         ):
@@ -257,3 +258,28 @@ def test_llama_index_retriever_returns_scored_nodes(server: Server) -> None:
     assert nodes[0].node.metadata["doc_id"] == "ferry" and "40 minutes" in nodes[0].node.get_content()
     metadata = nodes[0].node.metadata
     assert nodes[0].score == metadata["score"] and nodes[0].node.node_id == metadata["chunk_id"]
+
+
+# --- documents in --------------------------------------------------------------------------------------
+
+
+def test_an_uploaded_pdf_is_cited_with_its_page_and_a_scan_is_refused(server: Server) -> None:
+    from tests.test_document_formats import PAGES, _pdf, _scanned_pdf
+
+    writer = ApiClient(server.base_url, WRITE_KEY)
+    job = writer.wait(writer.upload("harbour.pdf", _pdf(PAGES), "pdfs")["id"], timeout_s=300)
+    assert job["status"] == "succeeded", job
+    completion = _openai(server).chat.completions.create(
+        model="rag:pdfs",
+        messages=[{"role": "user", "content": "Which day does the night ferry carry mail to the northern islands?"}],
+    )
+    citations = (completion.model_extra or {})["citations"]
+    assert citations and citations[0]["doc_id"] == "harbour.pdf" and citations[0]["page"] == 2, citations
+    refused = httpx.post(
+        f"{server.base_url}/documents",
+        files={"file": ("scan.pdf", _scanned_pdf())},
+        data={"collection": "pdfs"},
+        headers={"X-API-Key": WRITE_KEY},
+    )
+    assert refused.status_code == 400 and "scan.pdf: the PDF has no text layer" in refused.json()["message"]
+    writer.close()

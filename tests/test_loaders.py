@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from indexer.loaders import html_to_text, load_documents
+from indexer.loaders import load_documents
+from indexer.parsing import html_to_text
 from rag.errors import InputError
 
 
@@ -77,7 +78,7 @@ def test_unreadable_and_unknown_inputs(tmp_path) -> None:
         load_documents(latin)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(InputError, match=r"no \.txt"):
+    with pytest.raises(InputError, match=r"no \.docx, .* \.txt, \.xlsx files"):
         load_documents(empty)
 
 

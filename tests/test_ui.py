@@ -31,6 +31,7 @@ def test_views_turn_api_answers_into_rows() -> None:
     assert stage_timings({"encode": 1.234, "total": 9.0, "first_token": 3.0}) == {"encode": 1.23}
     citation = {"number": 2, "chunk_id": "c", "title": "", "doc_id": "d1", "date": "2020-05-01T00:00"}
     assert citation_label(citation) == "[2] d1 (2020-05-01)"
+    assert citation_label({**citation, "title": "Manual", "page": 7}) == "[2] Manual, p. 7 (2020-05-01)"
     assert evidence_for({"evidence": [{"number": 2, "chunk_id": "c"}]}, citation) == {"number": 2, "chunk_id": "c"}
     assert filters_payload(" a, b ,", "", "2020-01-01") == {"sources": ["a", "b"], "date_to": "2020-01-01"}
     assert filters_payload("", " ", "") is None

@@ -91,7 +91,8 @@ def sidebar(client: ApiClient, settings: UiSettings) -> dict[str, Any]:
 
 def upload_form(client: ApiClient, collections: list[str]) -> None:
     with st.sidebar.expander("Add documents"):
-        upload = st.file_uploader("File (.jsonl, .json, .txt, .md, .html)", type=["jsonl", "json", "txt", "md", "html"])
+        kinds = ["jsonl", "json", "txt", "md", "html", "pdf", "docx", "pptx", "xlsx"]
+        upload = st.file_uploader(f"File ({', '.join('.' + k for k in kinds)})", type=kinds)
         target = st.text_input("Into collection", value=collections[0] if collections else "default")
         if st.button("Add to the index", disabled=upload is None) and upload is not None:
             try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from connect.hits import where_from
+
 
 def inspector_rows(hits: list[dict[str, Any]], stages: list[str]) -> list[dict[str, Any]]:
     """One row per hit: its rank and score on every stage the API says ranked (None where one missed it)."""
@@ -33,9 +35,7 @@ def evidence_for(answer: dict[str, Any], citation: dict[str, Any]) -> dict[str, 
 
 
 def citation_label(citation: dict[str, Any]) -> str:
-    title = citation["title"] or citation["doc_id"]
-    date = f" ({citation['date'][:10]})" if citation.get("date") else ""
-    return f"[{citation['number']}] {title}{date}"
+    return f"[{citation['number']}] {where_from(citation)}"
 
 
 def filters_payload(sources: str, date_from: str, date_to: str) -> dict[str, Any] | None:

@@ -1,0 +1,104 @@
+"""Text out of binary documents: PDF through pypdf (page by page, so passages know their page), Word,
+PowerPoint and Excel through markitdown (slides are pages).
+
+pypdf over markitdown for PDF: markitdown's PDF converter (pdfminer) returns one text without page
+boundaries, and citations need the page. A PDF with no text layer (a scan) or one that needs a password
+is refused by name: it holds nothing this service could index.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+
+from rag.errors import InputError, UnreadableDocumentError
+
+PDF_SUFFIXES = {".pdf"}
+OFFICE_SUFFIXES = {".docx", ".pptx", ".xlsx"}
+BINARY_SUFFIXES = PDF_SUFFIXES | OFFICE_SUFFIXES
+_SLIDE = re.compile(r"^<!-- Slide number: (\d+) -->\s*$", re.MULTILINE)
+_MIN_PAGE_CHARS = 1  # a page with fewer characters of text has none (a scanned image)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A binary document's title (empty: none named), text, and where each page starts (empty: no pages)."""
+
+    title: str
+    text: str
+    page_offsets: tuple[int, ...]
+
+
+def _join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
+    """The pages' texts in one, two newlines apart, and the offset each page starts at."""
+    offsets, parts, at = [], [], 0
+    for page in pages:
+        offsets.append(at)
+        parts.append(page)
+        at += len(page) + 2
+    return "\n\n".join(parts), tuple(offsets)
+
+
+def _tidy(page_text: str) -> str:
+    """A page's text with runs of spaces and blank lines collapsed. pypdf's plain mode, not its layout
+    mode: on the groff PDF in tests/data plain splits a few kerned words ("lar ger"), layout glues a
+    justified line's words into one ("thatfromthesehonoreddead"), and plain also keeps columns apart."""
+    text = re.sub(r"[ \t]+", " ", page_text)
+    return re.sub(r"\s*\n\s*\n\s*", "\n\n", re.sub(r" ?\n ?", "\n", text)).strip()
+
+
+def pdf_text(data: bytes, name: str) -> Converted:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):  # an owner password alone still lets anyone read
+            raise UnreadableDocumentError(f"{name}: the PDF is encrypted with a password; decrypt it first")
+        pages = [_tidy(page.extract_text() or "") for page in reader.pages]
+        title = str(reader.metadata.get("/Title") or "").strip() if reader.metadata else ""
+    except UnreadableDocumentError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{name}: not a readable PDF ({exc.__class__.__name__}: {exc})") from exc
+    except NotImplementedError as exc:  # pypdf's word for an encryption scheme it cannot open
+        raise UnreadableDocumentError(f"{name}: the PDF is encrypted in a way that cannot be opened ({exc})") from exc
+    if not pages:
+        raise UnreadableDocumentError(f"{name}: the PDF has no pages")
+    if sum(len(p) for p in pages) < _MIN_PAGE_CHARS:
+        raise UnreadableDocumentError(
+            f"{name}: the PDF has no text layer (a scan?): run it through OCR (e.g. ocrmypdf) first"
+        )
+    text, offsets = _join_pages(pages)
+    return Converted(title, text, offsets)
+
+
+def office_text(data: bytes, name: str, suffix: str) -> Converted:
+    from markitdown import MarkItDown, StreamInfo
+
+    try:
+        result = MarkItDown(enable_plugins=False).convert_stream(
+            io.BytesIO(data), stream_info=StreamInfo(extension=suffix, filename=name)
+        )
+    except Exception as exc:  # markitdown wraps each converter's own failure in its own classes
+        raise InputError(f"{name}: not a readable {suffix} file ({exc.__class__.__name__})") from exc
+    markdown = result.markdown or ""
+    offsets: tuple[int, ...] = ()
+    if suffix == ".pptx" and _SLIDE.search(markdown):
+        slides = [s.strip() for s in _SLIDE.split(markdown)[2::2]]
+        markdown, offsets = _join_pages(slides)
+    text = markdown.strip()
+    if not text:
+        raise UnreadableDocumentError(f"{name}: the {suffix} file holds no text")
+    lead = len(markdown) - len(markdown.lstrip())
+    return Converted((result.title or "").strip(), text, tuple(max(0, o - lead) for o in offsets))
+
+
+def convert(data: bytes, name: str, suffix: str) -> Converted:
+    """The text of a binary document by its suffix (one of :data:`BINARY_SUFFIXES`)."""
+    if suffix in PDF_SUFFIXES:
+        return pdf_text(data, name)
+    if suffix in OFFICE_SUFFIXES:
+        return office_text(data, name, suffix)
+    raise InputError(f"{name}: no converter for {suffix!r}")

@@ -147,8 +147,8 @@ class _ChunkEvents:
         )
         if not self.include_usage:
             return closing
-        usage = chunk(self.completion_id, self.created, self.model, {}) | {"choices": [], "usage": _usage(answer)}
-        return closing + _data({**usage, "usage": usage["usage"].model_dump()})
+        usage = {"choices": [], "usage": _usage(answer).model_dump()}  # OpenAI's usage chunk has no choices
+        return closing + _data(chunk(self.completion_id, self.created, self.model, {}) | usage)
 
     def error(self, error: ApiError, request_id: str) -> str:
         return _data(openai_body(error))

@@ -1,4 +1,5 @@
-"""``rag serve`` (the API) and ``rag llm-server`` (an OpenAI-compatible server for the bundled model)."""
+"""``rag serve`` (the API), ``rag llm-server`` (an OpenAI-compatible server for the bundled model), ``rag ui``
+and ``rag mcp`` (MCP tools over the API)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Text out of binary documents: PDF through pypdf (page by page, so passages know their page), Word,
 PowerPoint and Excel through markitdown (slides are pages).
 
-pypdf over markitdown for PDF: markitdown's PDF converter (pdfminer) returns one text without page
-boundaries, and citations need the page. A PDF with no text layer (a scan) or one that needs a password
-is refused by name: it holds nothing this service could index.
+pypdf over markitdown for PDF (bench/pdf_text.py): markitdown's PDF converter (pdfminer) returns one
+text without page boundaries, and citations need the page; it found 1.4 points more of the words on
+the groff PDF, the same share of word pairs, and took 60 times as long. A PDF with no text layer (a
+scan) or one that needs a password is refused by name: it holds nothing this service could index.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ def _join_pages(pages: list[str]) -> tuple[str, tuple[int, ...]]:
 
 
 def _tidy(page_text: str) -> str:
-    """A page's text with runs of spaces and blank lines collapsed. pypdf's plain mode, not its layout
-    mode: on the groff PDF in tests/data plain splits a few kerned words ("lar ger"), layout glues a
-    justified line's words into one ("thatfromthesehonoreddead"), and plain also keeps columns apart."""
+    """A page's layout-mode text with the runs of spaces that place words on the page collapsed. Layout
+    mode, not plain: on the groff PDF in tests/data it finds 97.5% of the words and 97.1% of the word pairs,
+    plain 93.9% and 87.7% (plain splits kerned words, "lar ger"); bench/pdf_text.py."""
     text = re.sub(r"[ \t]+", " ", page_text)
     return re.sub(r"\s*\n\s*\n\s*", "\n\n", re.sub(r" ?\n ?", "\n", text)).strip()
 
@@ -56,7 +57,7 @@ def pdf_text(data: bytes, name: str) -> Converted:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):  # an owner password alone still lets anyone read
             raise UnreadableDocumentError(f"{name}: the PDF is encrypted with a password; decrypt it first")
-        pages = [_tidy(page.extract_text() or "") for page in reader.pages]
+        pages = [_tidy(page.extract_text(extraction_mode="layout") or "") for page in reader.pages]
         title = str(reader.metadata.get("/Title") or "").strip() if reader.metadata else ""
     except UnreadableDocumentError:
         raise

@@ -190,8 +190,10 @@ def test_bad_input_answers_clear_json_errors(client: httpx.Client, ingested: lis
     assert r.status_code == 422 and r.json()["error"] == "invalid_request"
     r = client.post("/documents", content=b"text", headers={**KEYS, "content-type": "text/plain"})
     assert r.status_code == 415
-    r = client.post("/documents", files={"file": ("a.pdf", b"%PDF")}, headers=KEYS)
+    r = client.post("/documents", files={"file": ("a.exe", b"MZ")}, headers=KEYS)
     assert r.status_code == 400 and "unknown format" in r.json()["message"]
+    r = client.post("/documents", files={"file": ("a.pdf", b"%PDF")}, headers=KEYS)
+    assert r.status_code == 400 and "a.pdf: not a readable PDF" in r.json()["message"]
     r = client.post(
         "/documents", json={"documents": [{"id": "a", "text": "t"}, {"id": "a", "text": "u"}]}, headers=KEYS
     )

@@ -13,6 +13,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable
+from typing import Any, Literal
 
 from bench.common import ROOT, machine, print_table, write_result
 
@@ -51,7 +52,7 @@ def _fpdf() -> bytes:
     return bytes(pdf.output())
 
 
-def _pypdf(mode: str) -> Callable[[bytes], list[str]]:
+def _pypdf(mode: Literal["plain", "layout"]) -> Callable[[bytes], list[str]]:
     def extract(data: bytes) -> list[str]:
         from pypdf import PdfReader
 
@@ -77,7 +78,7 @@ def main() -> None:
         "pypdf layout": _pypdf("layout"),
         "markitdown (pdfminer)": _markitdown,
     }
-    rows = []
+    rows: list[dict[str, Any]] = []
     for doc_name, (data, source, n_pages) in documents.items():
         for name, extract in extractors.items():
             try:

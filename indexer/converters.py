@@ -1,5 +1,9 @@
-"""Text out of binary documents: PDF through pypdf (page by page, so passages know their page), Word,
-PowerPoint and Excel through markitdown (slides are pages).
+"""Text out of binary documents: PDF through pypdf (page by page, so passages know their page), Word
+through python-docx (its page breaks kept), PowerPoint and Excel through markitdown (slides are pages).
+
+python-docx over markitdown for Word: markitdown's converter (mammoth) drops page breaks, and a Word
+file knows its pages only by them: the breaks Word recorded when it last laid the document out
+(``w:lastRenderedPageBreak``), else the explicit ones.
 
 pypdf over markitdown for PDF (bench/pdf_text.py): markitdown's PDF converter (pdfminer) returns one
 text without page boundaries, and citations need the page; it found 1.4 points more of the words on
@@ -12,12 +16,14 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from rag.errors import InputError, UnreadableDocumentError
 
 PDF_SUFFIXES = {".pdf"}
-OFFICE_SUFFIXES = {".docx", ".pptx", ".xlsx"}
-BINARY_SUFFIXES = PDF_SUFFIXES | OFFICE_SUFFIXES
+WORD_SUFFIXES = {".docx"}
+OFFICE_SUFFIXES = {".pptx", ".xlsx"}
+BINARY_SUFFIXES = PDF_SUFFIXES | WORD_SUFFIXES | OFFICE_SUFFIXES
 _SLIDE = re.compile(r"^<!-- Slide number: (\d+) -->\s*$", re.MULTILINE)
 _MIN_PAGE_CHARS = 1  # a page with fewer characters of text has none (a scanned image)
 
@@ -75,6 +81,54 @@ def pdf_text(data: bytes, name: str) -> Converted:
     return Converted(title, text, offsets)
 
 
+_W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
+_PAGE = "\f"  # where a page starts, while the text is assembled
+
+
+def _docx_blocks(document: Any, rendered: bool) -> list[str]:
+    """The body's paragraphs and tables in order, as text; a page break is :data:`_PAGE`."""
+    from docx.table import Table
+
+    blocks = []
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            rows = [" | ".join(cell.text.strip() for cell in row.cells) for row in block.rows]
+            blocks.append("\n".join(rows))
+            continue
+        parts = []
+        if not rendered and block.paragraph_format.page_break_before:
+            parts.append(_PAGE)
+        for node in block._p.iter():
+            if node.tag == f"{_W}t" and node.text:
+                parts.append(node.text)
+            elif node.tag == f"{_W}tab":
+                parts.append("\t")
+            elif node.tag == f"{_W}lastRenderedPageBreak":
+                parts.append(_PAGE if rendered else "")
+            elif node.tag == f"{_W}br":
+                parts.append(_PAGE if node.get(f"{_W}type") == "page" and not rendered else "\n")
+        blocks.append("".join(parts))
+    return blocks
+
+
+def docx_text(data: bytes, name: str) -> Converted:
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except (PackageNotFoundError, KeyError, ValueError) as exc:
+        raise InputError(f"{name}: not a readable .docx file ({exc.__class__.__name__})") from exc
+    rendered = any(True for _ in document.element.body.iter(f"{_W}lastRenderedPageBreak"))
+    whole = "\n\n".join(_docx_blocks(document, rendered))
+    pages = [_tidy(page) for page in whole.split(_PAGE)]
+    pages = pages[1:] if pages and not pages[0] else pages  # a break before the first words starts nothing
+    if not any(pages):
+        raise UnreadableDocumentError(f"{name}: the .docx file holds no text")
+    text, offsets = _join_pages(pages)
+    return Converted(document.core_properties.title.strip(), text, offsets if len(pages) > 1 else ())
+
+
 def office_text(data: bytes, name: str, suffix: str) -> Converted:
     from markitdown import MarkItDown, StreamInfo
 
@@ -100,6 +154,8 @@ def convert(data: bytes, name: str, suffix: str) -> Converted:
     """The text of a binary document by its suffix (one of :data:`BINARY_SUFFIXES`)."""
     if suffix in PDF_SUFFIXES:
         return pdf_text(data, name)
+    if suffix in WORD_SUFFIXES:
+        return docx_text(data, name)
     if suffix in OFFICE_SUFFIXES:
         return office_text(data, name, suffix)
     raise InputError(f"{name}: no converter for {suffix!r}")

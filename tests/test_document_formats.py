@@ -69,6 +69,8 @@ def _docx() -> bytes:
     table = doc.add_table(rows=2, cols=2)
     table.cell(0, 0).text, table.cell(0, 1).text = "Day", "Keeper"
     table.cell(1, 0).text, table.cell(1, 1).text = "Sunday", "Mirren"
+    doc.add_page_break()
+    doc.add_paragraph("Second page: in fog the foghorn sounds every thirty seconds from the north gallery.")
     out = io.BytesIO()
     doc.save(out)
     return out.getvalue()
@@ -111,9 +113,27 @@ def test_the_committed_real_pdf_reads_page_by_page() -> None:
     assert page_at(offsets, doc.text.index("shall not perish from the earth")) == 2
 
 
+def _xlsx() -> bytes:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Catch"
+    sheet.append(["Boat", "Crates"])
+    sheet.append(["Morwenna", 42])
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
 def test_office_documents_are_read(tmp_path) -> None:
     [word] = documents_from_upload(_docx(), "rota.docx")
-    assert word.id == "rota.docx" and "lit by Ada on Mondays" in word.text and "Mirren" in word.text
+    assert word.id == "rota.docx" and word.title == "Lighthouse rota"
+    assert "lit by Ada on Mondays" in word.text and "Sunday | Mirren" in word.text
+    offsets = word.metadata[PAGE_OFFSETS]  # the explicit page break
+    assert page_at(offsets, word.text.index("lit by Ada")) == 1 and page_at(offsets, word.text.index("foghorn")) == 2
+    [sheet] = documents_from_upload(_xlsx(), "catch.xlsx")
+    assert "Morwenna" in sheet.text and "42" in sheet.text and PAGE_OFFSETS not in sheet.metadata
     [deck] = documents_from_upload(_pptx(), "sea.pptx")
     offsets = deck.metadata[PAGE_OFFSETS]  # slides are pages
     assert len(offsets) == 2 and page_at(offsets, deck.text.index("Gales close the quay")) == 2
@@ -158,11 +178,12 @@ def test_a_folder_skips_what_holds_no_text_and_names_it(tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_a_pdf_passage_is_cited_with_its_page(tmp_path, encoder, settings) -> None:
-    path = tmp_path / "harbour.pdf"
-    path.write_bytes(_pdf(PAGES))
+def test_pdf_and_docx_passages_are_cited_with_their_page(tmp_path, encoder, settings) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "harbour.pdf").write_bytes(_pdf(PAGES))
+    (tmp_path / "in" / "rota.docx").write_bytes(_docx())
     with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
-        writer.upsert(load_documents(path) + load_documents(DATA / "gettysburg-address.pdf"), "docs")
+        writer.upsert(load_documents(tmp_path / "in") + load_documents(DATA / "gettysburg-address.pdf"), "docs")
     pipeline = Pipeline(Snapshot.load(tmp_path / "ix", settings), settings, encoder)
     # a page is a passage boundary: the three short pages are three passages, not one
     chunks = pipeline.snapshot.store.document_chunks("docs", "harbour.pdf", pipeline.snapshot.generation)
@@ -173,3 +194,5 @@ def test_a_pdf_passage_is_cited_with_its_page(tmp_path, encoder, settings) -> No
     assert answer.evidence[0].page == 2
     hit = pipeline.retrieve("government of the people, by the people, for the people").hits[0]
     assert hit.doc_id == "gettysburg-address.pdf" and hit.page == 2
+    hit = pipeline.retrieve("How often does the foghorn sound in fog?").hits[0]
+    assert hit.doc_id == "rota.docx" and hit.page == 2

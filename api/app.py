@@ -250,7 +250,7 @@ def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:
                 "SOME API KEYS ARE LIMITED TO COLLECTIONS, BUT QUERIES NEED NO KEY: anyone who sends none can "
                 "read every collection. Set RAG_API_REQUIRE_KEY_FOR_QUERIES=true to keep collections apart."
             )
-        service = IndexService(Path(index_dir), settings)
+        service = IndexService(Path(index_dir), settings, on_batch=metrics.batch_size.observe)
         service.start()
         jobs = JobRunner(service, on_finish=finished)
         jobs.start()

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from api.settings import ApiSettings
 from indexer.writer import IndexWriter
+from rag.batching import MicroBatcher
+from rag.encode.cache import EncodingCache
 from rag.encode.encoder import Encoder
+from rag.errors import RagError
 from rag.generate.protocol import Generator
 from rag.index.snapshot import Snapshot, current_snapshot_name, store_for
+from rag.objects import Retrieval, RetrievalRequest
 from rag.pipeline import Pipeline
 
 log = logging.getLogger("rag.api")
 
 
 class IndexService:
-    def __init__(self, index_dir: Path, settings: ApiSettings) -> None:
+    def __init__(self, index_dir: Path, settings: ApiSettings, on_batch: Callable[[int], None] | None = None) -> None:
+        """``on_batch(size)``: told the size of every retrieval batch (metrics)."""
         self.index_dir = Path(index_dir)
         self.settings = settings
         self.store = store_for(self.index_dir, settings)  # one reader connection pool for every snapshot
@@ -32,6 +38,10 @@ class IndexService:
         self._loaded_name: str | None = None
         self._swap_lock = threading.Lock()
         self.retrieval_gate = threading.BoundedSemaphore(max(1, settings.api_retrieval_concurrency))
+        self.query_cache = EncodingCache(settings.query_cache_size)  # the encoder outlives snapshots: so do encodings
+        self.batcher: MicroBatcher[tuple[Pipeline, RetrievalRequest], Retrieval] = MicroBatcher(
+            _retrieve_batch, settings.api_batch_max_size, settings.api_batch_max_wait_ms / 1000, on_batch
+        )
 
     def start(self) -> None:
         """Create an empty index when there is none, load the live snapshot and warm the encoder."""
@@ -46,6 +56,7 @@ class IndexService:
         self.pipeline().encoder.encode(["warm up"])
 
     def close(self) -> None:
+        self.batcher.close()
         self.store.close()
 
     @property
@@ -62,7 +73,12 @@ class IndexService:
                 return self._pipeline
             snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
             pipeline = Pipeline(
-                snapshot, self.settings, self._encoder, self.generators, retrieval_gate=self.retrieval_gate
+                snapshot,
+                self.settings,
+                self._encoder,
+                self.generators,
+                retrieval_gate=self.retrieval_gate,
+                query_cache=self.query_cache,
             )
             self._encoder = pipeline.encoder
             self._pipeline, self._loaded_name = pipeline, name  # the swap: readers see old or new, whole
@@ -77,3 +93,16 @@ class IndexService:
         if current_snapshot_name(self.index_dir) != self._loaded_name:
             pipeline = self.swap()
         return pipeline
+
+
+def _retrieve_batch(items: Sequence[tuple[Pipeline, RetrievalRequest]]) -> list[Retrieval | RagError]:
+    """A batch of requests, each against the pipeline it was taken with (a swap may fall inside a batch)."""
+    results: list[Retrieval | RagError | None] = [None] * len(items)
+    by_pipeline: dict[int, list[int]] = {}
+    for i, (pipeline, _) in enumerate(items):
+        by_pipeline.setdefault(id(pipeline), []).append(i)
+    for members in by_pipeline.values():
+        pipeline = items[members[0]][0]
+        for member, result in zip(members, pipeline.retrieve_batch([items[m][1] for m in members]), strict=True):
+            results[member] = result
+    return [r for r in results if r is not None]

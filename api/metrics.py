@@ -26,6 +26,12 @@ class Metrics:
             buckets=STAGE_BUCKETS_MS,
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "rag_retrieval_batch_size",
+            "Questions retrieved together in one batch (rag/batching.py)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.jobs = Counter("rag_jobs", "Index jobs finished", ["kind", "status"], registry=self.registry)
         self.disconnects = Counter(
             "rag_stream_disconnects", "Streamed answers whose client went away before the end", registry=self.registry

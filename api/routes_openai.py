@@ -83,7 +83,7 @@ async def chat_completions(
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     if body.stream:
-        first, events = await start_stream(pipeline, body.question, body.top_k, filters, True, None)
+        first, events = await start_stream(app, pipeline, body.question, body.top_k, filters, True, None)
         include_usage = body.stream_options is not None and body.stream_options.include_usage
         dialect = _ChunkEvents(completion_id, created, body.model, generation, include_usage)
         return event_stream(Pump(app, first, events, dialect))

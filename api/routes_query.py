@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +16,8 @@ from api.deps import AppState, Caller, reader, state
 from api.errors import ApiError
 from api.schemas import ErrorOut, FiltersIn, QueryIn, QueryOut, query_out, retrieval_out
 from api.streaming import Pump, event_stream, observe
-from rag.objects import Answer, Filters, Retrieval, StreamEvent
-from rag.pipeline import Pipeline
+from rag.objects import Answer, Filters, Retrieval, RetrievalEvent, RetrievalRequest, StreamEvent
+from rag.pipeline import Pipeline, final_answer
 
 log = logging.getLogger("rag.api")
 router = APIRouter(tags=["query"])
@@ -57,7 +58,9 @@ async def query(body: QueryIn, caller: Caller = Depends(reader), app: AppState =
     pipeline = app.service.pipeline()
     generation = pipeline.snapshot.generation
     if body.stream:
-        first, events = await start_stream(pipeline, body.question, body.top_k, filters, body.generate, body.generator)
+        first, events = await start_stream(
+            app, pipeline, body.question, body.top_k, filters, body.generate, body.generator
+        )
         return event_stream(Pump(app, first, events, _QueryEvents(generation)))
     answer = await answer_within_limit(app, pipeline, body.question, body.top_k, filters, body.generate, body.generator)
     return query_out(answer, generation)
@@ -80,13 +83,24 @@ def searched_collection(app: AppState, caller: Caller, collection: str | None) -
     return chosen
 
 
+async def retrieve_batched(app: AppState, pipeline: Pipeline, request: RetrievalRequest) -> Retrieval:
+    """The retrieval, computed in one batch with the questions that arrive with it (rag/batching.py)."""
+    return await asyncio.wrap_future(app.service.batcher.submit((pipeline, request)))
+
+
 async def start_stream(
-    pipeline: Pipeline, question: str, top_k: int | None, filters: Filters, generate: bool, generator: str | None
+    app: AppState,
+    pipeline: Pipeline,
+    question: str,
+    top_k: int | None,
+    filters: Filters,
+    generate: bool,
+    generator: str | None,
 ) -> tuple[StreamEvent, Iterator[StreamEvent]]:
     """The answer's events, retrieval already done: bad input still answers 4xx, not a broken stream."""
-    events = pipeline.stream(question, top_k, filters, generate, generator)
-    first: StreamEvent = await run_in_threadpool(next, events)
-    return first, events
+    start = time.perf_counter()
+    retrieval = await retrieve_batched(app, pipeline, RetrievalRequest(question, top_k, filters))
+    return RetrievalEvent(retrieval), pipeline.stream_answer(retrieval, generate, generator, start)
 
 
 async def answer_within_limit(
@@ -99,11 +113,18 @@ async def answer_within_limit(
     generator: str | None,
 ) -> Answer:
     """The whole answer, or 504 past ``api_request_timeout_s``."""
+
+    async def whole() -> Answer:
+        start = time.perf_counter()
+        retrieval = await retrieve_batched(app, pipeline, RetrievalRequest(question, top_k, filters))
+        events = pipeline.stream_answer(retrieval, generate, generator, start)
+        if not generate:  # the evidence alone: less work than a trip to the thread pool
+            return final_answer(events)
+        return await run_in_threadpool(final_answer, events)
+
     limit = app.settings.api_request_timeout_s
     try:
-        answer = await asyncio.wait_for(
-            run_in_threadpool(pipeline.answer, question, top_k, filters, generate, generator), timeout=limit
-        )
+        answer = await asyncio.wait_for(whole(), timeout=limit)
     except TimeoutError as exc:
         raise ApiError(504, "timeout", f"the query took longer than {limit:g} s") from exc
     observe(app, answer.timings_ms)

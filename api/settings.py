@@ -3,6 +3,8 @@ read from the same ``RAG_*`` environment variables or ``.env`` file."""
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from rag.settings import Settings
 
 
@@ -20,6 +22,10 @@ class ApiSettings(Settings):
     api_rate_burst: int = 100
     api_request_timeout_s: float = 120.0  # a query that takes longer answers 504
     api_retrieval_concurrency: int = 1  # retrievals computing at once; the rest wait their turn (bench/api_load.py)
+    # Questions that arrive together are retrieved as one batch (rag/batching.py): at most this many, and
+    # the first waits at most this long for the others (never while requests come one at a time).
+    api_batch_max_size: int = Field(default=16, ge=1)
+    api_batch_max_wait_ms: float = Field(default=2.0, ge=0)
     api_max_document_bytes: int = 1 << 20  # one document's text; larger answers 413 (split it): bounds a job's time
     api_auth_failure_burst: int = 10  # wrong keys from one address before 429 ...
     api_auth_failure_per_s: float = 0.1  # ... and how fast that allowance comes back

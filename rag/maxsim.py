@@ -50,7 +50,7 @@ def maxsim_packed(
 def token_similarities(query: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     """(n_tokens, n_q) float32 inner products of float16/float32 ``tokens`` with the ``query`` tokens."""
     # torch widens float16 and multiplies several times faster than numpy here (docs/benchmarks.md)
-    sims = torch.from_numpy(np.ascontiguousarray(tokens)).float() @ torch.from_numpy(np.asarray(query, np.float32)).T
+    sims = torch.from_numpy(np.ascontiguousarray(tokens)).float() @ torch.from_numpy(np.array(query, np.float32)).T
     return sims.numpy()
 
 

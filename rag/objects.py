@@ -153,6 +153,17 @@ class Hit(PassageFields):
 
 
 @dataclass(frozen=True)
+class RetrievalRequest:
+    """One question for :meth:`rag.pipeline.Pipeline.retrieve_batch`; None takes the setting."""
+
+    question: str
+    top_k: int | None = None
+    filters: Filters | None = None
+    depth: int | None = None
+    alternative: bool = False  # also rank by the MaxSim modes not in use (evaluation)
+
+
+@dataclass(frozen=True)
 class Retrieval:
     """Hits plus every stage's full ranking ((chunk id, score), best first) and per-stage timings in ms.
 

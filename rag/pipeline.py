@@ -5,16 +5,17 @@ from __future__ import annotations
 import threading
 import time
 import unicodedata
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from rag.encode.cache import EncodingCache
 from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoded, Encoder
-from rag.errors import InputError
+from rag.errors import InputError, RagError
 from rag.generate import make_generator
 from rag.generate.answer_text import ABSTENTION, CheckedAnswer, check_answer, citations_of, cite_as, shown_so_far
 from rag.generate.evidence import (
@@ -28,8 +29,9 @@ from rag.generate.evidence import (
 )
 from rag.generate.marginal import Candidate, marginalise
 from rag.generate.protocol import AnswerabilityJudge, Generator
-from rag.index.engine import LocalEngine
+from rag.index.engine import LocalEngine, RowMask
 from rag.index.snapshot import Snapshot
+from rag.index.store import StoredChunk
 from rag.objects import (
     Answer,
     AnswerEvent,
@@ -41,11 +43,13 @@ from rag.objects import (
     Message,
     Retrieval,
     RetrievalEvent,
+    RetrievalRequest,
+    Stage,
     StreamEvent,
     TokenEvent,
 )
 from rag.query_weights import query_token_weights
-from rag.retrieval import QueryInput, Recipe, StageClock, resolve_mode, retrieve
+from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode, retrieve
 from rag.settings import Settings
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
@@ -55,6 +59,18 @@ def _with_chunk_ids(chunk_ids: np.ndarray, ranking: list[tuple[int, float]]) -> 
     """(chunk id, score) for (row, score); one gather per ranking, not one memory-map read per row."""
     ids = np.asarray(chunk_ids[np.fromiter((r for r, _ in ranking), np.int64, len(ranking))]).tolist()
     return [(str(cid), score) for cid, (_, score) in zip(ids, ranking, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A request of a batch, checked, with its settings resolved."""
+
+    position: int  # in the batch
+    question: str
+    top_k: int
+    recipe: Recipe
+    filters: Filters | None  # None for no filter
+    alternative: bool
 
 
 class Pipeline:
@@ -68,10 +84,13 @@ class Pipeline:
         generators: dict[str, Generator] | None = None,
         retrieval_gate: threading.Semaphore | None = None,
         adapted: bool = True,
+        query_cache: EncodingCache | None = None,
     ) -> None:
         """``retrieval_gate`` bounds how many retrievals compute at once (a server shares one among
         its threads: on two cores, more at once only fight over them). ``adapted=False`` scores MaxSim
-        with the raw token vectors even where the index has an adapted head (for comparison)."""
+        with the raw token vectors even where the index has an adapted head (for comparison).
+        ``query_cache``: encodings of recent questions, shared with the next snapshot's pipeline (the
+        encoder is the same)."""
         self.snapshot = snapshot
         self.engine = LocalEngine(snapshot, settings.dense_hnsw_ef_search, adapted)
         self.adapted = self.engine.adapted
@@ -80,6 +99,7 @@ class Pipeline:
         self.encoder = encoder or Encoder.from_settings(settings, snapshot.params.encoder_model)
         # Shared, not copied: a pipeline for the next snapshot keeps the generators already loaded.
         self.generators: dict[str, Generator] = generators if generators is not None else {}
+        self.query_cache = query_cache if query_cache is not None else EncodingCache(settings.query_cache_size)
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
@@ -114,26 +134,81 @@ class Pipeline:
     ) -> Retrieval:
         """The recipe (:func:`rag.retrieval.retrieve`) for one question, its top ``top_k`` as hits.
         ``alternative`` also ranks by the MaxSim mode not configured (for evaluation)."""
-        question = _check_question(question, self.settings.max_question_chars)
-        top_k = self.settings.top_k if top_k is None else top_k
-        recipe = Recipe.from_settings(self.settings, depth, self.chosen_mode)
+        result = self.retrieve_batch([RetrievalRequest(question, top_k, filters, depth, alternative)])[0]
+        if isinstance(result, RagError):
+            raise result
+        return result
+
+    def retrieve_batch(self, requests: Sequence[RetrievalRequest]) -> list[Retrieval | RagError]:
+        """Many questions at once, each answered as :meth:`retrieve` would: one forward pass encodes
+        them (the cache answers repeats), one FAISS call per filter searches the dense path, one store
+        query fetches every hit. A request's bad input is its own error, in its place."""
+        results: list[Retrieval | RagError | None] = [None] * len(requests)
+        plans: list[_Plan] = []
+        for i, request in enumerate(requests):
+            try:
+                plans.append(self._plan(i, request))
+            except RagError as exc:
+                results[i] = exc
+        if plans:
+            gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
+            with gate, self._blas_threads().limit(limits=self.settings.query_blas_threads, user_api="blas"):
+                for plan, retrieval in zip(plans, self._retrieve_planned(plans), strict=True):
+                    results[plan.position] = retrieval
+        return [r for r in results if r is not None]
+
+    def _plan(self, position: int, request: RetrievalRequest) -> _Plan:
+        """A request checked and its settings resolved, or its InputError."""
+        question = _check_question(request.question, self.settings.max_question_chars)
+        top_k = self.settings.top_k if request.top_k is None else request.top_k
+        recipe = Recipe.from_settings(self.settings, request.depth, self.chosen_mode)
         if top_k < 1 or recipe.depth < 1:
             raise InputError("top_k and candidate depth must be at least 1")
+        filters = request.filters
         if filters is not None:
             filters.validate()
-        clock = StageClock()
-        gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
-        with gate, self._blas_threads().limit(limits=self.settings.query_blas_threads, user_api="blas"):
-            clock.restart()  # time spent waiting at the gate is not a stage
-            encoded = self.encoder.encode([question])
-            clock.mark("encode")
-            query = self.query_input(question, encoded.dense[0], encoded.tokens[0])
-            ranked = retrieve(self.engine, query, recipe, filters, clock, alternative)
-            hits = self._hits(ranked.stages, ranked.final, top_k, ranked.contributions)
+        kept = None if filters is None or filters.empty else filters
+        return _Plan(position, question, top_k, recipe, kept, request.alternative)
+
+    def _retrieve_planned(self, plans: Sequence[_Plan]) -> list[Retrieval]:
+        start = time.perf_counter()
+        encodings = self.query_cache.encode([plan.question for plan in plans], self.encoder.encode)
+        encode_ms = (time.perf_counter() - start) * 1000
+        # The dense path of the questions with the same filters and depth in one search.
+        groups: dict[tuple[Filters | None, int], list[int]] = {}
+        for i, plan in enumerate(plans):
+            groups.setdefault((plan.filters, plan.recipe.depth), []).append(i)
+        searched: dict[int, tuple[RowMask, list[tuple[int, float]], float]] = {}
+        for (filters, depth), members in groups.items():
+            t = time.perf_counter()
+            scope = self.engine.scope(filters)
+            found = self.engine.dense(np.stack([encodings[m][0] for m in members]), depth, scope)
+            dense_ms = (time.perf_counter() - t) * 1000
+            for member, ranking in zip(members, found, strict=True):
+                searched[member] = (scope, ranking, dense_ms)
+        ranked: list[tuple[Rankings, StageClock]] = []
+        for i, plan in enumerate(plans):
+            scope, dense, dense_ms = searched[i]
+            clock = StageClock()
+            clock.start = start  # the batch's encoding and dense search are each question's too
+            clock.timings.update({"encode": encode_ms, "filter": 0.0, Stage.DENSE: dense_ms})
+            clock.elapsed.update({"encode": encode_ms, "filter": encode_ms, Stage.DENSE: encode_ms + dense_ms})
+            clock.last = time.perf_counter()
+            query = self.query_input(plan.question, *encodings[i])
+            rankings = retrieve(self.engine, query, plan.recipe, plan.filters, clock, plan.alternative, dense, scope)
+            ranked.append((rankings, clock))
+        chunk_ids = self.snapshot.chunk_ids
+        tops = [r.stages[r.final][: plan.top_k] for (r, _), plan in zip(ranked, plans, strict=True)]
+        ids = [[str(chunk_ids[row]) for row, _ in top] for top in tops]
+        stored = self.snapshot.store.get_chunks([cid for top_ids in ids for cid in top_ids], self.snapshot.generation)
+        retrievals = []
+        for (rankings, clock), top, top_ids, plan in zip(ranked, tops, ids, plans, strict=True):
+            hits = self._hits(rankings, top, top_ids, stored)
             clock.mark("fetch")
-        clock.timings["retrieval_total"] = (time.perf_counter() - clock.start) * 1000
-        named = {stage: _with_chunk_ids(self.snapshot.chunk_ids, ranking) for stage, ranking in ranked.stages.items()}
-        return Retrieval(question, hits, named, clock.timings, clock.elapsed, ranked.final)
+            clock.timings["retrieval_total"] = (time.perf_counter() - clock.start) * 1000
+            named = {stage: _with_chunk_ids(chunk_ids, ranking) for stage, ranking in rankings.stages.items()}
+            retrievals.append(Retrieval(plan.question, hits, named, clock.timings, clock.elapsed, rankings.final))
+        return retrievals
 
     def query_input(self, question: str, dense: np.ndarray, tokens: np.ndarray) -> QueryInput:
         """A question as the recipe takes it, from the encoder's output for it; the late-interaction
@@ -180,20 +255,13 @@ class Pipeline:
         return query_token_weights(question, offsets, idf, mode, skip)
 
     def _hits(
-        self,
-        rankings: dict[str, list[tuple[int, float]]],
-        final: str,
-        top_k: int,
-        contributions: dict[int, dict[str, float]],
+        self, rankings: Rankings, top: list[tuple[int, float]], chunk_ids: list[str], stored: Mapping[str, StoredChunk]
     ) -> list[Hit]:
-        snap = self.snapshot
-        top = rankings[final][:top_k]
+        """The top rows as hits, their text from ``stored``, each with its rank and score on every stage."""
         rank_of = {
             stage: {row: (i + 1, score) for i, (row, score) in enumerate(ranking)}
-            for stage, ranking in rankings.items()
+            for stage, ranking in rankings.stages.items()
         }
-        chunk_ids = [str(snap.chunk_ids[row]) for row, _ in top]
-        stored = snap.store.get_chunks(chunk_ids, snap.generation)
         hits = []
         for (row, score), cid in zip(top, chunk_ids, strict=True):
             chunk = stored.get(cid)
@@ -210,7 +278,7 @@ class Pipeline:
                     score=float(score),
                     ranks=ranks,
                     scores=scores,
-                    rrf_contributions=contributions.get(row, {}),
+                    rrf_contributions=rankings.contributions.get(row, {}),
                     **chunk.passage_fields(),
                 )
             )

@@ -132,16 +132,18 @@ def retrieve(
     clock: StageClock | None = None,
     alternative: bool = False,
     dense: Ranking | None = None,
+    scope: Scope | None = None,
 ) -> Rankings:
     """Run the recipe. ``alternative`` adds every MaxSim mode not in use, each under its name in
-    :data:`MODE_STAGES`; ``dense`` is the dense path already searched (a caller that searched many
-    queries at once)."""
+    :data:`MODE_STAGES`; ``dense`` is the dense path already searched and ``scope`` the filters'
+    scope it was searched in (a caller that searched many queries at once)."""
     clock = clock or StageClock()
-    scope = engine.scope(filters)
-    clock.mark("filter")
+    if dense is None or scope is None:
+        scope = engine.scope(filters)
+        clock.mark("filter")
     if dense is None:
         dense = engine.dense(query.dense[None, :], recipe.depth, scope)[0]
-    clock.mark(Stage.DENSE)
+        clock.mark(Stage.DENSE)
     bm25 = engine.bm25(query.text, recipe.depth, scope)
     clock.mark(Stage.BM25)
     paths: dict[str, list[int]] = {Stage.DENSE: [r for r, _ in dense], Stage.BM25: [r for r, _ in bm25]}
@@ -182,7 +184,7 @@ def _final_stage(
 
 
 def _fuse(paths: Mapping[str, Sequence[int]], recipe: Recipe) -> list[Fused[int]]:
-    return rrf(paths, k=recipe.rrf_k, weights=recipe.weights)[: recipe.depth]
+    return rrf(paths, k=recipe.rrf_k, weights=recipe.weights, top=recipe.depth)
 
 
 def _ranking(fused: Sequence[Fused[int]]) -> Ranking:

@@ -29,10 +29,11 @@ class Settings(BaseSettings):
     # Encoder: one forward pass gives token vectors and the mean-pooled dense vector.
     encoder_model: str = Field(default_factory=bundled_encoder_path)
     encoder_batch_size: int = 32
-    # torch, or the same weights exported to ONNX Runtime (float32 or int8) or OpenVINO on first use
-    # (rag/encoder_runtime.py; speed and quality in docs/benchmarks.md). Exports are cached in encoder_cache_dir
-    # (empty: ~/.cache/rag-late/encoders).
-    encoder_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
+    # The same weights on ONNX Runtime with int8 matrix products (exported on first use; the default since
+    # issue 19: 0.16 / 0.27 nDCG@10 points below torch on squad-dev-a / scifact, a query in ~5 ms instead of
+    # 13), or torch, ONNX float32, OpenVINO (rag/encode/runtime.py; docs/benchmarks.md). Exports are cached in
+    # encoder_cache_dir (empty: ~/.cache/rag-late/encoders).
+    encoder_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "onnx-int8"
     encoder_cache_dir: str = ""
     # Late-interaction (MaxSim) model: empty reuses the encoder's own token vectors (one forward
     # pass per passage); a path to a PyLate or Stanford ColBERT checkpoint uses that model instead.
@@ -59,8 +60,9 @@ class Settings(BaseSettings):
     dense_hnsw_ef_search: int = 512  # 128 gave recall@100 0.911 at 1M chunks, 512 0.976 (docs/benchmarks.md)
 
     # Token vectors of the multi-vector index (fixed per index at build; `rag index compress` changes it):
-    # float16 (768 B per vector), binary (1 bit per dimension, 48 B) or pq (pq_bytes bytes, 48 by default).
-    token_codec: Literal["float16", "binary", "pq"] = "float16"
+    # binary (1 bit per dimension, 48 B: the default since issue 19, 0.12-0.23 nDCG@10 points below float16,
+    # docs/benchmarks.md), pq (token_codec_pq_bytes bytes, 48 by default) or float16 (768 B per vector).
+    token_codec: Literal["float16", "binary", "pq"] = "binary"
     token_codec_pq_bytes: int = Field(default=48, ge=1)
 
     # Store: SQLAlchemy URL; empty means a SQLite file inside the index directory.
@@ -92,6 +94,7 @@ class Settings(BaseSettings):
     maxsim_query_weights: Literal["uniform", "idf"] = "uniform"
     maxsim_skip_punctuation: bool = False
     query_blas_threads: int = 1  # BLAS threads on the query path (torch and numpy share two cores)
+    query_cache_size: int = Field(default=1024, ge=0)  # encodings of recent questions kept (0: none)
 
     # Evidence (FreshPrompt style).
     evidence_max: int = 5

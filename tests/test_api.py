@@ -7,6 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -286,6 +287,29 @@ def test_a_collection_limited_key_cannot_touch_another_collections_document(
     assert client.get(f"/collections/papers/documents/{original.id}").status_code == 404
     assert client.get(f"/documents/{original.id}").json()["collection"] == "default"
     assert client.delete(f"/collections/default/documents/{original.id}", headers=scoped).status_code == 404
+
+
+def test_concurrent_questions_are_retrieved_in_batches(client: httpx.Client, ingested: list[Document]) -> None:
+    questions = [f"{d.title}?" for d in ingested[:16]]
+    alone = {q: client.post("/query", json={"question": q, "generate": False}).json() for q in questions[:4]}
+    before = _batches(client)
+    with ThreadPoolExecutor(16) as pool:  # sixteen clients at once: they queue while a batch computes
+        answers = list(pool.map(lambda q: client.post("/query", json={"question": q, "generate": False}), questions))
+    assert all(r.status_code == 200 for r in answers)
+    count, total = (a - b for a, b in zip(_batches(client), before, strict=True))
+    assert total == 16 and count < 16  # some questions shared a batch
+    for question, r in zip(questions[:4], answers[:4], strict=True):
+        got, expected = r.json()["hits"], alone[question]["hits"]
+        assert [h["chunk_id"] for h in got] == [h["chunk_id"] for h in expected]  # batched or not, the same hits
+        assert [h["ranks"] for h in got] == [h["ranks"] for h in expected]
+
+
+def _batches(client: httpx.Client) -> tuple[float, float]:
+    """(batches, questions) retrieved so far, from the metrics."""
+    text = client.get("/metrics").text
+    count = next(line for line in text.splitlines() if line.startswith("rag_retrieval_batch_size_count"))
+    total = next(line for line in text.splitlines() if line.startswith("rag_retrieval_batch_size_sum"))
+    return float(count.split()[-1]), float(total.split()[-1])
 
 
 def test_metrics_count_requests_and_stages(client: httpx.Client, ingested: list[Document]) -> None:

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
+import rag.index.bm25 as bm25_module
 from rag.index.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi, top_n
+from rag.index.bm25_pruning import pruned_top_n
 from rag.index.bm25_tokenizer import make_tokenizer
 from tests.conftest import read_jsonl
 
@@ -97,3 +100,52 @@ def test_top_n_breaks_a_tie_at_the_cut_by_the_lower_row() -> None:
     top_rows, top_scores = top_n(scores, rows, 3)
     assert top_rows.tolist() == [11, 13, 14] and top_scores.tolist() == [5.0, 3.0, 3.0]
     assert top_n(scores, rows, 7)[0].tolist() == [11, 13, 14, 15, 16, 10, 12]
+
+
+@pytest.fixture(scope="module")
+def scifact_bm25(scifact_dir) -> tuple[BM25Index, list[list[str]]]:
+    """The default BM25 (Lucene idf, stemming, no stopword list) over scifact, and its queries."""
+    tokenize = make_tokenizer(stopwords=False, stemmer="english")
+    corpus = [tokenize(f"{d['title']} {d['text']}") for d in read_jsonl(scifact_dir / "corpus.jsonl")]
+    queries = [tokenize(q["text"]) for q in read_jsonl(scifact_dir / "queries.jsonl")]
+    return BM25Index.build(corpus, BM25Params()), queries
+
+
+def exhaustive(index: BM25Index, query: list[str], n: int, allowed: np.ndarray | None = None):
+    rows, scores = index.scores(query, allowed)
+    return top_n(scores, rows, n)
+
+
+def pruned(index: BM25Index, query: list[str], n: int, allowed: np.ndarray | None = None):
+    """The pruned path called directly, whatever the query's number of postings."""
+    terms = [(index.term_ids[t], c) for t, c in Counter(query).items() if t in index.term_ids]
+    indptr = np.asarray(index.indptr)
+    rows, scores = pruned_top_n(indptr, index.rows, index.impacts, index.max_impact, len(index), terms, n, allowed)
+    return top_n(scores, rows, n)
+
+
+def test_pruned_top_n_equals_the_exhaustive_ranking_bit_for_bit(scifact_bm25, monkeypatch) -> None:
+    index, queries = scifact_bm25
+    # scifact's 5k passages are below the size where search() prunes: lower the bar to exercise it here
+    monkeypatch.setattr(bm25_module, "PRUNE_MIN_POSTINGS", 0)
+    queries = [*queries, ["the", "the", "of", "cell", "in", "cancer"], ["of", "and", "the"]]
+    for n in (10, 100):
+        for query in queries:
+            rows, scores = index.search(query, n)
+            exhaustive_rows, exhaustive_scores = exhaustive(index, query, n)
+            assert rows.tolist() == exhaustive_rows.tolist(), query
+            assert scores.tobytes() == exhaustive_scores.tobytes(), query  # the same floats, not nearly
+
+
+def test_pruned_top_n_keeps_to_the_allowed_rows_and_ties(scifact_bm25) -> None:
+    index, queries = scifact_bm25
+    allowed = np.random.default_rng(7).random(len(index)) < 0.3
+    for query in queries[:60]:
+        rows, scores = pruned(index, query, 20, allowed)
+        exhaustive_rows, exhaustive_scores = exhaustive(index, query, 20, allowed)
+        assert rows.tolist() == exhaustive_rows.tolist()
+        assert scores.tobytes() == exhaustive_scores.tobytes()
+        assert allowed[rows].all()
+    # many rows tied at the cut (the same passage text repeated): the lower rows win, as exhaustively
+    tied = BM25Index.build([["rare", "word"]] * 30 + [["word"] * 3] * 30 + [["other"]] * 1000, BM25Params())
+    assert pruned(tied, ["rare", "word"], 35)[0].tolist() == exhaustive(tied, ["rare", "word"], 35)[0].tolist()

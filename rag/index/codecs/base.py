@@ -115,7 +115,7 @@ def lookup_similarities(query: np.ndarray, codes: np.ndarray, codebook: np.ndarr
     took 2.4–2.9 ms against 10–11 ms for the float16 product (docs/benchmarks.md)."""
     width, entries, group = codebook.shape
     n_q = len(query)
-    q = torch.from_numpy(np.ascontiguousarray(query, np.float32)).view(n_q, width, group).transpose(0, 1)
+    q = torch.from_numpy(np.array(query, np.float32)).view(n_q, width, group).transpose(0, 1)
     book = torch.from_numpy(np.ascontiguousarray(codebook, np.float32))
     table = torch.bmm(book, q.transpose(1, 2))  # (width, entries, n_q): a batched product, not einsum (3 ms)
     rows = np.add(codes, _group_starts(width, entries), dtype=np.int32)  # row of each code in the flat table

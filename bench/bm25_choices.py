@@ -15,7 +15,9 @@ import argparse
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ranx import Qrels, Run, evaluate
@@ -82,17 +84,29 @@ def quality() -> list[dict]:
     return rows
 
 
-def latency(n_chunks: int) -> dict:
-    """Build time, one-query-at-a-time latency and size on disk of BM25 over ``n_chunks`` passages of real text."""
+def replicated_index(n_chunks: int) -> tuple[BM25Index, Callable[[str], list[str]], dict[str, Any]]:
+    """BM25 with the default settings over ``n_chunks`` passages of real text (replicated_passages), its
+    tokeniser, and how it was made (chunks, real text, copies, build seconds)."""
     passages, real, copies = replicated_passages(n_chunks)
     settings = Settings()  # the defaults this bench chose
     tokenize = make_tokenizer(settings.bm25_stopwords, settings.bm25_stemmer)
     start = time.perf_counter()
     corpus = [tokenize(p) for p in passages]
     index = BM25Index.build(corpus, BM25Params(settings.bm25_variant, settings.bm25_k1, settings.bm25_b))
-    build_s = time.perf_counter() - start
+    made = {"chunks": len(passages), "real_text_chunks": min(real, n_chunks), "repeated_copies": copies}
+    return index, tokenize, {**made, "build_s": time.perf_counter() - start}
+
+
+def latency_queries() -> list[str]:
+    """The 300 scifact and first 700 squad-dev-a questions."""
     queries = [q["text"] for q in read_jsonl(DATASETS / "scifact" / "queries.jsonl")]
-    queries += [q["text"] for q in read_jsonl(DATASETS / "squad-dev-a" / "queries.jsonl")[:700]]
+    return queries + [q["text"] for q in read_jsonl(DATASETS / "squad-dev-a" / "queries.jsonl")[:700]]
+
+
+def latency(n_chunks: int) -> dict:
+    """Build time, one-query-at-a-time latency and size on disk of BM25 over ``n_chunks`` passages of real text."""
+    index, tokenize, made = replicated_index(n_chunks)
+    queries = latency_queries()
     for q in queries[:20]:
         index.search(tokenize(q), 100)
     samples = []
@@ -104,10 +118,7 @@ def latency(n_chunks: int) -> dict:
         index.save(Path(tmp))
         size = sum(p.stat().st_size for p in Path(tmp).iterdir())
     return {
-        "chunks": len(passages),
-        "real_text_chunks": min(real, n_chunks),
-        "repeated_copies": copies,
-        "build_s": build_s,
+        **made,
         "queries": len(queries),
         "latency_ms": percentiles_ms(samples),
         "bytes": size,

@@ -2,7 +2,7 @@
 
 The load generator is Debian's ``wrk`` (C, one thread: a few percent of one core at these rates), driven
 by a Lua script that paces requests to a fixed arrival rate (a schedule of send times, kept whatever the
-answers take, over up to ``--connections`` connections) and sends the scifact questions in turn. Each
+answers take, over up to ``--connections`` connections, two per request a second) and sends the scifact questions in turn. Each
 step runs ``--seconds``; a rate is *sustained* when wrk delivered ≥ 95 % of it with p90 ≤ 150 ms and no
 error. The same steps are run against ``rag serve`` on defaults (retrieval only, ``top_k`` 10) and
 against LangChain's EnsembleRetriever behind a minimal FastAPI app (bench/peer_app.py), one at a time.
@@ -80,6 +80,9 @@ def lua_script(questions: list[str], rate: float, top_k: int) -> str:
 def run_step(base_url: str, questions: list[str], rate: float, seconds: float, connections: int, top_k: int) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(lua_script(questions, rate, top_k))
+    # Enough connections for the arrivals in flight, few enough that none idles past uvicorn's 5 s keep-alive
+    # (a connection the server closed counts as a read error): each sends about every 2 s or more often.
+    connections = max(2, min(connections, int(2 * rate)))
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", handle.name, base_url]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     Path(handle.name).unlink()
@@ -119,6 +122,9 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=10)
     parser.add_argument("--workers", type=int, default=1, help="rag serve --workers")
     parser.add_argument("--skip-peer", action="store_true")
+    parser.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for rag serve (e.g. RAG_QUERY_CACHE_SIZE=0)"
+    )
     parser.add_argument("--name", default="load_open", help="bench/results/NAME.json")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",")]
@@ -126,12 +132,13 @@ def main() -> None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     questions = [q["text"] for q in read_jsonl(DATASETS / "scifact" / "queries.jsonl")]
     logs = Path(tempfile.mkdtemp())
-    env = {"RAG_API_RATE_LIMIT_PER_S": "0"}
+    env = {"RAG_API_RATE_LIMIT_PER_S": "0", **dict(pair.split("=", 1) for pair in args.env)}
     results = []
     port = free_port()
     argv = [*rag_command(), "serve", "--index", str(args.index), "--port", str(port), "--log-level", "warning"]
     argv += ["--workers", str(args.workers)] if args.workers > 1 else []
     label = f"rag-late, defaults, {args.workers} worker{'s' if args.workers > 1 else ''}"
+    label += "".join(f", {pair}" for pair in args.env)
     server = start_server(argv, f"http://127.0.0.1:{port}/readyz", logs / "rag.log", env)
     try:
         results.append(step_up(label, server, questions, args))

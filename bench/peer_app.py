@@ -14,12 +14,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+class Query(BaseModel):
+    """Module level, so that FastAPI can resolve the annotation (this module defers them) as a body."""
+
+    question: str
+    top_k: int = 10
 
 
 def make_app(index: Path) -> Any:
     from fastapi import FastAPI
-    from pydantic import BaseModel
     from starlette.concurrency import run_in_threadpool
 
     from bench.run import langchain_ensemble
@@ -30,10 +38,6 @@ def make_app(index: Path) -> Any:
     snapshot = Snapshot.load(index, settings)
     retrieve = langchain_ensemble(snapshot, snapshot.params.encoder_model, settings.candidate_depth)
     retrieve("warm up")
-
-    class Query(BaseModel):
-        question: str
-        top_k: int = 10
 
     app = FastAPI(title="LangChain EnsembleRetriever peer")
 

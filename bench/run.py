@@ -430,7 +430,7 @@ def _queries(dataset: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--index", type=Path, default=Path("data/scifact-index"), help="scifact index (float16)")
+    parser.add_argument("--index", type=Path, default=Path("data/scifact-index"), help="scifact index")
     parser.add_argument("--fast-index", type=Path, default=None, help="scifact index built for speed (see docs)")
     parser.add_argument("--fast-backend", default="onnx-int8", choices=BACKENDS)
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -497,7 +497,10 @@ def main() -> None:
                 snapshot,
                 langchain_ensemble(snapshot, snapshot.params.encoder_model, settings.candidate_depth),
             ),
-            "rag-late, defaults (torch, float16)": (snapshot, ours(pipeline)),
+            f"rag-late, defaults ({settings.encoder_backend} encoder, {snapshot.params.token_codec} token vectors)": (
+                snapshot,
+                ours(pipeline),
+            ),
         }
         if args.fast_index is not None:
             fast_settings = settings.model_copy(update={"encoder_backend": args.fast_backend})

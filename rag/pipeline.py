@@ -53,6 +53,7 @@ from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode
 from rag.settings import Settings
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
+CHUNK_CACHE_SIZE = 50_000  # stored chunks kept in memory per snapshot (their text: ~75 MB at 1.5 KB each)
 
 
 def _with_chunk_ids(chunk_ids: np.ndarray, ranking: list[tuple[int, float]]) -> list[tuple[str, float]]:
@@ -100,6 +101,7 @@ class Pipeline:
         # Shared, not copied: a pipeline for the next snapshot keeps the generators already loaded.
         self.generators: dict[str, Generator] = generators if generators is not None else {}
         self.query_cache = query_cache if query_cache is not None else EncodingCache(settings.query_cache_size)
+        self._chunk_cache: dict[str, StoredChunk] = {}
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
@@ -200,7 +202,7 @@ class Pipeline:
         chunk_ids = self.snapshot.chunk_ids
         tops = [r.stages[r.final][: plan.top_k] for (r, _), plan in zip(ranked, plans, strict=True)]
         ids = [[str(chunk_ids[row]) for row, _ in top] for top in tops]
-        stored = self.snapshot.store.get_chunks([cid for top_ids in ids for cid in top_ids], self.snapshot.generation)
+        stored = self._stored_chunks([cid for top_ids in ids for cid in top_ids])
         retrievals = []
         for (rankings, clock), top, top_ids, plan in zip(ranked, tops, ids, plans, strict=True):
             hits = self._hits(rankings, top, top_ids, stored)
@@ -209,6 +211,17 @@ class Pipeline:
             named = {stage: _with_chunk_ids(chunk_ids, ranking) for stage, ranking in rankings.stages.items()}
             retrievals.append(Retrieval(plan.question, hits, named, clock.timings, clock.elapsed, rankings.final))
         return retrievals
+
+    def _stored_chunks(self, chunk_ids: Sequence[str]) -> dict[str, StoredChunk]:
+        """The chunks' text and fields: from memory when asked before (a snapshot's rows never change),
+        else in one store query. The store's round trip was 1.6-2.9 ms of a 12-25 ms query."""
+        known = self._chunk_cache
+        missing = [cid for cid in dict.fromkeys(chunk_ids) if cid not in known]
+        if missing:
+            known.update(self.snapshot.store.get_chunks(missing, self.snapshot.generation))
+            while len(known) > CHUNK_CACHE_SIZE:  # the oldest first (dicts keep insertion order)
+                known.pop(next(iter(known)), None)
+        return {cid: chunk for cid in chunk_ids if (chunk := known.get(cid)) is not None}
 
     def query_input(self, question: str, dense: np.ndarray, tokens: np.ndarray) -> QueryInput:
         """A question as the recipe takes it, from the encoder's output for it; the late-interaction

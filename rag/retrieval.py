@@ -184,7 +184,7 @@ def _final_stage(
 
 
 def _fuse(paths: Mapping[str, Sequence[int]], recipe: Recipe) -> list[Fused[int]]:
-    return rrf(paths, k=recipe.rrf_k, weights=recipe.weights, top=recipe.depth)
+    return rrf(paths, k=recipe.rrf_k, weights=recipe.weights)[: recipe.depth]
 
 
 def _ranking(fused: Sequence[Fused[int]]) -> Ranking:

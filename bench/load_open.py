@@ -2,10 +2,11 @@
 
 The load generator is Debian's ``wrk`` (C, one thread: a few percent of one core at these rates), driven
 by a Lua script that paces requests to a fixed arrival rate (a schedule of send times, kept whatever the
-answers take, over up to ``--connections`` connections, two per request a second) and sends the scifact questions in turn. Each
-step runs ``--seconds``; a rate is *sustained* when wrk delivered ≥ 95 % of it with p90 ≤ 150 ms and no
-error. The same steps are run against ``rag serve`` on defaults (retrieval only, ``top_k`` 10) and
-against LangChain's EnsembleRetriever behind a minimal FastAPI app (bench/peer_app.py), one at a time.
+answers take, over up to ``--connections`` connections, two per request a second) and sends the scifact
+questions in turn. Each step runs ``--seconds``; a rate is *sustained* when wrk delivered ≥ 95 % of it
+with p90 ≤ 150 ms and no error. The same steps are run against ``rag serve`` on defaults (retrieval
+only, ``top_k`` 10) and against LangChain's EnsembleRetriever behind a minimal FastAPI app
+(bench/peer_app.py), one at a time.
 
     python -m bench.load_open --index data/scifact-index --rates 25,50,100,150,200,250,300
 """

@@ -102,6 +102,7 @@ class Pipeline:
         self.generators: dict[str, Generator] = generators if generators is not None else {}
         self.query_cache = query_cache if query_cache is not None else EncodingCache(settings.query_cache_size)
         self._chunk_cache: dict[str, StoredChunk] = {}
+        self._chunk_lock = threading.Lock()
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
@@ -218,9 +219,11 @@ class Pipeline:
         known = self._chunk_cache
         missing = [cid for cid in dict.fromkeys(chunk_ids) if cid not in known]
         if missing:
-            known.update(self.snapshot.store.get_chunks(missing, self.snapshot.generation))
-            while len(known) > CHUNK_CACHE_SIZE:  # the oldest first (dicts keep insertion order)
-                known.pop(next(iter(known)), None)
+            fetched = self.snapshot.store.get_chunks(missing, self.snapshot.generation)
+            with self._chunk_lock:
+                known.update(fetched)
+                while len(known) > CHUNK_CACHE_SIZE:  # the oldest first (dicts keep insertion order)
+                    known.pop(next(iter(known)), None)
         return {cid: chunk for cid in chunk_ids if (chunk := known.get(cid)) is not None}
 
     def query_input(self, question: str, dense: np.ndarray, tokens: np.ndarray) -> QueryInput:

@@ -39,6 +39,13 @@ from tests.test_eval import _tiny_dataset
 SMALL = AdaptOptions(max_steps=4, dim=16, batch_size=4, negatives=2, show_progress=False, checkpoint_every_s=0)
 
 
+@pytest.fixture(scope="session")
+def settings(settings: Settings) -> Settings:
+    """float16 token vectors: the projected rows are compared with the projection of the stored ones,
+    which the 48-byte codecs only approximate."""
+    return settings.model_copy(update={"token_codec": "float16"})
+
+
 @pytest.fixture
 def index(tmp_path: Path, scifact_docs: list[Document], settings: Settings, encoder: Encoder) -> Path:
     directory = tmp_path / "index"

@@ -147,7 +147,10 @@ def test_index_and_query_path_use_the_checkpoint(
     tmp_path, pylate_checkpoint, encoder, scifact_docs, settings: Settings
 ) -> None:
     folder, _, _ = pylate_checkpoint
-    late_settings = settings.model_copy(update={"late_model": str(folder), "maxsim_mode": "replace"})
+    # float16: MaxSim is checked against the checkpoint's own vectors, which a 48-byte codec approximates
+    late_settings = settings.model_copy(
+        update={"late_model": str(folder), "maxsim_mode": "replace", "token_codec": "float16"}
+    )
     with IndexWriter(tmp_path / "ix", late_settings, encoder, show_progress=False) as writer:
         writer.upsert(scifact_docs[:10])
     snapshot = Snapshot.load(tmp_path / "ix", settings)  # the manifest, not the settings, names the model

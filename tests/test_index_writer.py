@@ -27,6 +27,12 @@ def _search_all_paths(snapshot: Snapshot, encoder: Encoder, text: str, n: int = 
     }
 
 
+@pytest.fixture(scope="session")
+def settings(settings: Settings) -> Settings:
+    """float16 token vectors: stored rows are compared with the encoder's, which a 48-byte codec approximates."""
+    return settings.model_copy(update={"token_codec": "float16"})
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def index_settings(request, settings: Settings) -> Settings:
     if request.param == "sqlite":

@@ -111,6 +111,7 @@ def test_index_built_compressed_and_converted_ranks_like_float16(
     keep MaxSim's top documents of the float16 index, at 48 bytes per 384-d token vector."""
     from tests.conftest import read_jsonl
 
+    settings = settings.model_copy(update={"token_codec": "float16"})  # the reference (binary is the default)
     with IndexWriter(tmp_path / "f16", settings, encoder, show_progress=False) as writer:
         writer.upsert(scifact_docs, "sci")
     pq_settings = settings.model_copy(update={"token_codec": "pq"})

@@ -29,11 +29,12 @@ class Settings(BaseSettings):
     # Encoder: one forward pass gives token vectors and the mean-pooled dense vector.
     encoder_model: str = Field(default_factory=bundled_encoder_path)
     encoder_batch_size: int = 32
-    # The same weights on ONNX Runtime with int8 matrix products (exported on first use; the default since
-    # issue 19: 0.16 / 0.27 nDCG@10 points below torch on squad-dev-a / scifact, a query in ~5 ms instead of
-    # 13), or torch, ONNX float32, OpenVINO (rag/encode/runtime.py; docs/benchmarks.md). Exports are cached in
+    # torch, or the same weights exported to ONNX Runtime (float32 or int8) or OpenVINO on first use
+    # (rag/encode/runtime.py; docs/benchmarks.md). onnx-int8 encodes a query in ~5 ms instead of 13 and costs
+    # 0.16 / 0.27 nDCG@10 points on squad-dev-a / scifact, but 1.4 on cisi (3.8 with the binary codec, where
+    # the final stage fell back to rrf), so torch stays the default (issue 19). Exports are cached in
     # encoder_cache_dir (empty: ~/.cache/rag-late/encoders).
-    encoder_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "onnx-int8"
+    encoder_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
     encoder_cache_dir: str = ""
     # Late-interaction (MaxSim) model: empty reuses the encoder's own token vectors (one forward
     # pass per passage); a path to a PyLate or Stanford ColBERT checkpoint uses that model instead.
@@ -60,8 +61,9 @@ class Settings(BaseSettings):
     dense_hnsw_ef_search: int = 512  # 128 gave recall@100 0.911 at 1M chunks, 512 0.976 (docs/benchmarks.md)
 
     # Token vectors of the multi-vector index (fixed per index at build; `rag index compress` changes it):
-    # binary (1 bit per dimension, 48 B: the default since issue 19, 0.12-0.23 nDCG@10 points below float16,
-    # docs/benchmarks.md), pq (token_codec_pq_bytes bytes, 48 by default) or float16 (768 B per vector).
+    # binary (1 bit per dimension, 48 B: the default since issue 19, 0.12-0.92 nDCG@10 points below float16 on
+    # the developer sets, docs/benchmarks.md), pq (token_codec_pq_bytes bytes, 48 by default) or float16
+    # (768 B per vector).
     token_codec: Literal["float16", "binary", "pq"] = "binary"
     token_codec_pq_bytes: int = Field(default=48, ge=1)
 

@@ -20,14 +20,16 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from indexer.pseudo_queries import PseudoQuery, inverse_cloze_queries
 from indexer.writer import IndexWriter
-from rag.index.engine import LocalEngine, RowMask
+from rag.index.engine import LocalEngine
 from rag.index.manifest import FinalStageChoice
+from rag.index.qdrant_engine import QdrantEngine
 from rag.objects import Filters, MaxSimMode, Stage
 from rag.pipeline import Pipeline
 from rag.retrieval import MODE_STAGES, Ranking, Recipe, retrieve
@@ -54,18 +56,18 @@ class HeldOutPassage:
 class HeldOutEngine:
     """The local engine with one passage replaced by its held-out form (same row, new scores)."""
 
-    def __init__(self, inner: LocalEngine, held: HeldOutPassage) -> None:
+    def __init__(self, inner: LocalEngine | QdrantEngine, held: HeldOutPassage) -> None:
         self.inner = inner
         self.held = held
 
-    def scope(self, filters: Filters | None) -> RowMask:
+    def scope(self, filters: Filters | None) -> Any:
         return self.inner.scope(filters)
 
-    def dense(self, queries: np.ndarray, n: int, scope: RowMask) -> list[Ranking]:
+    def dense(self, queries: np.ndarray, n: int, scope: Any) -> list[Ranking]:
         found = self.inner.dense(queries, n, scope)
         return [_swapped(r, self.held.row, float(q @ self.held.dense), n) for q, r in zip(queries, found, strict=True)]
 
-    def bm25(self, question: str, n: int, scope: RowMask) -> Ranking:
+    def bm25(self, question: str, n: int, scope: Any) -> Ranking:
         snapshot = self.inner.snapshot
         score = snapshot.sparse.score_outside(snapshot.bm25_tokenize(question), self.held.bm25_tokens)
         return _swapped(self.inner.bm25(question, n, scope), self.held.row, score if score > 0 else None, n)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -24,15 +25,16 @@ from tqdm import tqdm
 
 from indexer.chunking import chunk_documents
 from rag.encode.colbert import ColBERTEncoder
-from rag.encode.encoder import Encoder
+from rag.encode.encoder import Encoded, Encoder
 from rag.encode.projection import load_head, project_tokens
 from rag.errors import IndexBusyError, InputError
 from rag.index.arrays import fsync_dir, save_array, write_text_atomic
 from rag.index.bm25 import BM25Index
 from rag.index.codecs import TokenCodec, make_codec
 from rag.index.dense import DenseIndex
-from rag.index.manifest import MANIFEST_FILE, FinalStageChoice, IndexParams, Manifest, now_iso
+from rag.index.manifest import MANIFEST_FILE, EngineParams, FinalStageChoice, IndexParams, Manifest, now_iso
 from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
+from rag.index.qdrant import QdrantCollection, connect, day_number
 from rag.index.snapshot import (
     CURRENT_FILE,
     PROJECTED_DIR,
@@ -78,11 +80,12 @@ class Change:
 class _Rows:
     """The next snapshot's rows as they are being written: kept rows first, then the new ones."""
 
-    dense: DenseIndex
+    dense: DenseIndex | None  # None where Qdrant holds the vectors
     sparse: BM25Index
     chunk_ids: list[str]
     doc_ids: list[str]
     n_token_vectors: int = 0
+    engine: EngineParams | None = None  # the engine's parameters after this change, where they change
 
 
 class _Projector:
@@ -207,7 +210,20 @@ class IndexWriter:
         if current_snapshot_name(self.index_dir) is not None:
             self.snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
         self.store.recover(self.generation)
+        if self.snapshot is not None and self.snapshot.engine == "qdrant":
+            self._roll_back_points(self.snapshot)
         return self
+
+    def _roll_back_points(self, live: Snapshot) -> None:
+        """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten,
+        and (it may have been writing BM25 weights again) every live point's weights are rewritten."""
+        points = self._points(live.params)
+        if points.roll_back(live.generation) and len(live):
+            rows = np.arange(len(live))
+            points.set_bm25(
+                [str(c) for c in np.asarray(live.chunk_ids)],
+                live.sparse.saturated_tf(rows, live.params.engine.bm25_avgdl),
+            )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -244,9 +260,12 @@ class IndexWriter:
         if self.snapshot is not None:
             return self.snapshot.params
         late = self.late_encoder
-        return IndexParams.from_settings(
+        params = IndexParams.from_settings(
             self.settings, self.encoder.dim, self.encoder.max_seq_length, late.dim if late is not None else 0
         )
+        if params.engine.kind == "qdrant":  # a collection of its own, named once in the manifest
+            params = replace(params, engine=replace(params.engine, collection=f"rag-{uuid.uuid4().hex[:16]}"))
+        return params
 
     def _live_store(self) -> DocumentStore:
         if self.store is None:
@@ -365,6 +384,7 @@ class IndexWriter:
         index directory, from `rag adapt`; empty removes it). Returns the new generation."""
         if self.snapshot is None:
             raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
+        self._embedded_only("an adapted head")
         dim = int(load_head(self.index_dir / head).shape[0]) if head else 0
         params = replace(self.snapshot.params, late_projection=head, late_projection_dim=dim)
         return self._commit(Change(params))
@@ -374,6 +394,7 @@ class IndexWriter:
         decoded and encoded again, no passage is re-run through the model. Returns the new generation."""
         if self.snapshot is None:
             raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
+        self._embedded_only("another token codec")
         make_codec(codec, self.snapshot.params.multivector_dim)  # unknown names fail before any work
         params = replace(
             self.snapshot.params,
@@ -381,6 +402,10 @@ class IndexWriter:
             token_codec_pq_bytes=self.snapshot.params.token_codec_pq_bytes if pq_bytes is None else pq_bytes,
         )
         return self._commit(Change(params))
+
+    def _embedded_only(self, what: str) -> None:
+        if self.snapshot is not None and self.snapshot.engine != "embedded":
+            raise InputError(f"{what} needs the embedded engine: {self.index_dir} is on {self.snapshot.engine}")
 
     def set_final_stage(self, choice: FinalStageChoice | None) -> int:
         """Commit a snapshot that records ``choice`` as the index's final stage (None: no choice, the
@@ -484,9 +509,10 @@ class IndexWriter:
     def _choose_rows(self, change: Change) -> tuple[np.ndarray, _Rows]:
         """The live snapshot's rows that stay (their indexes, and the dense and BM25 kinds without the rest)."""
         old, params = self.snapshot, change.params
+        embedded = params.engine.kind == "embedded"
         if old is None:
             empty = _Rows(
-                DenseIndex.build(np.zeros((0, params.dim), np.float32), params.dense),
+                DenseIndex.build(np.zeros((0, params.dim), np.float32), params.dense) if embedded else None,
                 BM25Index.empty(params.bm25),
                 [],
                 [],
@@ -495,7 +521,7 @@ class IndexWriter:
         removed = np.isin(np.asarray(old.chunk_ids), list(change.removed_chunk_ids))
         keep_rows, removed_rows = np.flatnonzero(~removed), np.flatnonzero(removed)
         rows = _Rows(
-            old.dense.delete(removed_rows),
+            old.dense.delete(removed_rows) if embedded else None,
             old.sparse.delete(removed_rows),
             [str(c) for c in np.asarray(old.chunk_ids)[keep_rows]],
             [str(d) for d in np.asarray(old.doc_ids)[keep_rows]],
@@ -505,10 +531,12 @@ class IndexWriter:
     def _write_token_vectors(self, change: Change, keep_rows: np.ndarray, rows: _Rows, tmp: Path) -> None:
         """Kept rows' token vectors copied, new passages encoded and appended to every index kind."""
         old, params = self.snapshot, change.params
+        if params.engine.kind == "qdrant":
+            self._write_points(change, rows)
+            return
         codec = token_codec_for(params, params.multivector_dim, old.multivector if old is not None else None)
         writer = MultiVectorWriter(tmp / "multivector", codec)
         projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR, old)
-        late = self.late_encoder
         try:
             if old is not None:
                 writer.copy_rows(old.multivector, keep_rows)
@@ -517,18 +545,14 @@ class IndexWriter:
             # Rows need no particular order, so new passages are written longest first: every encoder
             # batch then holds passages of similar length and pads little, across blocks too.
             by_length = sorted(change.new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
-            with self._progress(len(by_length), "encoding") as advance:
-                for start in range(0, len(by_length), ENCODE_BLOCK):
-                    block = by_length[start : start + ENCODE_BLOCK]
-                    texts = [c.encoded_text for c in block]
-                    encoded = self.encoder.encode(texts, progress=advance)
-                    token_vectors = encoded.tokens if late is None else late.encode_documents(texts)
-                    writer.append(token_vectors)
-                    projector.append(token_vectors)
-                    rows.dense = rows.dense.add(encoded.dense)
-                    rows.sparse = rows.sparse.add([tokenize(t) for t in texts])
-                    rows.chunk_ids.extend(c.id for c in block)
-                    rows.doc_ids.extend(c.document_id for c in block)
+            for block, encoded, token_vectors in self._encoded_blocks(by_length):
+                texts = [c.encoded_text for c in block]
+                writer.append(token_vectors)
+                projector.append(token_vectors)
+                rows.dense = rows.dense.add(encoded.dense) if rows.dense is not None else None
+                rows.sparse = rows.sparse.add([tokenize(t) for t in texts])
+                rows.chunk_ids.extend(c.id for c in block)
+                rows.doc_ids.extend(c.document_id for c in block)
             rows.n_token_vectors = writer.finish()
             projector.finish()
         except BaseException:
@@ -536,9 +560,66 @@ class IndexWriter:
             projector.abort()
             raise
 
+    def _encoded_blocks(self, chunks: Sequence[Chunk]) -> Iterator[tuple[Sequence[Chunk], Encoded, list[np.ndarray]]]:
+        """``chunks`` in blocks of :data:`ENCODE_BLOCK`, each with its encoding and its token vectors (the
+        encoder's own, or the ColBERT model's), under one progress bar."""
+        late = self.late_encoder
+        with self._progress(len(chunks), "encoding") as advance:
+            for start in range(0, len(chunks), ENCODE_BLOCK):
+                block = chunks[start : start + ENCODE_BLOCK]
+                texts = [c.encoded_text for c in block]
+                encoded = self.encoder.encode(texts, progress=advance)
+                yield block, encoded, list(encoded.tokens if late is None else late.encode_documents(texts))
+
+    def _write_points(self, change: Change, rows: _Rows) -> None:
+        """The Qdrant side of a change: removed chunks marked deleted from the next generation, new ones
+        encoded and upserted as its points, and BM25 weights written again where the mean passage length
+        drifted past ``qdrant_bm25_drift``. Nothing is live until the store and ``CURRENT`` commit."""
+        params, generation = change.params, self.generation + 1
+        points = self._points(params)
+        points.create(params.dim, params.multivector_dim)
+        points.mark_deleted(sorted(change.removed_chunk_ids), generation)
+        tokenize = params.bm25_tokenizer()
+        by_length = sorted(change.new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
+        first_new = len(rows.chunk_ids)
+        rows.sparse = rows.sparse.add([tokenize(c.encoded_text) for c in by_length])
+        avgdl, written = rows.sparse.avgdl, params.engine.bm25_avgdl
+        reweight = written <= 0 or abs(avgdl / written - 1.0) > self.settings.qdrant_bm25_drift
+        weights_avgdl = avgdl if reweight else written
+        documents = {d.id: d for d, _, _ in change.documents}
+        tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"]) if self.snapshot else 0
+        start = 0
+        for block, encoded, token_vectors in self._encoded_blocks(by_length):
+            row_ids = np.arange(first_new + start, first_new + start + len(block))
+            start += len(block)
+            bm25 = rows.sparse.saturated_tf(row_ids, weights_avgdl)
+            points.upsert(
+                points.point(
+                    c.id,
+                    _payload(documents[c.document_id], change.collection or ""),
+                    encoded.dense[i],
+                    token_vectors[i],
+                    bm25[i],
+                    generation,
+                )
+                for i, c in enumerate(block)
+            )
+            tokens_kept += sum(len(t) for t in token_vectors)
+            rows.chunk_ids.extend(c.id for c in block)
+            rows.doc_ids.extend(c.document_id for c in block)
+        if reweight and first_new:
+            points.set_bm25(rows.chunk_ids[:first_new], rows.sparse.saturated_tf(np.arange(first_new), avgdl))
+        rows.n_token_vectors = tokens_kept  # of the kept rows: not exact after deletions (docs/scale-out.md)
+        rows.engine = replace(params.engine, bm25_avgdl=weights_avgdl)
+
+    def _points(self, params: IndexParams) -> QdrantCollection:
+        client = connect(self.settings, self.index_dir)
+        return QdrantCollection(client, params.engine.collection, self.settings.dense_hnsw_ef_search)
+
     @staticmethod
     def _write_arrays(rows: _Rows, tmp: Path) -> None:
-        rows.dense.save(tmp / "dense")
+        if rows.dense is not None:
+            rows.dense.save(tmp / "dense")
         rows.sparse.save(tmp / "sparse")
         (tmp / "rows").mkdir()
         save_array(tmp / "rows" / "chunk_ids.npy", np.asarray(rows.chunk_ids, dtype=str))
@@ -550,8 +631,8 @@ class IndexWriter:
         manifest = Manifest.create(
             tmp,
             generation=generation,
-            params=change.params,
-            dense_kind=rows.dense.kind,
+            params=change.params if rows.engine is None else replace(change.params, engine=rows.engine),
+            dense_kind=rows.dense.kind if rows.dense is not None else change.params.engine.kind,
             store_backend=store.engine.url.get_backend_name(),
             store_url=redact_url(store.url),
             documents=store.count_documents(generation),
@@ -582,3 +663,14 @@ class IndexWriter:
             if int(directory.name.split("-")[1]) < generation - keep:
                 shutil.rmtree(directory, ignore_errors=True)
         self._live_store().purge(generation - keep)
+        if self.snapshot is not None and self.snapshot.engine == "qdrant":
+            self._points(self.snapshot.params).purge(generation - keep)
+
+
+def _payload(document: Document, collection: str) -> dict[str, object]:
+    """What a Qdrant point carries for filtering (the rules of rag.filters)."""
+    payload: dict[str, object] = {"doc_id": document.id, "collection": collection, "source": document.source}
+    day = day_number(document.date)
+    if day is not None:
+        payload["day"] = day
+    return payload

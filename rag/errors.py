@@ -37,3 +37,7 @@ class GeneratorError(RagError):
 
 class GeneratorUnavailableError(GeneratorError):
     """The generator cannot be reached or loaded at all (the API answers 503)."""
+
+
+class EngineUnavailableError(RagError):
+    """The index engine the settings name (Qdrant, Ray) is not installed or cannot be reached."""

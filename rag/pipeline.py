@@ -29,7 +29,7 @@ from rag.generate.evidence import (
 )
 from rag.generate.marginal import Candidate, marginalise
 from rag.generate.protocol import AnswerabilityJudge, Generator
-from rag.index.engine import LocalEngine, RowMask
+from rag.index.engine import make_engine
 from rag.index.snapshot import Snapshot
 from rag.index.store import StoredChunk
 from rag.objects import (
@@ -93,7 +93,7 @@ class Pipeline:
         ``query_cache``: encodings of recent questions, shared with the next snapshot's pipeline (the
         encoder is the same)."""
         self.snapshot = snapshot
-        self.engine = LocalEngine(snapshot, settings.dense_hnsw_ef_search, adapted)
+        self.engine = make_engine(snapshot, settings, adapted)
         self.adapted = self.engine.adapted
         self.retrieval_gate = retrieval_gate
         self.settings = settings
@@ -181,7 +181,7 @@ class Pipeline:
         groups: dict[tuple[Filters | None, int], list[int]] = {}
         for i, plan in enumerate(plans):
             groups.setdefault((plan.filters, plan.recipe.depth), []).append(i)
-        searched: dict[int, tuple[RowMask, list[tuple[int, float]], float]] = {}
+        searched: dict[int, tuple[object, list[tuple[int, float]], float]] = {}
         for (filters, depth), members in groups.items():
             t = time.perf_counter()
             scope = self.engine.scope(filters)

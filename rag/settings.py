@@ -70,6 +70,17 @@ class Settings(BaseSettings):
     # Store: SQLAlchemy URL; empty means a SQLite file inside the index directory.
     store_url: str = ""
 
+    # Where a new index keeps its dense, token and BM25 vectors (fixed per index at build): embedded (arrays
+    # in the snapshot) or qdrant (one Qdrant collection; docs/scale-out.md). Qdrant is reached at qdrant_url
+    # (a server or cluster), else run in process on qdrant_path, else on DIR/qdrant.
+    index_engine: Literal["embedded", "qdrant"] = "embedded"
+    qdrant_url: str = ""
+    qdrant_api_key: str = ""
+    qdrant_path: str = ""  # ":memory:" keeps it in this process only (tests)
+    # Qdrant's BM25 weights are written with one mean passage length; they are written again for every point
+    # once the live mean drifts from it by more than this fraction (0: on every change, exact).
+    qdrant_bm25_drift: float = Field(default=0.02, ge=0.0)
+
     # How many older snapshots to keep for readers that still hold them.
     keep_snapshots: int = 1
 

@@ -11,7 +11,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # The CPU build of torch first: anything that depends on torch would otherwise pull a multi-GB CUDA build.
 # TORCH_INDEX_URL (the Dockerfile sets PyTorch's CPU index) where no local CPU wheel is on disk.
 "${PIP[@]}" install "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-"${PIP[@]}" install -e ".[dev,bench,langchain,llama-index]"
+"${PIP[@]}" install -e ".[dev,bench,langchain,llama-index,scale]"
 # (editable: reinstalling maps packages added since, e.g. api/ and ui/)
 
 # llama.cpp compiles at install (several minutes). Build it once with AVX2/FMA/F16C kernels (a generic

@@ -247,6 +247,31 @@ class BM25Index:
             rows, scores = self.scores(query_tokens, allowed)
         return top_n(scores, rows, n)
 
+    def saturated_tf(self, rows: np.ndarray, avgdl: float) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per row, its term ids and ``tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))``: the row's
+        BM25 without the idf, which the query side brings (a sparse-vector engine's document vector)."""
+        csr = self._matrix().tocsr()
+        k1, b = self.params.k1, self.params.b
+        out = []
+        for row in np.asarray(rows, np.int64):
+            lo, hi = csr.indptr[row], csr.indptr[row + 1]
+            tf = csr.data[lo:hi].astype(np.float64)
+            norm = k1 * (1.0 - b + b * float(self.doc_lengths[row]) / max(avgdl, 1e-9))
+            out.append((csr.indices[lo:hi].astype(np.int64), tf * (k1 + 1.0) / (tf + norm)))
+        return out
+
+    def query_terms(self, query_tokens: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """The query's term ids and their weights ``count * idf`` (every token counts, as in :meth:`scores`);
+        terms the index lacks, or whose idf is 0, carry nothing."""
+        terms: list[int] = []
+        weights: list[float] = []
+        for term, count in Counter(query_tokens).items():
+            tid = self.term_ids.get(term)
+            if tid is not None and self.idf[tid] != 0:
+                terms.append(tid)
+                weights.append(count * float(self.idf[tid]))
+        return np.asarray(terms, np.int64), np.asarray(weights, np.float64)
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         save_array(directory / "indptr.npy", np.asarray(self.indptr))

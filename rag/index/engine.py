@@ -1,4 +1,5 @@
-"""The embedded engine: the retrieval recipe's three questions answered from one local snapshot."""
+"""The embedded engine: the retrieval recipe's three questions answered from one local snapshot; and
+:func:`make_engine`, which picks the engine an index was built for."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import numpy as np
 from rag.encode.projection import project_tokens
 from rag.filters import allowed_rows
 from rag.index.dense import EF_SEARCH
+from rag.index.qdrant import QdrantCollection, connect
+from rag.index.qdrant_engine import QdrantEngine
 from rag.index.snapshot import Snapshot
 from rag.objects import Filters
 from rag.retrieval import Ranking
+from rag.settings import Settings
 
 RowMask = np.ndarray | None  # (n_rows,) bool, or None for every row
 
@@ -61,3 +65,12 @@ class LocalEngine:
                 project_tokens(tokens, snap.projection),
             )
         return index.score_tokens(query_tokens, tokens, weights)
+
+
+def make_engine(snapshot: Snapshot, settings: Settings, adapted: bool = True) -> LocalEngine | QdrantEngine:
+    """The engine the snapshot's index was built on (its manifest says which)."""
+    engine = snapshot.params.engine
+    if engine.kind == "qdrant":
+        client = connect(settings, snapshot.index_dir)
+        return QdrantEngine(snapshot, QdrantCollection(client, engine.collection, settings.dense_hnsw_ef_search))
+    return LocalEngine(snapshot, settings.dense_hnsw_ef_search, adapted)

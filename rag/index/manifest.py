@@ -53,6 +53,16 @@ class FinalStageChoice:
 
 
 @dataclass(frozen=True)
+class EngineParams:
+    """Where the index's vectors live: ``embedded`` (the snapshot's arrays) or ``qdrant`` (``collection``,
+    whose BM25 weights were all written with mean passage length ``bm25_avgdl``)."""
+
+    kind: str = "embedded"
+    collection: str = ""
+    bm25_avgdl: float = 0.0
+
+
+@dataclass(frozen=True)
 class IndexParams:
     """What an index is built with; fixed at creation and read back from the manifest afterwards."""
 
@@ -76,6 +86,7 @@ class IndexParams:
     token_codec_pq_bytes: int = 48
     # The final stage chosen for this index's corpus (None: not chosen, e.g. an index too small to tell).
     final_stage: FinalStageChoice | None = None
+    engine: EngineParams = EngineParams()
 
     @property
     def multivector_dim(self) -> int:
@@ -106,8 +117,10 @@ class IndexParams:
             ),
             late_model=settings.late_model,
             late_dim=late_dim,
-            token_codec=settings.token_codec,
+            # Qdrant keeps token vectors as float16 (its own quantization is its business, not a codec here)
+            token_codec="float16" if settings.index_engine == "qdrant" else settings.token_codec,
             token_codec_pq_bytes=settings.token_codec_pq_bytes,
+            engine=EngineParams(kind=settings.index_engine),
         )
 
     def to_manifest(self, dense_kind: str) -> dict[str, Any]:
@@ -130,6 +143,7 @@ class IndexParams:
                 "projection_dim": self.late_projection_dim,
             },
             "final_stage": asdict(self.final_stage) if self.final_stage is not None else None,
+            "engine": asdict(self.engine),
         }
 
     @classmethod
@@ -163,6 +177,13 @@ class IndexParams:
             final_stage=FinalStageChoice.from_manifest(sections["final_stage"])
             if sections.get("final_stage")
             else None,
+            engine=EngineParams(
+                kind=str(sections["engine"]["kind"]),
+                collection=str(sections["engine"].get("collection", "")),
+                bm25_avgdl=float(sections["engine"].get("bm25_avgdl", 0.0)),
+            )
+            if sections.get("engine")
+            else EngineParams(),
         )
 
 

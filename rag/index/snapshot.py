@@ -20,13 +20,14 @@ Layout::
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rag.encode.projection import load_head
-from rag.errors import IndexCorruptError, IndexNotFoundError
+from rag.errors import IndexCorruptError, IndexNotFoundError, InputError
 from rag.index.arrays import load_array, sha256_file
 from rag.index.bm25 import BM25Index
 from rag.index.dense import DenseIndex
@@ -66,9 +67,9 @@ class Snapshot:
         manifest: dict[str, Any],
         chunk_ids: np.ndarray,
         doc_ids: np.ndarray,
-        dense: DenseIndex,
+        dense: DenseIndex | None,
         sparse: BM25Index,
-        multivector: MultiVectorIndex,
+        multivector: MultiVectorIndex | None,
         store: DocumentStore,
         projected: MultiVectorIndex | None = None,
         projection: np.ndarray | None = None,
@@ -80,9 +81,9 @@ class Snapshot:
         self.generation = int(manifest["generation"])
         self.chunk_ids = chunk_ids
         self.doc_ids = doc_ids
-        self.dense = dense
-        self.sparse = sparse
-        self.multivector = multivector
+        self._dense = dense  # None where the engine holds the vectors (Qdrant)
+        self.sparse = sparse  # the global BM25 statistics whichever engine scores it
+        self._multivector = multivector
         self.projected = projected  # token vectors through the adapted head, same offsets
         self.projection = projection  # (d_out, d) the head, applied to the query's token vectors
         self.store = store
@@ -91,6 +92,24 @@ class Snapshot:
 
     def __len__(self) -> int:
         return len(self.chunk_ids)
+
+    @property
+    def engine(self) -> str:
+        return self.params.engine.kind
+
+    @property
+    def dense(self) -> DenseIndex:
+        if self._dense is None:
+            raise InputError(f"index {self.index_dir} keeps its dense vectors in {self.engine}, not in arrays")
+        return self._dense
+
+    @property
+    def multivector(self) -> MultiVectorIndex:
+        if self._multivector is None:
+            raise InputError(
+                f"index {self.index_dir} keeps its token vectors in {self.engine}: this needs the embedded engine"
+            )
+        return self._multivector
 
     @classmethod
     def load(cls, index_dir: Path, settings: Settings, store: DocumentStore | None = None) -> Snapshot:
@@ -115,6 +134,7 @@ class Snapshot:
                 )
             store = store_for(index_dir, settings)
         params = IndexParams.from_manifest(manifest)
+        embedded = params.engine.kind == "embedded"
         projected = projection = None
         if params.late_projection:
             projection = load_head(index_dir / params.late_projection)
@@ -127,11 +147,13 @@ class Snapshot:
             manifest=manifest,
             chunk_ids=load_array(directory / "rows" / "chunk_ids.npy"),
             doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
-            dense=DenseIndex.load(directory / "dense", params.dense),
+            dense=DenseIndex.load(directory / "dense", params.dense) if embedded else None,
             sparse=BM25Index.load(directory / "sparse", params.bm25),
             multivector=MultiVectorIndex.load(
                 directory / "multivector", MultiVectorParams(params.token_codec, params.multivector_dim)
-            ),
+            )
+            if embedded
+            else None,
             store=store,
             projected=projected,
             projection=projection,
@@ -156,12 +178,9 @@ class Snapshot:
             if sha256_file(self.directory / rel) != entry["sha256"]:
                 raise IndexCorruptError(f"checksum mismatch in {self.directory / rel}")
         n = len(self.chunk_ids)
-        sizes = {
-            "doc_ids": len(self.doc_ids),
-            "dense": len(self.dense),
-            "sparse": len(self.sparse),
-            "multivector": len(self.multivector),
-        }
+        sizes = {"doc_ids": len(self.doc_ids), "sparse": len(self.sparse)}
+        if self._dense is not None and self._multivector is not None:
+            sizes.update(dense=len(self._dense), multivector=len(self._multivector))
         if self.projected is not None:
             sizes["projected"] = len(self.projected)
             if self.projected.n_vectors != self.multivector.n_vectors:
@@ -178,9 +197,12 @@ class Snapshot:
         return {
             "documents": self.store.count_documents(self.generation),
             "chunks": len(self.chunk_ids),
-            "token_vectors": self.multivector.n_vectors,
+            "token_vectors": int(self.manifest["counts"]["token_vectors"]),
             "token_codec": self.params.token_codec,
-            "bytes_per_token_vector": self.multivector.codec.bytes_per_vector,
+            "bytes_per_token_vector": self.multivector.codec.bytes_per_vector
+            if self._multivector
+            else 2 * self.params.multivector_dim,
+            "engine": asdict(self.params.engine),
             "bytes": {
                 "dense": size("dense"),
                 "sparse": size("sparse"),

@@ -1,0 +1,308 @@
+"""One index's Qdrant collection: its schema, its points' generations, and the three searches.
+
+Each chunk is one point (id: a UUID made from the chunk id; the chunk id is in the payload) with named
+vectors ``dense`` (DOT), ``tokens`` (a float16 multivector compared by ``MAX_SIM``, no HNSW: it only
+reranks candidates) and ``bm25`` (sparse: each term's ``tf * (k1 + 1) / (tf + norm)``; the query side
+carries the idf, computed from the index's own global statistics, so scores are BM25's and not Qdrant's
+per-shard IDF). Points carry ``added_gen`` and, once deleted, ``deleted_gen``: a reader of generation
+``g`` sees exactly the points with ``added_gen <= g < deleted_gen``, so a writer can upsert the next
+generation's points while readers still serve the last one, and roll back what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import EngineUnavailableError, IndexCorruptError
+from rag.objects import Filters
+from rag.settings import Settings
+
+DENSE, TOKENS, BM25 = "dense", "tokens", "bm25"
+POINT_NAMESPACE = uuid.UUID("9b6f6f0e-5d0e-4d8e-9c55-8f1f5c0b7a41")  # chunk id → point id, fixed forever
+UPSERT_BATCH = 64  # points per upsert: a point's token vectors are ~75k floats on the wire
+LOCAL_DIR = "qdrant"  # DIR/qdrant: Qdrant in process when no URL or path is set
+
+
+def point_id(chunk_id: str) -> str:
+    return str(uuid.uuid5(POINT_NAMESPACE, chunk_id))
+
+
+def day_number(date: str) -> int | None:
+    """An ISO date as YYYYMMDD (Qdrant ranges are numeric); None for an undated document."""
+    return int(date[:10].replace("-", "")) if date else None
+
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def connect(settings: Settings, index_dir: Path) -> Any:
+    """The process's one client for the Qdrant the settings name: one per location, since Qdrant run in
+    process (``:memory:`` or a path) is private to the client that opened it."""
+    try:
+        from qdrant_client import QdrantClient
+    except ImportError as exc:  # the optional extra
+        raise EngineUnavailableError("RAG_INDEX_ENGINE=qdrant needs qdrant-client: pip install -e '.[scale]'") from exc
+    if settings.qdrant_url:
+        key = f"url:{settings.qdrant_url}"
+    elif settings.qdrant_path == ":memory:":
+        key = ":memory:"
+    else:
+        key = f"path:{Path(settings.qdrant_path or index_dir / LOCAL_DIR).resolve()}"
+    with _clients_lock:
+        if key not in _clients:
+            if settings.qdrant_url:
+                client = QdrantClient(url=settings.qdrant_url, api_key=settings.qdrant_api_key or None, timeout=60)
+            elif key == ":memory:":
+                client = QdrantClient(location=":memory:")
+            else:
+                path = Path(key.removeprefix("path:"))
+                path.mkdir(parents=True, exist_ok=True)
+                try:
+                    client = QdrantClient(path=str(path))
+                except RuntimeError as exc:  # another process holds the folder
+                    raise EngineUnavailableError(
+                        f"Qdrant at {path} is open in another process; run a Qdrant server "
+                        f"(RAG_QDRANT_URL) to share one index between processes: {exc}"
+                    ) from exc
+            _clients[key] = client
+        return _clients[key]
+
+
+def forget_clients() -> None:
+    """Close every client (tests that reopen a Qdrant folder in a new process state)."""
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+class QdrantCollection:
+    """The points of one index in one Qdrant collection."""
+
+    def __init__(self, client: Any, name: str, ef_search: int = 512) -> None:
+        from qdrant_client import models
+
+        self.client = client
+        self.name = name
+        self.ef_search = ef_search
+        self.models = models
+
+    # --- schema ------------------------------------------------------------------------------
+
+    def create(self, dim: int, token_dim: int) -> None:
+        """The collection and its payload indexes, unless it exists."""
+        m = self.models
+        if self.client.collection_exists(self.name):
+            return
+        self.client.create_collection(
+            self.name,
+            vectors_config={
+                DENSE: m.VectorParams(size=dim, distance=m.Distance.DOT),
+                TOKENS: m.VectorParams(
+                    size=token_dim,
+                    distance=m.Distance.DOT,
+                    datatype=m.Datatype.FLOAT16,
+                    multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+                    hnsw_config=m.HnswConfigDiff(m=0),  # reranking only: no graph to build or keep
+                ),
+            },
+            sparse_vectors_config={BM25: m.SparseVectorParams()},  # no IDF modifier: the query brings idf
+        )
+        for field, schema in (
+            ("added_gen", m.PayloadSchemaType.INTEGER),
+            ("deleted_gen", m.PayloadSchemaType.INTEGER),
+            ("collection", m.PayloadSchemaType.KEYWORD),
+            ("source", m.PayloadSchemaType.KEYWORD),
+            ("day", m.PayloadSchemaType.INTEGER),
+        ):
+            self.client.create_payload_index(self.name, field, schema, wait=True)
+
+    def exists(self) -> bool:
+        return bool(self.client.collection_exists(self.name))
+
+    def drop(self) -> None:
+        self.client.delete_collection(self.name)
+
+    # --- writing -----------------------------------------------------------------------------
+
+    def upsert(self, points: Iterable[Any]) -> None:
+        """Upsert ``points`` in batches, each acknowledged once applied (``wait=True``)."""
+        for batch in _batches(list(points), UPSERT_BATCH):
+            self.client.upsert(self.name, points=batch, wait=True)
+
+    def point(
+        self,
+        chunk_id: str,
+        payload: dict[str, Any],
+        dense: np.ndarray,
+        tokens: np.ndarray,
+        bm25: tuple[np.ndarray, np.ndarray],
+        generation: int,
+    ) -> Any:
+        """A new point of ``generation``; token vectors go as float16 values, as they are stored."""
+        m = self.models
+        terms, weights = bm25
+        return m.PointStruct(
+            id=point_id(chunk_id),
+            vector={
+                DENSE: np.asarray(dense, np.float32).tolist(),
+                TOKENS: np.asarray(tokens, np.float16).astype(np.float32).tolist(),
+                BM25: m.SparseVector(indices=np.asarray(terms).tolist(), values=np.asarray(weights).tolist()),
+            },
+            payload={**payload, "chunk_id": chunk_id, "added_gen": generation},
+        )
+
+    def set_bm25(self, chunk_ids: Sequence[str], weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Write the BM25 vectors of existing points again (a new mean passage length)."""
+        m = self.models
+        for batch in _batches(list(zip(chunk_ids, weights, strict=True)), 512):
+            self.client.update_vectors(
+                self.name,
+                points=[
+                    m.PointVectors(
+                        id=point_id(cid),
+                        vector={BM25: m.SparseVector(indices=t.tolist(), values=w.tolist())},
+                    )
+                    for cid, (t, w) in batch
+                ],
+                wait=True,
+            )
+
+    def mark_deleted(self, chunk_ids: Sequence[str], generation: int) -> None:
+        """The points stop being live from ``generation`` on (readers of older ones still see them)."""
+        for batch in _batches(list(chunk_ids), 1024):
+            self.client.set_payload(
+                self.name, payload={"deleted_gen": generation}, points=[point_id(c) for c in batch], wait=True
+            )
+
+    def roll_back(self, live: int) -> int:
+        """Undo what a writer that died before committing ``live + 1`` (or later) left: its new points go,
+        its deletions are forgotten. Returns how many points it touched."""
+        m = self.models
+        newer = self._count(m.Filter(must=[_range(m, "added_gen", gt=live)]))
+        unmarked = self._count(m.Filter(must=[_range(m, "deleted_gen", gt=live)]))
+        if newer:
+            self.client.delete(
+                self.name,
+                points_selector=m.FilterSelector(filter=m.Filter(must=[_range(m, "added_gen", gt=live)])),
+                wait=True,
+            )
+        if unmarked:
+            self.client.delete_payload(
+                self.name,
+                keys=["deleted_gen"],
+                points=m.FilterSelector(filter=m.Filter(must=[_range(m, "deleted_gen", gt=live)])),
+                wait=True,
+            )
+        return newer + unmarked
+
+    def purge(self, up_to_generation: int) -> None:
+        """Physically delete points no reader of a generation after ``up_to_generation`` can see."""
+        m = self.models
+        self.client.delete(
+            self.name,
+            points_selector=m.FilterSelector(filter=m.Filter(must=[_range(m, "deleted_gen", lte=up_to_generation)])),
+            wait=True,
+        )
+
+    def count_live(self, generation: int) -> int:
+        return self._count(self.live_filter(generation))
+
+    def _count(self, query_filter: Any) -> int:
+        return int(self.client.count(self.name, count_filter=query_filter, exact=True).count)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def live_filter(self, generation: int, filters: Filters | None = None) -> Any:
+        """Points live in ``generation`` that match ``filters`` (the same rules as rag.filters)."""
+        m = self.models
+        must = [_range(m, "added_gen", lte=generation)]
+        if filters is not None and not filters.empty:
+            if filters.collection is not None:
+                must.append(m.FieldCondition(key="collection", match=m.MatchValue(value=filters.collection)))
+            if filters.sources:
+                must.append(m.FieldCondition(key="source", match=m.MatchAny(any=list(filters.sources))))
+            if filters.date_from is not None or filters.date_to is not None:
+                low = day_number(filters.date_from) if filters.date_from else None
+                high = day_number(filters.date_to) if filters.date_to else None
+                must.append(_range(m, "day", gte=low, lte=high))  # an undated point has no day: no match
+        return m.Filter(must=must, must_not=[_range(m, "deleted_gen", lte=generation)])
+
+    def dense_batch(self, queries: np.ndarray, n: int, scope: Any) -> list[list[tuple[str, float]]]:
+        """Top ``n`` (chunk id, score) by inner product for each query, in one request."""
+        m = self.models
+        requests = [
+            m.QueryRequest(
+                query=np.asarray(q, np.float32).tolist(),
+                using=DENSE,
+                filter=scope,
+                limit=n,
+                with_payload=["chunk_id"],
+                params=m.SearchParams(hnsw_ef=max(self.ef_search, n)),
+            )
+            for q in queries
+        ]
+        return [_found(r.points) for r in self.client.query_batch_points(self.name, requests=requests)]
+
+    def bm25(self, terms: np.ndarray, idf_weights: np.ndarray, n: int, scope: Any) -> list[tuple[str, float]]:
+        """Top ``n`` (chunk id, BM25) for the query's term ids and their ``count * idf`` weights."""
+        if len(terms) == 0:
+            return []
+        m = self.models
+        found = self.client.query_points(
+            self.name,
+            query=m.SparseVector(indices=np.asarray(terms).tolist(), values=np.asarray(idf_weights).tolist()),
+            using=BM25,
+            query_filter=scope,
+            limit=n,
+            with_payload=["chunk_id"],
+        )
+        return _found(found.points)
+
+    def maxsim(self, query_tokens: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
+        """MaxSim of the (n_q, dim) query tokens against each of ``chunk_ids``."""
+        if not chunk_ids:
+            return {}
+        m = self.models
+        found = self.client.query_points(
+            self.name,
+            query=np.asarray(query_tokens, np.float32).tolist(),
+            using=TOKENS,
+            query_filter=m.Filter(must=[m.HasIdCondition(has_id=[point_id(c) for c in chunk_ids])]),
+            limit=len(chunk_ids),
+            with_payload=["chunk_id"],
+            search_params=m.SearchParams(exact=True),
+        )
+        return dict(_found(found.points))
+
+    def tokens(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored token vectors of ``chunk_ids`` (float32 of the float16 values)."""
+        records = self.client.retrieve(
+            self.name, ids=[point_id(c) for c in chunk_ids], with_payload=["chunk_id"], with_vectors=[TOKENS]
+        )
+        return {str(r.payload["chunk_id"]): np.asarray(r.vector[TOKENS], np.float32) for r in records}
+
+
+def _found(points: Sequence[Any]) -> list[tuple[str, float]]:
+    out = []
+    for p in points:
+        if not p.payload or "chunk_id" not in p.payload:
+            raise IndexCorruptError(f"Qdrant point {p.id} has no chunk_id in its payload")
+        out.append((str(p.payload["chunk_id"]), float(p.score)))
+    return out
+
+
+def _range(m: Any, key: str, **bounds: int | None) -> Any:
+    return m.FieldCondition(key=key, range=m.Range(**bounds))
+
+
+def _batches(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

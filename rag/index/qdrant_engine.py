@@ -1,0 +1,76 @@
+"""The Qdrant engine: the retrieval recipe's three questions answered by one Qdrant collection.
+
+Rows are the snapshot's own (``rows/chunk_ids.npy``); Qdrant answers in chunk ids, mapped back here, so
+fusion, the MaxSim modes and every hit's per-path ranks and scores stay in :mod:`rag.retrieval`. The
+BM25 query vector carries the idf from the snapshot's global statistics (:meth:`BM25Index.query_terms`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rag.errors import IndexCorruptError
+from rag.index.qdrant import QdrantCollection
+from rag.index.snapshot import Snapshot
+from rag.maxsim import maxsim_packed
+from rag.objects import Filters
+from rag.retrieval import Ranking
+
+
+class QdrantEngine:
+    """:class:`rag.retrieval.Engine` over a Qdrant-backed :class:`Snapshot`; filters become a Qdrant filter
+    that also keeps only the snapshot's generation."""
+
+    adapted = False  # an adapted head's tokens are not kept in Qdrant (docs/scale-out.md)
+
+    def __init__(self, snapshot: Snapshot, collection: QdrantCollection) -> None:
+        self.snapshot = snapshot
+        self.collection = collection
+        self._rows: dict[str, int] | None = None
+
+    @property
+    def rows(self) -> dict[str, int]:
+        """Chunk id → row of this snapshot, built on first use."""
+        if self._rows is None:
+            self._rows = {str(c): i for i, c in enumerate(np.asarray(self.snapshot.chunk_ids).tolist())}
+        return self._rows
+
+    def _ranking(self, found: list[tuple[str, float]]) -> Ranking:
+        rows = self.rows
+        try:
+            return [(rows[cid], score) for cid, score in found]
+        except KeyError as exc:
+            raise IndexCorruptError(
+                f"Qdrant collection {self.collection.name} serves chunk {exc} that generation "
+                f"{self.snapshot.generation} does not hold"
+            ) from exc
+
+    def scope(self, filters: Filters | None) -> Any:
+        return self.collection.live_filter(self.snapshot.generation, filters)
+
+    def dense(self, queries: np.ndarray, n: int, scope: Any) -> list[Ranking]:
+        return [self._ranking(found) for found in self.collection.dense_batch(queries, n, scope)]
+
+    def bm25(self, question: str, n: int, scope: Any) -> Ranking:
+        terms, weights = self.snapshot.sparse.query_terms(self.snapshot.bm25_tokenize(question))
+        ranking = self._ranking(self.collection.bm25(terms, weights, n, scope))
+        return sorted(ranking, key=lambda item: (-item[1], item[0]))  # ties by row, as the embedded BM25
+
+    def maxsim(self, query_tokens: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None) -> Ranking:
+        """MaxSim in Qdrant; per-token weights scale the query vectors (``w * max <q, d> = max <w q, d>``
+        for ``w >= 0``). Exact ties keep the candidates' order."""
+        chunk_ids = np.asarray(self.snapshot.chunk_ids)[np.asarray(candidates, np.int64)].tolist()
+        query = np.asarray(query_tokens, np.float32)
+        if weights is not None:
+            query = query * np.clip(np.asarray(weights, np.float32), 0.0, None)[:, None]
+        scores = self.collection.maxsim(query, [str(c) for c in chunk_ids])
+        order = sorted(range(len(chunk_ids)), key=lambda i: -scores.get(str(chunk_ids[i]), 0.0))
+        return [(int(candidates[i]), scores.get(str(chunk_ids[i]), 0.0)) for i in order]
+
+    def maxsim_outside(self, query_tokens: np.ndarray, tokens: np.ndarray, weights: np.ndarray | None) -> float:
+        """MaxSim of a passage not in the index, from its token vectors stored as Qdrant stores them."""
+        stored = np.asarray(tokens, np.float16).astype(np.float32)
+        offsets = np.array([0, len(stored)], np.int64)
+        return float(maxsim_packed(np.asarray(query_tokens, np.float32), stored, offsets, weights)[0])

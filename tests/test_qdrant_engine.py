@@ -1,0 +1,152 @@
+"""The Qdrant engine against the embedded one on real SQuAD paragraphs: same rankings, same per-path
+ranks, BM25 equal within 1e-5, through add, replace, delete and filters (qdrant-client's local mode)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.writer import IndexWriter
+from rag.index.engine import LocalEngine
+from rag.index.qdrant_engine import QdrantEngine
+from rag.index.snapshot import Snapshot
+from rag.objects import Document, Filters, Stage
+from rag.pipeline import Pipeline
+from rag.settings import Settings
+from tests.conftest import read_jsonl
+
+pytest.importorskip("qdrant_client")
+
+QUESTIONS = [
+    "What was the price of oil in March of 1974?",
+    "Which country led the oil embargo?",
+    "Who won Super Bowl 50?",
+    "What is the largest city in the region?",
+    "When was the university founded?",
+]
+
+
+def _documents(squad_dir: Path, start: int, n: int) -> list[Document]:
+    records = read_jsonl(squad_dir / "corpus.jsonl")[start : start + n]
+    return [
+        Document(id=r["_id"], text=r["text"], title=r["title"], source=f"s{i % 3}", date=f"2019-01-{1 + i % 28:02d}")
+        for i, r in enumerate(records)
+    ]
+
+
+@pytest.fixture(scope="module", params=[":memory:", "path"])
+def engines(request, tmp_path_factory, squad_dir: Path, encoder, settings: Settings):
+    """An embedded index and a Qdrant one, written by the same sequence of changes."""
+    root = tmp_path_factory.mktemp("engines")
+    # float16 in both: Qdrant stores token vectors as float16; drift 0: BM25 weights always current
+    base = settings.model_copy(update={"token_codec": "float16", "qdrant_bm25_drift": 0.0})
+    qdrant = base.model_copy(
+        update={"index_engine": "qdrant", "qdrant_path": ":memory:" if request.param == ":memory:" else ""}
+    )
+    first, second = _documents(squad_dir, 0, 90), _documents(squad_dir, 400, 40)
+    changed = [replace(d, text=d.text + " It was later revised.") for d in first[:5]]
+    for index, chosen in ((root / "embedded", base), (root / "qdrant", qdrant)):
+        with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+            writer.upsert(first, "a")
+            writer.upsert(second, "b")
+            writer.upsert(changed, "a")
+            writer.delete([d.id for d in first[10:20]], "a")
+    return (root / "embedded", base), (root / "qdrant", qdrant)
+
+
+def _pipeline(index: Path, chosen: Settings, encoder) -> Pipeline:
+    return Pipeline(Snapshot.load(index, chosen), chosen, encoder=encoder)
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [None, Filters(collection="b"), Filters(sources=("s1",)), Filters(date_from="2019-01-05", date_to="2019-01-12")],
+)
+def test_same_rankings_and_explanations(engines, encoder, filters) -> None:
+    (embedded_dir, base), (qdrant_dir, qdrant) = engines
+    embedded, served = _pipeline(embedded_dir, base, encoder), _pipeline(qdrant_dir, qdrant, encoder)
+    assert isinstance(embedded.engine, LocalEngine) and isinstance(served.engine, QdrantEngine)
+    assert len(served.snapshot) == len(embedded.snapshot) > 100
+    for question in QUESTIONS:
+        want = embedded.retrieve(question, top_k=10, filters=filters)
+        got = served.retrieve(question, top_k=10, filters=filters)
+        assert [h.chunk_id for h in got.hits] == [h.chunk_id for h in want.hits], question
+        for g, w in zip(got.hits, want.hits, strict=True):
+            assert g.ranks == w.ranks  # every stage's rank of every hit
+        for stage in (Stage.DENSE, Stage.BM25, Stage.MAXSIM):
+            assert [c for c, _ in got.rankings[stage][:10]] == [c for c, _ in want.rankings[stage][:10]], stage
+        bm25_want = dict(want.rankings[Stage.BM25])
+        for cid, score in got.rankings[Stage.BM25]:
+            assert score == pytest.approx(bm25_want[cid], abs=1e-5)
+        if filters is not None and filters.collection:
+            assert all(h.collection == filters.collection for h in got.hits)
+
+
+def test_deleted_and_replaced_passages_are_not_served(engines, encoder) -> None:
+    (_, _), (qdrant_dir, qdrant) = engines
+    served = _pipeline(qdrant_dir, qdrant, encoder)
+    live = {str(c) for c in np.asarray(served.snapshot.chunk_ids)}
+    assert isinstance(served.engine, QdrantEngine)
+    assert served.engine.collection.count_live(served.snapshot.generation) == len(live)
+    for question in QUESTIONS:
+        for _, ranking in served.retrieve(question, top_k=10).rankings.items():
+            assert {c for c, _ in ranking} <= live
+
+
+CRASHING_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from indexer.writer import IndexWriter
+from rag.index.store import DocumentStore
+from rag.objects import Document
+from rag.settings import Settings
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # after every point is upserted, before the store commits
+
+DocumentStore.commit_generation = die
+# drift 1: no BM25 re-weighting in this change (re-weighting rewrites live points before the commit:
+# docs/scale-out.md says what readers see meanwhile)
+settings = Settings(_env_file=None, index_engine="qdrant", token_codec="float16", qdrant_bm25_drift=1.0)
+docs = [Document(id=f"new-{i}", text=f"A passage about harbour cranes number {i}.", title="cranes") for i in range(5)]
+replaced = Document(id=sys.argv[2], text="This paragraph was replaced by one about cranes.", title="cranes")
+with IndexWriter(Path(sys.argv[1]), settings, show_progress=False) as writer:
+    writer.upsert([replaced, *docs], "a")  # its old passages marked deleted, six new points
+"""
+
+
+def test_kill_9_between_upsert_and_commit(tmp_path: Path, squad_dir: Path, encoder, settings: Settings) -> None:
+    import subprocess
+    import sys
+
+    from qdrant_client import models
+
+    from rag.index.qdrant import forget_clients
+
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16"})
+    index = tmp_path / "ix"
+    docs = _documents(squad_dir, 0, 12)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs, "a")
+    before = _pipeline(index, chosen, encoder).retrieve(QUESTIONS[0], top_k=10)
+    forget_clients()  # Qdrant in process on a folder: one process at a time
+    done = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(index), docs[0].id], cwd=Path.cwd(), timeout=300)
+    assert done.returncode == -9
+    served = _pipeline(index, chosen, encoder)  # the last generation, whole
+    assert served.snapshot.generation == 1
+    after = served.retrieve(QUESTIONS[0], top_k=10)
+    assert [h.chunk_id for h in after.hits] == [h.chunk_id for h in before.hits]
+    assert isinstance(served.engine, QdrantEngine)
+    points = served.engine.collection
+    orphans = points.client.count(
+        points.name, count_filter=models.Filter(must=[models.FieldCondition(key="added_gen", range=models.Range(gt=1))])
+    ).count
+    assert orphans == 6
+    assert points.count_live(1) == len(served.snapshot)  # the deletions marked for generation 2 do not count
+    with IndexWriter(index, chosen, encoder, show_progress=False):
+        pass  # the next writer rolls the orphans back
+    assert points.client.count(points.name, exact=True).count == points.count_live(1) == len(served.snapshot)
+    forget_clients()

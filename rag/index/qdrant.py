@@ -124,12 +124,6 @@ class QdrantCollection:
         ):
             self.client.create_payload_index(self.name, field, schema, wait=True)
 
-    def exists(self) -> bool:
-        return bool(self.client.collection_exists(self.name))
-
-    def drop(self) -> None:
-        self.client.delete_collection(self.name)
-
     # --- writing -----------------------------------------------------------------------------
 
     def upsert(self, points: Iterable[Any]) -> None:
@@ -281,13 +275,6 @@ class QdrantCollection:
             search_params=m.SearchParams(exact=True),
         )
         return dict(_found(found.points))
-
-    def tokens(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
-        """The stored token vectors of ``chunk_ids`` (float32 of the float16 values)."""
-        records = self.client.retrieve(
-            self.name, ids=[point_id(c) for c in chunk_ids], with_payload=["chunk_id"], with_vectors=[TOKENS]
-        )
-        return {str(r.payload["chunk_id"]): np.asarray(r.vector[TOKENS], np.float32) for r in records}
 
 
 def _found(points: Sequence[Any]) -> list[tuple[str, float]]:

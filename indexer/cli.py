@@ -146,6 +146,24 @@ def compress(
         )
 
 
+@index_app.command()
+def reweight(index: IndexOption) -> None:
+    """Qdrant engine: write every BM25 weight again with today's mean passage length (exact BM25 again;
+    a new snapshot, readers of the live one unaffected)."""
+    start = time.perf_counter()
+    with IndexWriter(index, Settings(), show_progress=False) as writer:
+        before = writer.snapshot.params.engine.bm25_avgdl if writer.snapshot is not None else 0.0
+        generation = writer.reweight_bm25()
+        assert writer.snapshot is not None
+        after = writer.snapshot.params.engine.bm25_avgdl
+        chunks = len(writer.snapshot)
+    typer.echo(
+        f"generation {generation}: BM25 weights of {chunks} passages written again with mean passage length "
+        f"{after:.2f} (were {before:.2f}; {time.perf_counter() - start:.1f} s)",
+        err=True,
+    )
+
+
 def _report_choice(choice: FinalStageChoice | None, settings: Settings) -> None:
     if choice is None:
         typer.echo(

@@ -74,6 +74,7 @@ class Change:
     new_chunks: Sequence[Chunk] = ()
     deleted_documents: Sequence[DocKey] = ()  # (collection, id)
     removed_chunk_ids: frozenset[str] = frozenset()
+    reweight_bm25: bool = False  # Qdrant: write every BM25 weight again, whatever the drift
 
 
 @dataclass
@@ -215,15 +216,9 @@ class IndexWriter:
         return self
 
     def _roll_back_points(self, live: Snapshot) -> None:
-        """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten,
-        and (it may have been writing BM25 weights again) every live point's weights are rewritten."""
-        points = self._points(live.params)
-        if points.roll_back(live.generation) and len(live):
-            rows = np.arange(len(live))
-            points.set_bm25(
-                [str(c) for c in np.asarray(live.chunk_ids)],
-                live.sparse.saturated_tf(rows, live.params.engine.bm25_avgdl),
-            )
+        """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten.
+        (Weights it wrote again went to the BM25 slot the live generation does not read.)"""
+        self._points(live.params).roll_back(live.generation)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -403,6 +398,15 @@ class IndexWriter:
         )
         return self._commit(Change(params))
 
+    def reweight_bm25(self) -> int:
+        """Qdrant: commit a snapshot whose every BM25 weight is written again with today's mean passage
+        length (exact BM25 again, whatever ``qdrant_bm25_drift`` let drift). Returns the new generation."""
+        if self.snapshot is None:
+            raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
+        if self.snapshot.engine != "qdrant":
+            raise InputError(f"{self.index_dir} is on the {self.snapshot.engine} engine, whose BM25 is always exact")
+        return self._commit(Change(self.snapshot.params, reweight_bm25=True))
+
     def _embedded_only(self, what: str) -> None:
         if self.snapshot is not None and self.snapshot.engine != "embedded":
             raise InputError(f"{what} needs the embedded engine: {self.index_dir} is on {self.snapshot.engine}")
@@ -574,7 +578,8 @@ class IndexWriter:
     def _write_points(self, change: Change, rows: _Rows) -> None:
         """The Qdrant side of a change: removed chunks marked deleted from the next generation, new ones
         encoded and upserted as its points, and BM25 weights written again where the mean passage length
-        drifted past ``qdrant_bm25_drift``. Nothing is live until the store and ``CURRENT`` commit."""
+        drifted past ``qdrant_bm25_drift``: all of them, into the BM25 slot the live generation does not
+        read. Nothing is live until the store and ``CURRENT`` commit."""
         params, generation = change.params, self.generation + 1
         points = self._points(params)
         points.create(params.dim, params.multivector_dim)
@@ -584,8 +589,9 @@ class IndexWriter:
         first_new = len(rows.chunk_ids)
         rows.sparse = rows.sparse.add([tokenize(c.encoded_text) for c in by_length])
         avgdl, written = rows.sparse.avgdl, params.engine.bm25_avgdl
-        reweight = written <= 0 or abs(avgdl / written - 1.0) > self.settings.qdrant_bm25_drift
+        reweight = change.reweight_bm25 or written <= 0 or abs(avgdl / written - 1.0) > self.settings.qdrant_bm25_drift
         weights_avgdl = avgdl if reweight else written
+        slot = 1 - params.engine.bm25_slot if reweight else params.engine.bm25_slot
         documents = {d.id: d for d, _, _ in change.documents}
         tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"]) if self.snapshot else 0
         start = 0
@@ -600,6 +606,7 @@ class IndexWriter:
                     encoded.dense[i],
                     token_vectors[i],
                     bm25[i],
+                    slot,
                     generation,
                 )
                 for i, c in enumerate(block)
@@ -608,9 +615,10 @@ class IndexWriter:
             rows.chunk_ids.extend(c.id for c in block)
             rows.doc_ids.extend(c.document_id for c in block)
         if reweight and first_new:
-            points.set_bm25(rows.chunk_ids[:first_new], rows.sparse.saturated_tf(np.arange(first_new), avgdl))
+            kept = np.arange(first_new)
+            points.set_bm25(rows.chunk_ids[:first_new], rows.sparse.saturated_tf(kept, avgdl), slot)
         rows.n_token_vectors = tokens_kept  # of the kept rows: not exact after deletions (docs/scale-out.md)
-        rows.engine = replace(params.engine, bm25_avgdl=weights_avgdl)
+        rows.engine = replace(params.engine, bm25_avgdl=weights_avgdl, bm25_slot=slot)
 
     def _points(self, params: IndexParams) -> QdrantCollection:
         client = connect(self.settings, self.index_dir)

@@ -24,7 +24,7 @@ def test_compose_file_matches_the_compose_spec() -> None:
 
 def test_services_run_the_tested_commands() -> None:
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    assert set(services) == {"api", "ui", "postgres", "llm"}
+    assert set(services) == {"api", "ui", "postgres", "llm", "qdrant"}
     assert services["api"]["command"][:2] == ["rag", "serve"]  # tests/servers.py start_api
     assert services["llm"]["command"][:2] == ["rag", "llm-server"]  # tests/servers.py start_llm
     assert services["ui"]["command"][:2] == ["rag", "ui"]  # tests/test_ui_browser.py
@@ -34,3 +34,14 @@ def test_services_run_the_tested_commands() -> None:
     for name, service in services.items():
         assert "healthcheck" in service, name
     assert (ROOT / "Dockerfile").is_file()
+
+
+def test_qdrant_runs_only_in_the_scale_profile_and_the_api_can_point_at_it() -> None:
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    assert services["qdrant"]["profiles"] == ["scale"]
+    assert all("profiles" not in service for name, service in services.items() if name != "qdrant")
+    api = services["api"]
+    # the default stays embedded, so `docker compose up` without the profile needs no Qdrant
+    assert api["environment"]["RAG_INDEX_ENGINE"] == "${RAG_INDEX_ENGINE:-embedded}"
+    assert api["environment"]["RAG_QDRANT_URL"] == "http://qdrant:6333"
+    assert api["depends_on"]["qdrant"] == {"condition": "service_healthy", "required": False}

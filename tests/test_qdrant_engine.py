@@ -3,6 +3,7 @@ ranks, BM25 equal within 1e-5, through add, replace, delete and filters (qdrant-
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from indexer.writer import IndexWriter
-from rag.index.engine import LocalEngine
+from rag.index.engine import LocalEngine, make_engine
 from rag.index.qdrant_engine import QdrantEngine
 from rag.index.snapshot import Snapshot
 from rag.objects import Document, Filters, Stage
@@ -37,15 +38,26 @@ def _documents(squad_dir: Path, start: int, n: int) -> list[Document]:
     ]
 
 
-@pytest.fixture(scope="module", params=[":memory:", "path"])
+# A real Qdrant server or cluster, when one is given: `RAG_TEST_QDRANT_URL=http://127.0.0.1:6333`
+SERVER_URL = os.environ.get("RAG_TEST_QDRANT_URL", "")
+
+
+def _qdrant_location(kind: str) -> dict[str, str]:
+    if kind == "server":
+        if not SERVER_URL:
+            pytest.skip("no Qdrant server: set RAG_TEST_QDRANT_URL to run these tests against one")
+        return {"qdrant_url": SERVER_URL, "qdrant_api_key": os.environ.get("RAG_TEST_QDRANT_API_KEY", "")}
+    return {"qdrant_path": ":memory:" if kind == ":memory:" else ""}
+
+
+@pytest.fixture(scope="module", params=[":memory:", "path", "server"])
 def engines(request, tmp_path_factory, squad_dir: Path, encoder, settings: Settings):
     """An embedded index and a Qdrant one, written by the same sequence of changes."""
+    location = _qdrant_location(request.param)
     root = tmp_path_factory.mktemp("engines")
     # float16 in both: Qdrant stores token vectors as float16; drift 0: BM25 weights always current
     base = settings.model_copy(update={"token_codec": "float16", "qdrant_bm25_drift": 0.0})
-    qdrant = base.model_copy(
-        update={"index_engine": "qdrant", "qdrant_path": ":memory:" if request.param == ":memory:" else ""}
-    )
+    qdrant = base.model_copy(update={"index_engine": "qdrant", **location})
     first, second = _documents(squad_dir, 0, 90), _documents(squad_dir, 400, 40)
     changed = [replace(d, text=d.text + " It was later revised.") for d in first[:5]]
     for index, chosen in ((root / "embedded", base), (root / "qdrant", qdrant)):
@@ -54,7 +66,11 @@ def engines(request, tmp_path_factory, squad_dir: Path, encoder, settings: Setti
             writer.upsert(second, "b")
             writer.upsert(changed, "a")
             writer.delete([d.id for d in first[10:20]], "a")
-    return (root / "embedded", base), (root / "qdrant", qdrant)
+    yield (root / "embedded", base), (root / "qdrant", qdrant)
+    if request.param == "server":  # a server outlives the test: leave no collection behind
+        engine = make_engine(Snapshot.load(root / "qdrant", qdrant), qdrant)
+        assert isinstance(engine, QdrantEngine)
+        engine.collection.client.delete_collection(engine.collection.name)
 
 
 def _pipeline(index: Path, chosen: Settings, encoder) -> Pipeline:
@@ -108,9 +124,8 @@ def die(*args, **kwargs):
     os.kill(os.getpid(), signal.SIGKILL)  # after every point is upserted, before the store commits
 
 DocumentStore.commit_generation = die
-# drift 1: no BM25 re-weighting in this change (re-weighting rewrites live points before the commit:
-# docs/scale-out.md says what readers see meanwhile)
-settings = Settings(_env_file=None, index_engine="qdrant", token_codec="float16", qdrant_bm25_drift=1.0)
+# the default drift: this change moves the mean passage length enough to write every BM25 weight again
+settings = Settings(_env_file=None, index_engine="qdrant", token_codec="float16")
 docs = [Document(id=f"new-{i}", text=f"A passage about harbour cranes number {i}.", title="cranes") for i in range(5)]
 replaced = Document(id=sys.argv[2], text="This paragraph was replaced by one about cranes.", title="cranes")
 with IndexWriter(Path(sys.argv[1]), settings, show_progress=False) as writer:
@@ -150,3 +165,58 @@ def test_kill_9_between_upsert_and_commit(tmp_path: Path, squad_dir: Path, encod
         pass  # the next writer rolls the orphans back
     assert points.client.count(points.name, exact=True).count == points.count_live(1) == len(served.snapshot)
     forget_clients()
+
+
+def test_reweighting_never_changes_what_the_live_generation_scores(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.index.store import DocumentStore
+
+    # drift 1: the second change leaves every weight at the first change's mean passage length
+    chosen = settings.model_copy(
+        update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:", "qdrant_bm25_drift": 1.0}
+    )
+    index = tmp_path / "ix"
+    longer = [replace(d, text=f"{d.text} {d.text}") for d in _documents(squad_dir, 400, 20)]
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(_documents(squad_dir, 0, 20), "a")
+        writer.upsert(longer, "b")  # the mean passage length grows by about half
+    live = Snapshot.load(index, chosen)
+    served = make_engine(live, chosen)
+    assert isinstance(served, QdrantEngine)
+    exact = LocalEngine(live)  # the snapshot's own BM25 statistics: exact scores
+    scope = served.scope(None)
+    before = {q: served.bm25(q, 20, scope) for q in QUESTIONS}
+    exact_scores = {q: dict(exact.bm25(q, 20, None)) for q in QUESTIONS}
+    assert any(s != pytest.approx(exact_scores[q].get(r, -1), abs=1e-5) for q in QUESTIONS for r, s in before[q])
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the writer dies before its commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DocumentStore, "commit_generation", crash)
+        with IndexWriter(index, chosen, encoder, show_progress=False) as writer, pytest.raises(RuntimeError):
+            writer.reweight_bm25()  # every weight written again, not committed
+    assert {q: served.bm25(q, 20, scope) for q in QUESTIONS} == before  # bit for bit: the live slot is untouched
+
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        generation = writer.reweight_bm25()
+    assert generation == live.generation + 1
+    reweighted = Snapshot.load(index, chosen)
+    assert reweighted.params.engine.bm25_slot != live.params.engine.bm25_slot
+    now, exact_now = make_engine(reweighted, chosen), LocalEngine(reweighted)
+    for question in QUESTIONS:
+        got, want = now.bm25(question, 20, now.scope(None)), exact_now.bm25(question, 20, None)
+        assert [r for r, _ in got] == [r for r, _ in want], question
+        for (_, g), (_, w) in zip(got, want, strict=True):
+            assert g == pytest.approx(w, abs=1e-5)
+    assert {q: served.bm25(q, 20, scope) for q in QUESTIONS} == before  # the old generation's reader still
+
+
+def test_reweight_needs_the_qdrant_engine(tmp_path: Path, encoder, settings: Settings) -> None:
+    from rag.errors import InputError
+
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        writer.upsert([Document(id="d", text="One short passage about cranes.", title="t")], "a")
+        with pytest.raises(InputError, match="always exact"):
+            writer.reweight_bm25()

@@ -55,11 +55,13 @@ class FinalStageChoice:
 @dataclass(frozen=True)
 class EngineParams:
     """Where the index's vectors live: ``embedded`` (the snapshot's arrays) or ``qdrant`` (``collection``,
-    whose BM25 weights were all written with mean passage length ``bm25_avgdl``)."""
+    whose BM25 slot ``bm25_slot`` holds every live point's weights, written with mean passage length
+    ``bm25_avgdl``)."""
 
     kind: str = "embedded"
     collection: str = ""
     bm25_avgdl: float = 0.0
+    bm25_slot: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,7 @@ class IndexParams:
                 kind=str(sections["engine"]["kind"]),
                 collection=str(sections["engine"].get("collection", "")),
                 bm25_avgdl=float(sections["engine"].get("bm25_avgdl", 0.0)),
+                bm25_slot=int(sections["engine"].get("bm25_slot", 0)),
             )
             if sections.get("engine")
             else EngineParams(),

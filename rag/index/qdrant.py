@@ -2,11 +2,15 @@
 
 Each chunk is one point (id: a UUID made from the chunk id; the chunk id is in the payload) with named
 vectors ``dense`` (DOT), ``tokens`` (a float16 multivector compared by ``MAX_SIM``, no HNSW: it only
-reranks candidates) and ``bm25`` (sparse: each term's ``tf * (k1 + 1) / (tf + norm)``; the query side
-carries the idf, computed from the index's own global statistics, so scores are BM25's and not Qdrant's
-per-shard IDF). Points carry ``added_gen`` and, once deleted, ``deleted_gen``: a reader of generation
-``g`` sees exactly the points with ``added_gen <= g < deleted_gen``, so a writer can upsert the next
-generation's points while readers still serve the last one, and roll back what a crash left behind.
+reranks candidates) and two BM25 slots ``bm25-0`` / ``bm25-1`` (sparse: each term's
+``tf * (k1 + 1) / (tf + norm)``; the query side carries the idf, computed from the index's own global
+statistics, so scores are BM25's and not Qdrant's per-shard IDF). A generation reads one slot (its
+manifest says which); a writer that writes every weight again for a new mean passage length writes the
+other slot, so readers of the live generation never see a weight change under them.
+
+Points carry ``added_gen`` and, once deleted, ``deleted_gen``: a reader of generation ``g`` sees exactly
+the points with ``added_gen <= g < deleted_gen``, so a writer can upsert the next generation's points
+while readers still serve the last one, and roll back what a crash left behind.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from rag.errors import EngineUnavailableError, IndexCorruptError
 from rag.objects import Filters
 from rag.settings import Settings
 
-DENSE, TOKENS, BM25 = "dense", "tokens", "bm25"
+DENSE, TOKENS = "dense", "tokens"
+BM25_SLOTS = ("bm25-0", "bm25-1")
 POINT_NAMESPACE = uuid.UUID("9b6f6f0e-5d0e-4d8e-9c55-8f1f5c0b7a41")  # chunk id → point id, fixed forever
 UPSERT_BATCH = 64  # points per upsert: a point's token vectors are ~75k floats on the wire
 LOCAL_DIR = "qdrant"  # DIR/qdrant: Qdrant in process when no URL or path is set
@@ -113,7 +118,8 @@ class QdrantCollection:
                     hnsw_config=m.HnswConfigDiff(m=0),  # reranking only: no graph to build or keep
                 ),
             },
-            sparse_vectors_config={BM25: m.SparseVectorParams()},  # no IDF modifier: the query brings idf
+            # no IDF modifier: the query brings idf
+            sparse_vectors_config={name: m.SparseVectorParams() for name in BM25_SLOTS},
         )
         for field, schema in (
             ("added_gen", m.PayloadSchemaType.INTEGER),
@@ -138,9 +144,11 @@ class QdrantCollection:
         dense: np.ndarray,
         tokens: np.ndarray,
         bm25: tuple[np.ndarray, np.ndarray],
+        bm25_slot: int,
         generation: int,
     ) -> Any:
-        """A new point of ``generation``; token vectors go as float16 values, as they are stored."""
+        """A new point of ``generation`` with its BM25 weights in ``bm25_slot``; token vectors go as
+        float16 values, as they are stored."""
         m = self.models
         terms, weights = bm25
         return m.PointStruct(
@@ -148,13 +156,18 @@ class QdrantCollection:
             vector={
                 DENSE: np.asarray(dense, np.float32).tolist(),
                 TOKENS: np.asarray(tokens, np.float16).astype(np.float32).tolist(),
-                BM25: m.SparseVector(indices=np.asarray(terms).tolist(), values=np.asarray(weights).tolist()),
+                BM25_SLOTS[bm25_slot]: m.SparseVector(
+                    indices=np.asarray(terms).tolist(), values=np.asarray(weights).tolist()
+                ),
             },
             payload={**payload, "chunk_id": chunk_id, "added_gen": generation},
         )
 
-    def set_bm25(self, chunk_ids: Sequence[str], weights: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Write the BM25 vectors of existing points again (a new mean passage length)."""
+    def set_bm25(
+        self, chunk_ids: Sequence[str], weights: Sequence[tuple[np.ndarray, np.ndarray]], bm25_slot: int
+    ) -> None:
+        """Write existing points' BM25 weights into ``bm25_slot`` (a new mean passage length; never the
+        slot the live generation reads)."""
         m = self.models
         for batch in _batches(list(zip(chunk_ids, weights, strict=True)), 512):
             self.client.update_vectors(
@@ -162,7 +175,7 @@ class QdrantCollection:
                 points=[
                     m.PointVectors(
                         id=point_id(cid),
-                        vector={BM25: m.SparseVector(indices=t.tolist(), values=w.tolist())},
+                        vector={BM25_SLOTS[bm25_slot]: m.SparseVector(indices=t.tolist(), values=w.tolist())},
                     )
                     for cid, (t, w) in batch
                 ],
@@ -245,15 +258,18 @@ class QdrantCollection:
         ]
         return [_found(r.points) for r in self.client.query_batch_points(self.name, requests=requests)]
 
-    def bm25(self, terms: np.ndarray, idf_weights: np.ndarray, n: int, scope: Any) -> list[tuple[str, float]]:
-        """Top ``n`` (chunk id, BM25) for the query's term ids and their ``count * idf`` weights."""
+    def bm25(
+        self, terms: np.ndarray, idf_weights: np.ndarray, n: int, scope: Any, bm25_slot: int
+    ) -> list[tuple[str, float]]:
+        """Top ``n`` (chunk id, BM25) for the query's term ids and their ``count * idf`` weights, scored
+        against the weights in ``bm25_slot``."""
         if len(terms) == 0:
             return []
         m = self.models
         found = self.client.query_points(
             self.name,
             query=m.SparseVector(indices=np.asarray(terms).tolist(), values=np.asarray(idf_weights).tolist()),
-            using=BM25,
+            using=BM25_SLOTS[bm25_slot],
             query_filter=scope,
             limit=n,
             with_payload=["chunk_id"],

@@ -55,7 +55,8 @@ class QdrantEngine:
 
     def bm25(self, question: str, n: int, scope: Any) -> Ranking:
         terms, weights = self.snapshot.sparse.query_terms(self.snapshot.bm25_tokenize(question))
-        ranking = self._ranking(self.collection.bm25(terms, weights, n, scope))
+        slot = self.snapshot.params.engine.bm25_slot
+        ranking = self._ranking(self.collection.bm25(terms, weights, n, scope, slot))
         return sorted(ranking, key=lambda item: (-item[1], item[0]))  # ties by row, as the embedded BM25
 
     def maxsim(self, query_tokens: np.ndarray, candidates: np.ndarray, weights: np.ndarray | None) -> Ranking:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO
 
 import numpy as np
+from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
 from indexer.chunking import chunk_documents
@@ -188,6 +189,7 @@ class IndexWriter:
         self.show_progress = show_progress
         self.on_progress = on_progress
         self._lock_handle: IO[str] | None = None
+        self._store_lock: Connection | None = None  # PostgreSQL's advisory writer lock, held on its connection
         self.snapshot: Snapshot | None = None
         self.store: DocumentStore | None = None
 
@@ -202,18 +204,28 @@ class IndexWriter:
             handle.close()
             raise IndexBusyError(f"another process is writing to {self.index_dir}") from exc
         self._lock_handle = handle
+        try:
+            self._recover()
+        except BaseException:
+            self.__exit__(None, None, None)  # locks released: __exit__ is not called when __enter__ raises
+            raise
+        return self
+
+    def _recover(self) -> None:
+        """With the locks held: what a writer that died left behind undone, the live snapshot loaded."""
+        self.store = store_for(self.index_dir, self.settings)
+        # several machines share one PostgreSQL store: a folder's flock does not reach past one machine
+        self._store_lock = self.store.take_writer_lock()
         snapshots = self.index_dir / SNAPSHOTS_DIR
         snapshots.mkdir(exist_ok=True)
         for leftover in snapshots.glob("*.tmp"):  # a writer that died mid-way
             shutil.rmtree(leftover, ignore_errors=True)
-        self.store = store_for(self.index_dir, self.settings)
         self.store.create_schema()
         if current_snapshot_name(self.index_dir) is not None:
             self.snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
         self.store.recover(self.generation)
         if self.snapshot is not None and self.snapshot.engine == "qdrant":
             self._roll_back_points(self.snapshot)
-        return self
 
     def _roll_back_points(self, live: Snapshot) -> None:
         """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten.
@@ -223,6 +235,9 @@ class IndexWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._store_lock is not None:
+            self._store_lock.close()
+            self._store_lock = None
         if self.store is not None:
             self.store.close()
         if self._lock_handle is not None:

@@ -144,6 +144,46 @@ def test_one_writer_at_a_time_and_missing_index(tmp_path, encoder, settings) -> 
         Snapshot.load(tmp_path / "nothing", settings)
 
 
+HOLDING_WRITER = """
+import sys, time
+from pathlib import Path
+from indexer.writer import IndexWriter
+from rag.settings import Settings
+
+with IndexWriter(Path(sys.argv[1]), Settings(_env_file=None, store_url=sys.argv[2]), show_progress=False):
+    print("holding", flush=True)
+    time.sleep(600)
+"""
+
+
+@pytest.mark.postgres
+def test_one_writer_per_postgresql_store_whatever_its_folder(tmp_path, encoder, settings, postgres_url) -> None:
+    """Writers on other machines share the store but not the folder, whose flock they cannot see: the store's
+    advisory lock keeps them one at a time, and a writer killed with -9 leaves no lock behind."""
+    import subprocess
+    import sys
+
+    chosen = settings.model_copy(update={"store_url": postgres_url})
+    doc = Document(id="d", text="A passage about harbour cranes.", title="cranes")
+    with IndexWriter(tmp_path / "a", chosen, encoder, show_progress=False) as writer:
+        writer.upsert([doc], "a")
+        with pytest.raises(IndexBusyError, match="store's lock"), IndexWriter(tmp_path / "b", chosen, encoder):
+            pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDING_WRITER, str(tmp_path / "a"), postgres_url], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        with pytest.raises(IndexBusyError, match="store's lock"), IndexWriter(tmp_path / "b", chosen, encoder):
+            pass
+    finally:
+        holder.kill()
+        holder.wait(timeout=30)
+    assert holder.returncode == -9
+    with IndexWriter(tmp_path / "a", chosen, encoder, show_progress=False) as writer:  # the lock went with it
+        assert writer.generation == 1 and writer.upsert([doc], "b").generation == 2
+
+
 def test_a_document_is_its_collection_and_id(tmp_path, encoder, scifact_docs, index_settings) -> None:
     """The same id in two collections is two documents: an upsert or delete in one never touches the other."""
     original, other = scifact_docs[0], scifact_docs[1]

@@ -32,12 +32,14 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from rag.errors import IndexBusyError
 from rag.objects import Chunk, Document, DocumentFields, PassageFields
 
 _IN_BATCH = 900  # stay under SQLite's bound-parameter limit
+WRITER_LOCK = 0x7261_676C_6174_6531  # the advisory lock one writer of a PostgreSQL store holds ("raglate1")
 DocKey = tuple[str, str]  # (collection, document id): a document's identity
 
 
@@ -196,6 +198,25 @@ class DocumentStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def take_writer_lock(self) -> Connection | None:
+        """PostgreSQL: take the store's advisory writer lock on a connection of its own and return that
+        connection (closing it releases the lock, and so does the server when the process dies), or raise
+        :class:`IndexBusyError` while another session, on any machine, holds it. Other backends: None
+        (the index folder's ``flock`` is the lock)."""
+        if self.engine.url.get_backend_name() != "postgresql":
+            return None
+        connection = self.engine.connect()
+        try:
+            taken = connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": WRITER_LOCK}).scalar()
+            connection.commit()  # the lock belongs to the session, not to this transaction
+        except BaseException:
+            connection.close()
+            raise
+        if not taken:
+            connection.close()
+            raise IndexBusyError(f"another writer holds the store's lock ({redact_url(self.url)})")
+        return connection
 
     # --- writer side -------------------------------------------------------------------------
 

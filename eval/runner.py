@@ -100,6 +100,18 @@ def sample_queries(queries: list[Query], limit: int, seed: int) -> list[Query]:
     return [queries[i] for i in chosen]
 
 
+@dataclass(frozen=True)
+class QueryRun:
+    """One query's stages in pipeline order, each stage's document scores and latency (ms), and its
+    answer record (when it has gold answers)."""
+
+    query_id: str
+    stages: list[str]
+    scores: dict[str, dict[str, float]]
+    latency_ms: dict[str, float]
+    answer: dict[str, Any] | None = None
+
+
 @dataclass
 class QueryRuns:
     """What running every query gave: per stage, each query's document scores and latency (ms), in
@@ -109,6 +121,20 @@ class QueryRuns:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     answers: list[dict[str, Any]] = field(default_factory=list)
     stages: list[str] = field(default_factory=list)
+
+    def add(self, run: QueryRun, latency: bool = True) -> None:
+        self.stages = run.stages
+        for stage in run.stages:
+            self.runs.setdefault(stage, {})[run.query_id] = run.scores[stage]
+        if latency:
+            self.add_latency(run)
+        if run.answer is not None:
+            self.answers.append(run.answer)
+
+    def add_latency(self, run: QueryRun) -> None:
+        for stage, ms in run.latency_ms.items():
+            if stage in run.stages:
+                self.latencies.setdefault(stage, []).append(ms)
 
 
 def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
@@ -132,7 +158,15 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
     queries = sample_queries(dataset.queries, options.limit, options.seed)
     for query in dataset.queries[: options.warmup]:  # warm caches and lazy models before timing
         pipeline.retrieve(query.text)
-    ran = run_queries(pipeline, queries, settings, options.generate, options.show_progress, dataset.qrels)
+    if settings.compute == "ray":
+        from eval.ray_eval import run_queries_on_ray, time_queries
+
+        ran = run_queries_on_ray(index, queries, settings, options.generate, dataset.qrels)
+        timed = time_queries(QueryRunner(pipeline, settings, generate=False), queries, ran)
+        latency_note = f"one query at a time in this process on the first {timed} queries; rankings from Ray actors"
+    else:
+        ran = run_queries(pipeline, queries, settings, options.generate, options.show_progress, dataset.qrels)
+        latency_note = "one query at a time after warm-up, query encoding included"
     report_stages, per_query = score(dataset, queries, ran)
     report: dict[str, Any] = {
         "dataset": dataset.name,
@@ -162,7 +196,7 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         "seed": options.seed,
         "generate": options.generate,
         "metrics_library": "ranx",
-        "latency": "one query at a time after warm-up, query encoding included",
+        "latency": latency_note,
     }
     report["versions"] = {"python": platform.python_version(), **{p: _version(p) for p in PACKAGES}}
     report["timing_s"] = {"index_build": build_s, "total": time.time() - started}
@@ -187,6 +221,56 @@ def _adapt(index: Path, settings: Settings, options: AdaptOptions) -> dict[str, 
     }
 
 
+class QueryRunner:
+    """Runs one query through every stage: what ``rag eval run`` does per query, in this process or in
+    each Ray actor (:mod:`eval.ray_eval`)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        settings: Settings,
+        generate: bool,
+        dataset_qrels: dict[str, dict[str, int]] | None = None,
+    ) -> None:
+        self.pipeline = pipeline
+        self.generate = generate
+        self.dataset_qrels = dataset_qrels or {}
+        # With an adapted head, the same candidates are also reranked with raw token vectors, for comparison.
+        self.raw = (
+            Pipeline(pipeline.snapshot, settings, encoder=pipeline.encoder, adapted=False) if pipeline.adapted else None
+        )
+        snapshot = pipeline.snapshot
+        self.chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
+        self.top_k = max(ANSWER_K, settings.top_k) + ABSTENTION_SPARE
+
+    def run(self, query: Query) -> QueryRun:
+        """Every stage's ranking of ``query`` (and, with ``generate``, an answer when it has gold, and one
+        more with every passage of its gold documents left out of the evidence: abstention)."""
+        pipeline = self.pipeline
+        started = time.perf_counter()
+        retrieval = pipeline.retrieve(query.text, top_k=self.top_k, alternative=True)
+        rankings = dict(retrieval.rankings)
+        query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
+        if self.raw is not None and Stage.MAXSIM in rankings:
+            raw_retrieval = self.raw.retrieve(query.text, top_k=self.top_k)
+            rankings[RAW] = raw_retrieval.rankings[Stage.FINAL]
+            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)[Stage.FINAL]
+        stages = stages_for(rankings, pipeline.maxsim_mode)
+        record: dict[str, Any] | None = None
+        if query.answers:
+            record = {
+                "id": query.id,
+                "question": query.text,
+                "gold": list(query.answers),
+                "answer_recall": answer_in_evidence(query.answers, [h.text for h in retrieval.hits[:ANSWER_K]]),
+            }
+            if self.generate:
+                qrels = self.dataset_qrels.get(query.id, {})
+                record.update(answer_record(pipeline, retrieval, query, qrels, started))
+        scores = {stage: document_scores(rankings[stage], self.chunk_to_doc) for stage in stages}
+        return QueryRun(query.id, stages, scores, query_ms, record)
+
+
 def run_queries(
     pipeline: Pipeline,
     queries: list[Query],
@@ -195,40 +279,11 @@ def run_queries(
     show_progress: bool,
     dataset_qrels: dict[str, dict[str, int]] | None = None,
 ) -> QueryRuns:
-    """Every stage's ranking of every query (and, with ``generate``, an answer to each that has gold,
-    and one more with every passage of its gold documents left out of the evidence: abstention)."""
-    dataset_qrels = dataset_qrels or {}
-    # With an adapted head, the same candidates are also reranked with raw token vectors, for comparison.
-    raw = Pipeline(pipeline.snapshot, settings, encoder=pipeline.encoder, adapted=False) if pipeline.adapted else None
-    snapshot = pipeline.snapshot
-    chunk_to_doc = dict(zip(map(str, snapshot.chunk_ids), map(str, snapshot.doc_ids), strict=True))
-    top_k = max(ANSWER_K, settings.top_k) + ABSTENTION_SPARE
+    """Every stage's ranking of every query, one at a time in this process (see :class:`QueryRunner`)."""
+    runner = QueryRunner(pipeline, settings, generate, dataset_qrels)
     ran = QueryRuns()
     for query in tqdm(queries, desc="queries", unit="q", disable=not show_progress, dynamic_ncols=True):
-        started = time.perf_counter()
-        retrieval = pipeline.retrieve(query.text, top_k=top_k, alternative=True)
-        rankings = dict(retrieval.rankings)
-        query_ms = stage_latency_ms(retrieval.elapsed_ms, retrieval.timings_ms)
-        if raw is not None and Stage.MAXSIM in rankings:
-            raw_retrieval = raw.retrieve(query.text, top_k=top_k)
-            rankings[RAW] = raw_retrieval.rankings[Stage.FINAL]
-            query_ms[RAW] = stage_latency_ms(raw_retrieval.elapsed_ms, raw_retrieval.timings_ms)[Stage.FINAL]
-        ran.stages = stages_for(rankings, pipeline.maxsim_mode)
-        for stage in ran.stages:
-            ran.runs.setdefault(stage, {})[query.id] = document_scores(rankings[stage], chunk_to_doc)
-        for stage, ms in query_ms.items():
-            if stage in ran.stages:
-                ran.latencies.setdefault(stage, []).append(ms)
-        if query.answers:
-            record: dict[str, Any] = {
-                "id": query.id,
-                "question": query.text,
-                "gold": list(query.answers),
-                "answer_recall": answer_in_evidence(query.answers, [h.text for h in retrieval.hits[:ANSWER_K]]),
-            }
-            if generate:
-                record.update(answer_record(pipeline, retrieval, query, dataset_qrels.get(query.id, {}), started))
-            ran.answers.append(record)
+        ran.add(runner.run(query))
     return ran
 
 

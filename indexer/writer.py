@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
 from indexer.chunking import chunk_documents
+from rag.compute.ray_encoding import encode_passages
 from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoded, Encoder
 from rag.encode.projection import load_head, project_tokens
@@ -250,20 +251,26 @@ class IndexWriter:
         return self.snapshot.generation if self.snapshot is not None else 0
 
     @property
+    def _encoder_model(self) -> str:
+        return self.snapshot.params.encoder_model if self.snapshot else self.settings.encoder_model
+
+    @property
+    def _late_model(self) -> str:
+        return self.snapshot.params.late_model if self.snapshot else self.settings.late_model
+
+    @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            model = self.snapshot.params.encoder_model if self.snapshot else self.settings.encoder_model
-            self._encoder = Encoder.from_settings(self.settings, model)
+            self._encoder = Encoder.from_settings(self.settings, self._encoder_model)
         return self._encoder
 
     @property
     def late_encoder(self) -> ColBERTEncoder | None:
         """The ColBERT model for token vectors, or None when the encoder's own token vectors are used."""
-        model = self.snapshot.params.late_model if self.snapshot else self.settings.late_model
-        if not model:
+        if not self._late_model:
             return None
         if self._late_encoder is None:
-            self._late_encoder = ColBERTEncoder(model, self.settings.encoder_batch_size)
+            self._late_encoder = ColBERTEncoder(self._late_model, self.settings.encoder_batch_size)
         return self._late_encoder
 
     def _params(self) -> IndexParams:
@@ -581,7 +588,15 @@ class IndexWriter:
 
     def _encoded_blocks(self, chunks: Sequence[Chunk]) -> Iterator[tuple[Sequence[Chunk], Encoded, list[np.ndarray]]]:
         """``chunks`` in blocks of :data:`ENCODE_BLOCK`, each with its encoding and its token vectors (the
-        encoder's own, or the ColBERT model's), under one progress bar."""
+        encoder's own, or the ColBERT model's), under one progress bar. On Ray (``RAG_COMPUTE=ray``) the
+        blocks are the actors' batches, in the order they finish."""
+        if self.settings.compute == "ray":
+            texts = [c.encoded_text for c in chunks]
+            with self._progress(len(chunks), "encoding on ray") as advance:
+                for rows, dense, tokens in encode_passages(texts, self.settings, self._encoder_model, self._late_model):
+                    advance(len(rows))
+                    yield [chunks[int(r)] for r in rows], Encoded(dense=dense, tokens=tokens), tokens
+            return
         late = self.late_encoder
         with self._progress(len(chunks), "encoding") as advance:
             for start in range(0, len(chunks), ENCODE_BLOCK):

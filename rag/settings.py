@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     # once the live mean drifts from it by more than this fraction (0: on every change, exact).
     qdrant_bm25_drift: float = Field(default=0.02, ge=0.0)
 
+    # Where passages are encoded at build and questions are run by `rag eval run`: in this process (local)
+    # or on a Ray cluster (ray: ray_address, else a local one started on loopback with ray_cpus CPUs), by
+    # ray_actors actors that each hold the models with one torch thread (docs/scale-out.md).
+    compute: Literal["local", "ray"] = "local"
+    ray_address: str = ""
+    ray_cpus: int = Field(default=2, ge=1)
+    ray_actors: int = Field(default=2, ge=1)
+
     # How many older snapshots to keep for readers that still hold them.
     keep_snapshots: int = 1
 

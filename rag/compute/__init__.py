@@ -1,0 +1,1 @@
+"""Compute engines past one process (Ray)."""

@@ -624,11 +624,10 @@ class IndexWriter:
         slot = 1 - params.engine.bm25_slot if reweight else params.engine.bm25_slot
         documents = {d.id: d for d, _, _ in change.documents}
         tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"]) if self.snapshot else 0
-        start = 0
+        # BM25 rows are in by_length order; blocks may come back in another (Ray's actors finish as they do)
+        row_of = {c.id: first_new + i for i, c in enumerate(by_length)}
         for block, encoded, token_vectors in self._encoded_blocks(by_length):
-            row_ids = np.arange(first_new + start, first_new + start + len(block))
-            start += len(block)
-            bm25 = rows.sparse.saturated_tf(row_ids, weights_avgdl)
+            bm25 = rows.sparse.saturated_tf(np.asarray([row_of[c.id] for c in block], np.int64), weights_avgdl)
             points.upsert(
                 points.point(
                     c.id,
@@ -642,8 +641,8 @@ class IndexWriter:
                 for i, c in enumerate(block)
             )
             tokens_kept += sum(len(t) for t in token_vectors)
-            rows.chunk_ids.extend(c.id for c in block)
-            rows.doc_ids.extend(c.document_id for c in block)
+        rows.chunk_ids.extend(c.id for c in by_length)
+        rows.doc_ids.extend(c.document_id for c in by_length)
         if reweight and first_new:
             kept = np.arange(first_new)
             points.set_bm25(rows.chunk_ids[:first_new], rows.sparse.saturated_tf(kept, avgdl), slot)

@@ -220,3 +220,32 @@ def test_reweight_needs_the_qdrant_engine(tmp_path: Path, encoder, settings: Set
         writer.upsert([Document(id="d", text="One short passage about cranes.", title="t")], "a")
         with pytest.raises(InputError, match="always exact"):
             writer.reweight_bm25()
+
+
+def test_encoded_blocks_in_any_order_make_the_same_index(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's actors hand batches back in the order they finish: the writer must not depend on it."""
+    from rag.encode.encoder import Encoded
+
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    documents = _documents(squad_dir, 0, 40)
+    with IndexWriter(tmp_path / "in-order", chosen, encoder, show_progress=False) as writer:
+        writer.upsert(documents, "a")
+    in_order = IndexWriter._encoded_blocks
+
+    def last_first(self: IndexWriter, chunks):  # one chunk per block, the last chunk first
+        for block, encoded, tokens in in_order(self, chunks):
+            for i in reversed(range(len(block))):
+                yield [block[i]], Encoded(dense=encoded.dense[i : i + 1], tokens=[tokens[i]]), [tokens[i]]
+
+    monkeypatch.setattr(IndexWriter, "_encoded_blocks", last_first)
+    with IndexWriter(tmp_path / "last-first", chosen, encoder, show_progress=False) as writer:
+        writer.upsert(documents, "a")
+    want = _pipeline(tmp_path / "in-order", chosen, encoder)
+    got = _pipeline(tmp_path / "last-first", chosen, encoder)
+    for question in QUESTIONS:
+        a, b = want.retrieve(question, top_k=10), got.retrieve(question, top_k=10)
+        assert [h.chunk_id for h in b.hits] == [h.chunk_id for h in a.hits], question
+        for stage in (Stage.DENSE, Stage.BM25, Stage.MAXSIM):
+            assert dict(b.rankings[stage]) == pytest.approx(dict(a.rankings[stage]), abs=1e-5), stage

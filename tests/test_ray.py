@@ -13,7 +13,7 @@ from eval.runner import EvalOptions, run_eval
 from indexer.writer import IndexWriter
 from rag.compute.ray_cluster import ray_module
 from rag.index.snapshot import Snapshot
-from rag.objects import Document
+from rag.objects import Document, Stage
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from tests.conftest import read_jsonl
@@ -51,15 +51,15 @@ def test_the_local_cluster_chooses_its_own_ports_beside_redis(ray_settings: Sett
 def test_an_index_encoded_on_ray_equals_a_single_process_build(
     tmp_path: Path, squad_dir: Path, encoder, local_settings: Settings, ray_settings: Settings
 ) -> None:
-    records = read_jsonl(squad_dir / "corpus.jsonl")[:150]
+    records = read_jsonl(squad_dir / "corpus.jsonl")[:80]
     documents = [Document(id=r["_id"], text=r["text"], title=r["title"]) for r in records]
     for name, chosen in (("local", local_settings), ("ray", ray_settings)):
         with IndexWriter(tmp_path / name, chosen, encoder, show_progress=False) as writer:
-            writer.upsert(documents[:120], "a")
-            writer.upsert(documents[120:], "b")  # a second change appends to the first
+            writer.upsert(documents[:60], "a")
+            writer.upsert(documents[60:], "b")  # a second change appends to the first
     local, on_ray = Snapshot.load(tmp_path / "local", local_settings), Snapshot.load(tmp_path / "ray", ray_settings)
     local_ids, ray_ids = [str(c) for c in local.chunk_ids], [str(c) for c in on_ray.chunk_ids]
-    assert sorted(local_ids) == sorted(ray_ids) and len(local_ids) >= 150
+    assert sorted(local_ids) == sorted(ray_ids) and len(local_ids) >= 80
     ray_row = {c: i for i, c in enumerate(ray_ids)}
     rows = np.asarray([ray_row[c] for c in local_ids])  # rows come in the order the actors finished
     assert np.allclose(local.dense.vectors, on_ray.dense.vectors[rows], atol=1e-5)
@@ -70,6 +70,30 @@ def test_an_index_encoded_on_ray_equals_a_single_process_build(
         want = Pipeline(local, local_settings, encoder=encoder).retrieve(question, top_k=10)
         got = Pipeline(on_ray, ray_settings, encoder=encoder).retrieve(question, top_k=10)
         assert [h.chunk_id for h in got.hits] == [h.chunk_id for h in want.hits]
+
+
+def test_a_qdrant_index_encoded_on_ray_serves_what_a_single_process_build_does(
+    tmp_path: Path, squad_dir: Path, encoder, local_settings: Settings, ray_settings: Settings
+) -> None:
+    pytest.importorskip("qdrant_client")
+    qdrant = {"index_engine": "qdrant", "qdrant_path": ":memory:"}
+    local, on_ray = local_settings.model_copy(update=qdrant), ray_settings.model_copy(update=qdrant)
+    records = read_jsonl(squad_dir / "corpus.jsonl")[:80]
+    documents = [Document(id=r["_id"], text=r["text"], title=r["title"]) for r in records]
+    for name, chosen in (("local", local), ("ray", on_ray)):
+        with IndexWriter(tmp_path / name, chosen, encoder, show_progress=False) as writer:
+            writer.upsert(documents, "a")
+    served = {
+        name: Pipeline(Snapshot.load(tmp_path / name, chosen), chosen, encoder=encoder)
+        for name, chosen in (("local", local), ("ray", on_ray))
+    }
+    for question in QUESTIONS:
+        want, got = served["local"].retrieve(question, top_k=10), served["ray"].retrieve(question, top_k=10)
+        assert [h.chunk_id for h in got.hits] == [h.chunk_id for h in want.hits]
+        for stage in (Stage.DENSE, Stage.BM25, Stage.MAXSIM):
+            want_scores, got_scores = dict(want.rankings[stage]), dict(got.rankings[stage])
+            assert got_scores.keys() == want_scores.keys(), stage
+            assert all(got_scores[c] == pytest.approx(want_scores[c], abs=1e-4) for c in got_scores), stage
 
 
 def test_an_eval_fanned_out_over_actors_gives_the_serial_metrics(

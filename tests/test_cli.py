@@ -63,3 +63,31 @@ def test_bad_input_is_named_and_leaves_no_index(tmp_path) -> None:
     assert not (tmp_path / "ix" / "CURRENT").exists()
     stats = _run("index", "stats", "--index", str(tmp_path / "ix"))
     assert stats.returncode == 2 and "no index at" in stats.stderr
+
+
+def test_reweight_writes_exact_bm25_weights_on_the_qdrant_engine(tmp_path) -> None:
+    import os
+
+    index = str(tmp_path / "ix")
+    qdrant = {**os.environ, "RAG_INDEX_ENGINE": "qdrant", "RAG_QDRANT_BM25_DRIFT": "100"}  # never on its own
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*RAG, *args], capture_output=True, text=True, timeout=300, check=False, env=qdrant)
+
+    first = _jsonl(tmp_path / "a.jsonl", DOCS[:2])
+    assert run("index", "build", "--input", str(first), "--index", index).returncode == 0
+    longer = _jsonl(tmp_path / "b.jsonl", [{**DOCS[2], "text": DOCS[2]["text"] * 6}])  # the mean length grows
+    assert run("index", "add", "--input", str(longer), "--index", index).returncode == 0
+    done = run("index", "reweight", "--index", index)
+    assert done.returncode == 0, done.stderr
+    assert "generation 3: BM25 weights of 3 passages written again" in done.stderr
+
+    def engine(generation: int) -> dict:
+        path = tmp_path / "ix" / "snapshots" / f"gen-{generation:06d}" / "manifest.json"
+        return json.loads(path.read_text())["engine"]
+
+    stale, exact = engine(2), engine(3)
+    assert exact["bm25_slot"] != stale["bm25_slot"]  # written into the slot generation 2 does not read
+    assert exact["bm25_avgdl"] > stale["bm25_avgdl"]
+    missing = run("index", "reweight", "--index", str(tmp_path / "none"))
+    assert missing.returncode == 2 and "no index" in missing.stderr

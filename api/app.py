@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -231,6 +232,21 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components["DocumentsIn"] = extra
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+SERVE_INDEX_ENV = "RAG_SERVE_INDEX"  # set by ``rag serve --workers N`` for its worker processes
+SERVE_LOG_LEVEL_ENV = "RAG_SERVE_LOG_LEVEL"
+
+
+def configure_logging(level: str) -> None:
+    install_request_ids()  # before any handler formats %(request_id)s
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s")
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one ``rag serve --workers N`` worker process (uvicorn imports this factory in each)."""
+    configure_logging(os.environ.get(SERVE_LOG_LEVEL_ENV, "info"))
+    return create_app(Path(os.environ[SERVE_INDEX_ENV]), ApiSettings())
 
 
 def create_app(index_dir: Path, settings: ApiSettings | None = None) -> FastAPI:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -17,13 +18,15 @@ from indexer.writer import IndexWriter
 from rag.batching import MicroBatcher
 from rag.encode.cache import EncodingCache
 from rag.encode.encoder import Encoder
-from rag.errors import RagError
+from rag.errors import IndexBusyError, RagError
 from rag.generate.protocol import Generator
 from rag.index.snapshot import Snapshot, current_snapshot_name, store_for
 from rag.objects import Retrieval, RetrievalRequest
 from rag.pipeline import Pipeline
 
 log = logging.getLogger("rag.api")
+
+CREATE_WAIT_S = 120.0  # how long a starting worker waits for another to finish creating the empty index
 
 
 class IndexService:
@@ -46,14 +49,27 @@ class IndexService:
     def start(self) -> None:
         """Create an empty index when there is none, load the live snapshot and warm the encoder."""
         if current_snapshot_name(self.index_dir) is None:
-            settings = self.settings
-            self._encoder = Encoder.from_settings(settings)
-            with IndexWriter(self.index_dir, settings, encoder=self._encoder, show_progress=False) as writer:
-                if writer.snapshot is None:
-                    writer.upsert([], "default")
-                    log.info("created an empty index at %s", self.index_dir)
+            self._create_empty()
         self.swap()
         self.pipeline().encoder.encode(["warm up"])
+
+    def _create_empty(self) -> None:
+        settings = self.settings
+        self._encoder = Encoder.from_settings(settings)
+        deadline = time.monotonic() + CREATE_WAIT_S
+        while True:
+            try:
+                with IndexWriter(self.index_dir, settings, encoder=self._encoder, show_progress=False) as writer:
+                    if writer.snapshot is None:
+                        writer.upsert([], "default")
+                        log.info("created an empty index at %s", self.index_dir)
+                return
+            except IndexBusyError:  # another worker or replica is creating it (or writing) right now
+                if current_snapshot_name(self.index_dir) is not None:
+                    return
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def close(self) -> None:
         self.batcher.close()

@@ -1,40 +1,41 @@
-"""Background writes: every change to the index is a job, run one at a time by a single worker.
+"""Background writes: every change to the index is a job, run one at a time, in the order accepted.
 
-A job is accepted only once its record and payload are on disk (``DIR/jobs/<id>.json`` and
-``<id>.jsonl``, written beside and renamed, fsynced), so a crash loses nothing that was accepted:
-on restart, jobs that were queued or running are run again. That is safe because an upsert of
-unchanged documents changes nothing and the index writer rolls back a change that never committed.
-A job reports ``succeeded`` only after its snapshot is committed.
+A job is accepted only once it is stored (:mod:`api.job_store`: fsynced files in ``DIR/jobs``, or the
+PostgreSQL ``rag_jobs`` table that several ``rag serve`` replicas share), so a crash loses nothing that
+was accepted: a job that was queued or running when its process died is run again, by this process at
+its next start or by another replica at once. That is safe because an upsert of unchanged documents
+changes nothing and the index writer rolls back a change that never committed. A job reports
+``succeeded`` only after its snapshot is committed.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
+import os
+import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, Literal
+from dataclasses import asdict, replace
+from typing import Any
 
 from api.index_service import IndexService
+from api.job_record import FINISHED, Job, JobKind, now_iso
+from api.job_store import JobStore, job_store_for
 from indexer.writer import ChangeSummary, IndexWriter
 from rag.encode.encoder import Encoder
 from rag.errors import IndexBusyError, RagError
-from rag.index.arrays import fsync_dir, write_text_atomic
 from rag.objects import Document
 
 log = logging.getLogger("rag.api")
 
-JobKind = Literal["upsert", "delete", "delete_collection"]
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled")
+__all__ = ["Job", "JobCancelled", "JobNotCancellable", "JobRunner"]
+
 BUSY_RETRY_S = 2.0  # another process holds the index's write lock: try again after this
-KEEP_FINISHED_JOBS = 1000
+POLL_S = 0.5  # how often a worker looks for jobs that other processes accepted
+PROGRESS_SAVE_S = 1.0  # a running job's record is stored at most this often (and read for cancellation)
 
 
 class JobCancelled(Exception):
@@ -45,144 +46,92 @@ class JobNotCancellable(Exception):
     """The job has finished, or is a kind that cannot be stopped once running."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
-
-
-@dataclass(frozen=True)
-class Job:
-    id: str
-    kind: JobKind
-    collection: str | None
-    status: JobStatus
-    created_at: str
-    documents: int = 0  # documents in the request (upsert) or ids to delete
-    document_ids: tuple[str, ...] = ()  # delete jobs only
-    started_at: str | None = None
-    finished_at: str | None = None
-    passages_done: int = 0
-    passages_total: int = 0
-    eta_s: float | None = None  # seconds left, from the passages encoded so far
-    attempts: int = 0
-    message: str = ""
-    result: dict[str, int] | None = None
-    error: str | None = None
-    key_id: str | None = field(default=None, repr=False)
-
-
 class JobRunner:
-    """Persists jobs and runs them in order on one worker thread."""
+    """Stores jobs and runs them, oldest first, on one worker thread. Every process on the store runs
+    one (``rag serve --workers N``, replicas on PostgreSQL); a job's claim (:meth:`JobStore.claim`)
+    keeps it to one runner, and the oldest unfinished job blocks the ones after it, so changes apply in
+    the order they were accepted."""
 
-    def __init__(self, service: IndexService, on_finish: Callable[[Job], None] | None = None) -> None:
+    def __init__(
+        self, service: IndexService, on_finish: Callable[[Job], None] | None = None, store: JobStore | None = None
+    ) -> None:
         self.service = service
-        self.directory = service.index_dir / "jobs"
+        self.store = store if store is not None else job_store_for(service.index_dir, service.store.engine)
         self.on_finish = on_finish
-        self._jobs: dict[str, Job] = {}
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._lock = threading.RLock()  # re-entered: a transition checks and saves under one hold
-        self._thread: threading.Thread | None = None
+        self._lock = threading.RLock()  # claims, cancellation and the running job's record change under it
+        self._wake = threading.Event()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self._encoder: Encoder | None = None  # its own: the chunker uses the tokenizer outside the encoder
-        self._cancel: dict[str, threading.Event] = {}  # the running job's, set by cancel()
-
-    # --- persistence -------------------------------------------------------------------------
-
-    def _record_path(self, job_id: str) -> Path:
-        return self.directory / f"{job_id}.json"
-
-    def _payload_path(self, job_id: str) -> Path:
-        return self.directory / f"{job_id}.jsonl"
-
-    def _save(self, job: Job) -> None:
-        with self._lock:
-            self._jobs[job.id] = job
-        write_text_atomic(self._record_path(job.id), json.dumps(asdict(job)))
-
-    def _update(self, job: Job, **changes: Any) -> Job:
-        updated = replace(job, **changes)
-        self._save(updated)
-        return updated
+        self._running: Job | None = None  # the job this process runs, with its latest progress
+        self._not_before = 0.0  # after an IndexBusyError: no new try before this (monotonic)
+        self.runner_name = f"{socket.gethostname()}:{os.getpid()}"
 
     def start(self) -> None:
-        """Load the job records; run again whatever a crash or a stop interrupted."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        for leftover in self.directory.glob("*.part"):  # a write that a crash cut short
-            leftover.unlink(missing_ok=True)
-        pending: list[Job] = []
-        for path in sorted(self.directory.glob("*.json")):
-            try:
-                record = json.loads(path.read_text("utf-8"))
-                record["document_ids"] = tuple(record.get("document_ids", ()))
-                job = Job(**record)
-            except (OSError, ValueError, TypeError) as exc:
-                log.warning("skipping unreadable job record %s: %s", path.name, exc)
-                continue
-            self._jobs[job.id] = job
-            if job.status in ("queued", "running"):
-                pending.append(job)
-        self._prune()
-        for job in sorted(pending, key=lambda j: j.created_at):
-            if job.kind == "upsert" and not self._payload_path(job.id).exists():
-                self._update(job, status="failed", finished_at=_now(), error="the job's payload was lost")
-                continue
-            self._update(job, status="queued", message="resumed after a restart" if job.status == "running" else "")
-            self._queue.put(job.id)
+        """Open the store and start the worker; it runs again whatever a crash or a stop interrupted."""
+        self.store.open()
+        self.store.prune()
         self._thread = threading.Thread(target=self._work, name="rag-jobs", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Stop after the running job (an interrupted one resumes at the next start)."""
+        """Stop after the running job (an interrupted one runs again at the next start, or on a replica)."""
         self._stop.set()
-        self._queue.put(None)
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self.store.close()
 
-    def _prune(self) -> None:
-        finished = sorted((j for j in self._jobs.values() if j.status in FINISHED), key=lambda j: j.created_at)
-        for job in finished[: max(0, len(finished) - KEEP_FINISHED_JOBS)]:
-            self._record_path(job.id).unlink(missing_ok=True)
-            self._payload_path(job.id).unlink(missing_ok=True)
-            del self._jobs[job.id]
+    def _update(self, job: Job, **changes: Any) -> Job:
+        updated = replace(job, **changes)
+        self.store.save(updated)
+        return updated
 
     # --- submitting --------------------------------------------------------------------------
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
-            return self._jobs.get(job_id)
+            if self._running is not None and self._running.id == job_id:
+                return self._running  # progress newer than the stored record
+        return self.store.get(job_id)
 
     def pending(self) -> int:
-        with self._lock:
-            return sum(1 for j in self._jobs.values() if j.status in ("queued", "running"))
+        return self.store.pending()
 
     def cancel(self, job_id: str) -> Job:
-        """Cancel a queued job, or stop a running upsert at its next encoded batch; the index stays at
-        its last commit either way. A finished job cannot be cancelled (:class:`JobNotCancellable`)."""
-        with self._lock:  # the worker starts a job under the same lock: queued cannot turn running meanwhile
-            job = self._jobs.get(job_id)
+        """Cancel a queued job, or stop a running upsert at its next encoded batch (here or on another
+        replica); the index stays at its last commit either way. A finished job cannot be cancelled
+        (:class:`JobNotCancellable`)."""
+        with self._lock:  # the worker claims under the same lock: queued cannot turn running here meanwhile
+            job = self.get(job_id)
             if job is None:
                 raise KeyError(job_id)
             if job.status in FINISHED:
                 raise JobNotCancellable(f"job {job_id} has {job.status} already")
-            if job.status == "running":
+            running_here = self._running is not None and self._running.id == job_id
+            if running_here or not self.store.claim(job_id):  # it runs, in this process or another
                 if job.kind != "upsert":
                     raise JobNotCancellable(f"a running {job.kind} job cannot be stopped; it finishes soon")
-                self._cancel.setdefault(job_id, threading.Event()).set()
+                self.store.request_cancel(job_id)
                 return job
-            job = self._update(job, status="cancelled", finished_at=_now(), message="cancelled before it ran")
-        self._payload_path(job_id).unlink(missing_ok=True)
+            try:  # claimed: nobody runs it, nobody can start it until it is released
+                job = self.store.get(job_id) or job
+                if job.status in FINISHED:
+                    raise JobNotCancellable(f"job {job_id} has {job.status} already")
+                job = self._update(job, status="cancelled", finished_at=now_iso(), message="cancelled before it ran")
+                self.store.finished(job_id)
+            finally:
+                self.store.release(job_id)
         return job
 
     def _submit(self, job: Job, documents: Sequence[Document] = ()) -> Job:
-        if documents:
-            payload = "".join(json.dumps(asdict(d), ensure_ascii=False) + "\n" for d in documents)
-            write_text_atomic(self._payload_path(job.id), payload)
-        self._save(job)
-        fsync_dir(self.directory)
-        self._queue.put(job.id)
+        payload = "".join(json.dumps(asdict(d), ensure_ascii=False) + "\n" for d in documents) if documents else None
+        self.store.add(job, payload)
+        self._wake.set()
         return job
 
     def _new(self, kind: JobKind, collection: str | None, key_id: str | None, **fields: Any) -> Job:
-        return Job(uuid.uuid4().hex, kind, collection, "queued", _now(), key_id=key_id, **fields)
+        return Job(uuid.uuid4().hex, kind, collection, "queued", now_iso(), key_id=key_id, **fields)
 
     def submit_upsert(self, documents: Sequence[Document], collection: str, key_id: str | None) -> Job:
         return self._submit(self._new("upsert", collection, key_id, documents=len(documents)), documents)
@@ -198,70 +147,99 @@ class JobRunner:
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            job_id = self._queue.get()
-            if job_id is None:
-                return
-            job = self.get(job_id)
-            if job is None or job.status != "queued":
+            self._wake.clear()
+            try:
+                job = self._claim_next()
+            except Exception:  # the store is unreachable for a moment: look again later
+                log.exception("could not read the job queue")
+                job = None
+            if job is None:
+                self._wake.wait(POLL_S)
                 continue
             try:
                 self._run(job)
             except Exception:  # the worker must outlive any one job
-                log.exception("job %s crashed the worker loop", job_id)
+                log.exception("job %s crashed the worker loop", job.id)
+            finally:
+                with self._lock:
+                    self._running = None
+                    self.store.release(job.id)
+
+    def _claim_next(self) -> Job | None:
+        """Claim the oldest unfinished job and mark it running; None when there is none, or while another
+        process runs it (the jobs after it wait their turn)."""
+        if time.monotonic() < self._not_before:
+            return None
+        with self._lock:
+            while (oldest := self.store.oldest_pending()) is not None:
+                if not self.store.claim(oldest.id):
+                    return None
+                job = self.store.get(oldest.id)  # read again under the claim: it may have ended meanwhile
+                if job is None or job.status in FINISHED:
+                    self.store.release(oldest.id)
+                    continue
+                resumed = job.status == "running"  # its runner died
+                self._running = self._update(
+                    job,
+                    status="running",
+                    started_at=now_iso(),
+                    attempts=job.attempts + 1,
+                    runner=self.runner_name,
+                    message="resumed after its runner stopped" if resumed else "",
+                )
+                return self._running
+        return None
+
+    def _finish(self, job: Job, **changes: Any) -> Job:
+        return self._update(job, finished_at=now_iso(), eta_s=None, **changes)
 
     def _run(self, job: Job) -> None:
-        with self._lock:
-            current = self._jobs.get(job.id)
-            if current is None or current.status != "queued":  # cancelled since it was taken off the queue
-                return
-            cancelled = self._cancel.setdefault(job.id, threading.Event())
-            job = self._update(current, status="running", started_at=_now(), attempts=job.attempts + 1, message="")
-        last_saved = 0.0
-        started = time.monotonic()
+        last_saved = time.monotonic()
+        started = last_saved
 
         def progress(done: int, total: int) -> None:
             nonlocal job, last_saved
-            if cancelled.is_set():  # raised inside the writer, before its commit: nothing is written
-                raise JobCancelled
-            elapsed = time.monotonic() - started
+            now = time.monotonic()
+            due = now - last_saved >= PROGRESS_SAVE_S or done == total
+            # a remote store is read for cancel requests only when the record is saved: at most once a second
+            if (due or not self.store.remote) and self.store.cancel_requested(job.id):
+                raise JobCancelled  # raised inside the writer, before its commit: nothing is written
+            elapsed = now - started
             eta = (total - done) * elapsed / done if done and elapsed > 0 else None
             job = replace(job, passages_done=done, passages_total=total, eta_s=eta)
-            now = time.monotonic()
-            if now - last_saved >= 1.0 or done == total:  # the record on disk: at most once a second
-                self._save(job)
+            with self._lock:
+                self._running = job
+            if due:
+                self.store.save(job)
                 last_saved = now
-            else:
-                with self._lock:
-                    self._jobs[job.id] = job
 
+        payload = self.store.payload(job.id) if job.kind == "upsert" else None
         try:
-            summary = self._apply(job, progress)
+            if job.kind == "upsert" and payload is None:
+                raise RagError("the job's payload was lost")
+            if self.store.cancel_requested(job.id):  # asked of a runner that died before it could stop
+                raise JobCancelled
+            summary = self._apply(job, payload or "", progress)
         except JobCancelled:
-            job = self._update(
-                job, status="cancelled", finished_at=_now(), eta_s=None, message="cancelled while running"
-            )
+            job = self._finish(job, status="cancelled", message="cancelled while running")
         except IndexBusyError as exc:
             self._update(job, status="queued", message=f"{exc}; retrying")
-            retry = threading.Timer(BUSY_RETRY_S, self._queue.put, args=(job.id,))
-            retry.daemon = True  # never holds up a shutdown; the job resumes at the next start
-            retry.start()
+            self._not_before = time.monotonic() + BUSY_RETRY_S
             return
         except RagError as exc:
-            job = self._update(job, status="failed", finished_at=_now(), error=str(exc))
+            job = self._finish(job, status="failed", error=str(exc))
         except Exception as exc:
             log.exception("job %s failed", job.id)
-            job = self._update(job, status="failed", finished_at=_now(), error=f"internal error: {exc!r}")
+            job = self._finish(job, status="failed", error=f"internal error: {exc!r}")
         else:
             self.service.swap()
-            job = self._update(job, status="succeeded", finished_at=_now(), eta_s=None, result=asdict(summary))
-        finally:
-            with self._lock:
-                self._cancel.pop(job.id, None)
-        self._payload_path(job.id).unlink(missing_ok=True)
+            job = self._finish(job, status="succeeded", result=asdict(summary))
+        self.store.finished(job.id)
+        self.store.prune()
         if self.on_finish is not None:
             self.on_finish(job)
 
-    def _apply(self, job: Job, progress: Callable[[int, int], None]) -> ChangeSummary:
+    def _apply(self, job: Job, payload: str, progress: Callable[[int, int], None]) -> ChangeSummary:
         service = self.service
         if self._encoder is None:
             shared = service.encoder
@@ -272,12 +250,9 @@ class JobRunner:
             service.index_dir, service.settings, encoder=self._encoder, show_progress=False, on_progress=progress
         ) as writer:
             if job.kind == "upsert":
-                return writer.upsert(self._read_payload(job), job.collection or "default")
+                documents = [Document(**json.loads(line)) for line in payload.splitlines() if line.strip()]
+                return writer.upsert(documents, job.collection or "default")
             if job.kind == "delete":
                 # (a delete job recorded before documents were keyed by collection has none: ids must be unambiguous)
                 return writer.delete(job.document_ids, job.collection, missing_ok=True)
             return writer.delete_collection(job.collection or "")
-
-    def _read_payload(self, job: Job) -> list[Document]:
-        with open(self._payload_path(job.id), encoding="utf-8") as handle:
-            return [Document(**json.loads(line)) for line in handle if line.strip()]

@@ -179,6 +179,9 @@ class JobOut(BaseModel):
     message: str
     result: dict[str, int] | None
     error: str | None
+    runner: str | None = Field(
+        None, description="host:pid of the `rag serve` process that runs (or last ran) the job; replicas share jobs."
+    )
 
 
 class ChunkOut(BaseModel):

@@ -4,7 +4,6 @@ and ``rag mcp`` (MCP tools over the API)."""
 from __future__ import annotations
 
 import copy
-import logging
 import os
 import sys
 from pathlib import Path
@@ -25,22 +24,37 @@ def serve(
     host: HostOption = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes on the one memory-mapped snapshot; they share the job queue, and the "
+            "torch threads are split between them unless RAG_TORCH_THREADS is set.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the REST API (POST /query, documents, collections, jobs, /healthz, /readyz, /metrics)."""
     import uvicorn
 
-    from api.app import create_app, install_request_ids
+    from api.app import SERVE_INDEX_ENV, SERVE_LOG_LEVEL_ENV, app_from_environment, configure_logging, create_app
 
     settings = ApiSettings()
-    install_request_ids()  # before any handler formats %(request_id)s
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
-    )
-    app = create_app(index, settings)
+    configure_logging(log_level)
+    app: Any
+    if workers == 1:
+        app = create_app(index, settings)
+    else:  # each worker builds its own app from these (uvicorn spawns them and imports the factory)
+        os.environ[SERVE_INDEX_ENV] = str(index.resolve())
+        os.environ[SERVE_LOG_LEVEL_ENV] = log_level
+        if "RAG_TORCH_THREADS" not in os.environ and settings.torch_threads == 0:
+            os.environ["RAG_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+        app = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
     proxies = settings.api_trusted_proxies.strip()
-    typer.echo(f"serving {index} on http://{host}:{port} (OpenAPI at /docs)", err=True)
+    typer.echo(f"serving {index} on http://{host}:{port} with {workers} worker(s) (OpenAPI at /docs)", err=True)
     uvicorn.run(
         app,
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         log_level=log_level,

@@ -237,7 +237,7 @@ class IndexWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if self._store_lock is not None:
-            self._store_lock.close()
+            DocumentStore.release_session_locks(self._store_lock)
             self._store_lock = None
         if self.store is not None:
             self.store.close()

@@ -90,10 +90,12 @@ def require_postgres() -> None:
 
 
 def drop_postgres_schema() -> None:
+    from api.job_store import drop_job_table
     from rag.index.store import DocumentStore
 
     store = DocumentStore(POSTGRES_URL)
     store.drop_schema()
+    drop_job_table(store.engine)
     store.close()
 
 

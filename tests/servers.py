@@ -82,9 +82,9 @@ def start_server(
     raise RuntimeError(f"{argv[0]} did not answer {ready_url} in {timeout_s:.0f} s")
 
 
-def start_api(index_dir: Path, log_path: Path, env: dict[str, str] | None = None) -> Server:
+def start_api(index_dir: Path, log_path: Path, env: dict[str, str] | None = None, args: Sequence[str] = ()) -> Server:
     port = free_port()
-    argv = [*rag_command(), "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port)]
+    argv = [*rag_command(), "serve", "--index", str(index_dir), "--host", "127.0.0.1", "--port", str(port), *args]
     return start_server(argv, f"http://127.0.0.1:{port}/readyz", log_path, env)
 
 

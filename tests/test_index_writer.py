@@ -12,6 +12,7 @@ from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.errors import IndexBusyError, IndexNotFoundError, InputError
 from rag.index.snapshot import Snapshot, store_for
+from rag.index.store import DocumentStore
 from rag.objects import Document
 from rag.settings import Settings
 
@@ -182,6 +183,21 @@ def test_one_writer_per_postgresql_store_whatever_its_folder(tmp_path, encoder, 
     assert holder.returncode == -9
     with IndexWriter(tmp_path / "a", chosen, encoder, show_progress=False) as writer:  # the lock went with it
         assert writer.generation == 1 and writer.upsert([doc], "b").generation == 2
+    # Released while its store stays open (an API process keeps its engine): a pooled connection that was
+    # merely closed would have kept the session, and the lock, alive.
+    first, second = DocumentStore(postgres_url), DocumentStore(postgres_url)
+    try:
+        lock = first.take_writer_lock()
+        assert lock is not None
+        with pytest.raises(IndexBusyError):
+            second.take_writer_lock()
+        DocumentStore.release_session_locks(lock)
+        again = second.take_writer_lock()
+        assert again is not None
+        DocumentStore.release_session_locks(again)
+    finally:
+        first.close()
+        second.close()
 
 
 def test_a_document_is_its_collection_and_id(tmp_path, encoder, scifact_docs, index_settings) -> None:

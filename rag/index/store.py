@@ -199,11 +199,18 @@ class DocumentStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @staticmethod
+    def release_session_locks(connection: Connection) -> None:
+        """Close a connection that holds session-level advisory locks so that the server drops them:
+        a plain close returns it to the pool, where the session, and its locks, would live on."""
+        connection.invalidate()  # closes the server session
+        connection.close()
+
     def take_writer_lock(self) -> Connection | None:
         """PostgreSQL: take the store's advisory writer lock on a connection of its own and return that
-        connection (closing it releases the lock, and so does the server when the process dies), or raise
-        :class:`IndexBusyError` while another session, on any machine, holds it. Other backends: None
-        (the index folder's ``flock`` is the lock)."""
+        connection (:meth:`release_session_locks` releases the lock, and so does the server when the
+        process dies), or raise :class:`IndexBusyError` while another session, on any machine, holds it.
+        Other backends: None (the index folder's ``flock`` is the lock)."""
         if self.engine.url.get_backend_name() != "postgresql":
             return None
         connection = self.engine.connect()

@@ -57,6 +57,52 @@ def test_delete_drops_rows() -> None:
     assert rows[0, 0] == 2  # old row 4 is new row 2
 
 
+def test_hnsw_delete_keeps_the_graph_with_tombstones(tmp_path) -> None:
+    """A delete tombstones the graph's nodes instead of rebuilding it: deleted rows are never found, the
+    rest keep their recall under their new row numbers, filters and later adds still work, and the saved
+    graph is the old file, linked; past the tombstone limit the graph is rebuilt."""
+    rng = np.random.default_rng(4)
+    vectors, queries = _unit(rng, 3000), _unit(rng, 30)
+    params = DenseParams(ann_threshold=1000)
+    DenseIndex.build(vectors, params).save(tmp_path / "g1")
+    loaded = DenseIndex.load(tmp_path / "g1", params)
+    deleted = rng.choice(3000, 150, replace=False)  # 5 %: under the limit
+    index = loaded.delete(deleted)
+    kept = np.delete(vectors, deleted, axis=0)
+    assert index.kind == "hnsw" and len(index) == 2850 and index.tombstones == 150
+    exact = np.argsort(-(queries @ kept.T), axis=1)[:, :10]
+    rows, scores = index.search_batch(queries, 10)
+    assert (rows >= 0).all() and (rows < 2850).all()
+    assert np.allclose(scores, np.take_along_axis(queries @ kept.T, rows, 1), atol=1e-5)  # rows mapped right
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact, strict=True)])
+    assert recall >= 0.95
+    allowed = np.zeros(2850, bool)
+    allowed[::5] = True
+    filtered, _ = index.search_batch(queries, 10, allowed)
+    assert allowed[filtered].all() and filtered.shape == (30, 10)
+
+    index.save(tmp_path / "g2")
+    assert (tmp_path / "g2" / "hnsw.faiss").stat().st_ino == (tmp_path / "g1" / "hnsw.faiss").stat().st_ino
+    reloaded = DenseIndex.load(tmp_path / "g2", params)
+    assert reloaded.tombstones == 150 and (reloaded.search_batch(queries, 10)[0] == rows).all()
+
+    fresh = _unit(rng, 5)
+    grown = reloaded.add(fresh)  # new nodes after the old ones, new rows after the kept ones
+    found, _ = grown.search_batch(fresh, 1)
+    assert found[:, 0].tolist() == list(range(2850, 2855))
+    grown.save(tmp_path / "g3")  # the graph changed: written, not linked
+    assert (tmp_path / "g3" / "hnsw.faiss").stat().st_ino != (tmp_path / "g1" / "hnsw.faiss").stat().st_ino
+    assert DenseIndex.load(tmp_path / "g3", params).tombstones == 150
+
+    rebuilt = DenseIndex.load(tmp_path / "g2", params).delete(np.arange(0, 200))  # 350 of 3000: past 10 %
+    assert rebuilt.tombstones == 0 and len(rebuilt) == 2650
+    exact = np.argsort(-(queries @ rebuilt.vectors.T), axis=1)[:, :10]
+    rows, _ = rebuilt.search_batch(queries, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(rows, exact, strict=True)]) >= 0.95
+    rebuilt.save(tmp_path / "g4")
+    assert not (tmp_path / "g4" / "hnsw_rows.npy").exists()
+
+
 def test_multivector_roundtrip_and_copy(tmp_path) -> None:
     rng = np.random.default_rng(3)
     rows = [rng.standard_normal((n, 8)).astype(np.float32) for n in (3, 1, 5, 2)]

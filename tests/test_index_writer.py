@@ -259,3 +259,30 @@ def test_a_store_from_before_collection_keys_is_migrated(tmp_path, encoder, scif
     assert kept is not None and kept.title == scifact_docs[0].title
     collections, _, _ = snapshot.row_fields()
     assert sorted(set(collections.tolist())) == ["docs", "news"] and (collections == "docs").sum() >= 4
+
+
+def test_a_delete_keeps_the_hnsw_graph_and_never_finds_the_deleted(tmp_path, encoder, scifact_docs, settings) -> None:
+    """Above the ANN threshold a delete tombstones the graph's nodes: the new snapshot links the old graph
+    file instead of rebuilding it, verifies, and no path returns the deleted document; the deleted passages'
+    own text finds the survivors."""
+    hnsw = settings.model_copy(update={"dense_ann_threshold": 20})
+    with IndexWriter(tmp_path / "ix", hnsw, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs, "default")
+        before = writer.snapshot
+        assert before is not None and before.dense.kind == "hnsw" and len(before) > 20
+        graph = before.directory / "dense" / "hnsw.faiss"
+        writer.delete([scifact_docs[3].id])
+        after = writer.snapshot
+        assert after is not None
+        after.verify()
+        assert after.dense.tombstones == len(before) - len(after) >= 1
+        assert (after.directory / "dense" / "hnsw.faiss").stat().st_ino == graph.stat().st_ino
+        for doc in scifact_docs[2:5]:
+            found = _search_all_paths(after, encoder, doc.text, n=len(after))
+            assert scifact_docs[3].id not in found["dense"] | found["bm25"]
+            if doc is not scifact_docs[3]:
+                assert doc.id in found["dense"]
+        reloaded = Snapshot.load(tmp_path / "ix", hnsw)
+        rows, _ = reloaded.dense.search_batch(encoder.encode([scifact_docs[4].text]).dense, 1)
+        assert str(reloaded.doc_ids[rows[0, 0]]) == scifact_docs[4].id
+        reloaded.store.close()

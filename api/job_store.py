@@ -92,15 +92,17 @@ def _oldest_first(jobs: Sequence[Job]) -> list[Job]:
 
 class FileJobStore:
     """``DIR/jobs/<id>.json`` records and ``<id>.jsonl`` payloads, written beside and renamed, fsynced.
-    Every ``rag serve`` worker process on the folder reads the records from disk (parsed once per
-    version), claims a job with an ``flock`` on ``<id>.claim`` (the kernel drops it when the process
+    Every ``rag serve`` worker process on the folder reads the records from disk (a finished one
+    parsed once), claims a job with an ``flock`` on ``<id>.claim`` (the kernel drops it when the process
     dies) and asks a job's runner to stop with an ``<id>.cancel`` marker."""
 
     remote = False
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._parsed: dict[str, tuple[int, Job]] = {}  # file name -> (mtime_ns, record)
+        # Finished records, parsed once. Unfinished ones are read every time: two saves within one clock
+        # tick leave the same mtime, so a cache keyed on it could serve a stale record.
+        self._finished: dict[str, Job] = {}
         self._claims: dict[str, int] = {}  # job id -> the open descriptor that holds its flock
         self._lock = threading.Lock()
 
@@ -116,20 +118,20 @@ class FileJobStore:
                     leftover.unlink()
 
     def _read(self, path: Path) -> Job | None:
+        with self._lock:
+            cached = self._finished.get(path.name)
+        if cached is not None:
+            return cached
         try:
-            mtime = path.stat().st_mtime_ns
-            with self._lock:
-                cached = self._parsed.get(path.name)
-            if cached is not None and cached[0] == mtime:
-                return cached[1]
             job = _job_from_json(path.read_text("utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
             log.warning("skipping unreadable job record %s: %s", path.name, exc)
             return None
-        with self._lock:
-            self._parsed[path.name] = (mtime, job)
+        if job.status in FINISHED:  # a finished record never changes again: parse it once
+            with self._lock:
+                self._finished[path.name] = job
         return job
 
     def _all(self) -> list[Job]:
@@ -142,7 +144,7 @@ class FileJobStore:
         self.save(job)
 
     def save(self, job: Job) -> None:
-        write_text_atomic(self._path(job.id, ".json"), json.dumps(asdict(job)))
+        write_text_atomic(self._path(job.id, ".json"), _dump(job))
 
     def get(self, job_id: str) -> Job | None:
         if not JOB_ID.fullmatch(job_id):  # the id comes from a URL: it names a file only if it is one of ours
@@ -197,7 +199,7 @@ class FileJobStore:
             for suffix in (".json", ".jsonl", ".cancel", ".claim"):
                 self._path(job.id, suffix).unlink(missing_ok=True)
             with self._lock:
-                self._parsed.pop(f"{job.id}.json", None)
+                self._finished.pop(f"{job.id}.json", None)
 
     def close(self) -> None:
         for job_id in list(self._claims):

@@ -3,6 +3,7 @@ database (PostgreSQL, two engines: two server sessions) stand for two ``rag serv
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -106,3 +107,19 @@ def test_a_job_id_from_a_url_never_names_another_file(tmp_path: Path) -> None:
     store.open()
     (tmp_path / "secret.json").write_text('{"id": "x"}')
     assert store.get("../secret") is None and store.get("") is None
+
+
+def test_a_record_saved_twice_in_one_clock_tick_is_read_fresh(tmp_path: Path) -> None:
+    """Two saves by another worker within one timestamp tick leave the same mtime: the reader must not
+    serve the first from a cache."""
+    a, b = FileJobStore(tmp_path / "jobs"), FileJobStore(tmp_path / "jobs")
+    a.open()
+    b.open()
+    job = _job("2026-01-01T00:00:01", "running")
+    a.add(job, None)
+    path = tmp_path / "jobs" / f"{job.id}.json"
+    tick = path.stat().st_mtime_ns
+    assert b.get(job.id) == job
+    a.save(done := replace(job, status="succeeded"))
+    os.utime(path, ns=(tick, tick))
+    assert b.get(job.id) == done

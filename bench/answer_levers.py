@@ -1,6 +1,6 @@
 """Answer quality and speed of the local generator, lever by lever, end to end on squad-dev-a.
 
-    python bench/answer_levers.py [--questions 40] [--index DIR] [--levers default,passage,...]
+    python bench/answer_levers.py [--questions 40] [--index DIR] [--levers default,passage,...] [--result NAME]
 
 Each lever is the default configuration with one thing changed (or a generator swapped). Every lever
 answers the same questions — development questions, outside the sample that ``rag eval run --limit 300``
@@ -51,6 +51,10 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "batch-128": ("n_batch 128", {"local_batch_tokens": 128}),
     "marginal": ("RAG-Sequence: a candidate per top-3 passage, marginalised", {"answer_mode": "marginal"}),
     "no-answerability-check": ("no yes/no question before the answer", {"answerability_check": False}),
+    "whole-answer": (
+        "the answer as written: no restated question cut, every sentence kept",
+        {"answer_max_sentences": 0, "answer_cut_restated_question": False},
+    ),
     "smollm2-135m": ("SmolLM2-135M-Instruct instead of the 1.5B", {"local_model": "smollm2-135m"}),
     "remote": (
         "the 1.5B behind llama.cpp's OpenAI-compatible server on 127.0.0.1 (RAG_GENERATOR=remote)",
@@ -142,6 +146,7 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=40)
     parser.add_argument("--index", type=Path, default=ROOT / "bench" / ".cache" / "squad-dev-a-index")
     parser.add_argument("--levers", default=",".join(LEVERS), help="comma-separated, from: " + ", ".join(LEVERS))
+    parser.add_argument("--result", default="answer_levers", help="bench/results/NAME.json to write")
     args = parser.parse_args()
     base = Settings()
     ensure_index(load_dataset(DATASETS / "squad-dev-a"), args.index, base, show_progress=True)
@@ -161,7 +166,7 @@ def main() -> None:
         print_table(rows[-1:], columns)
     print_table(rows, columns)
     write_result(
-        "answer_levers",
+        args.result,
         {"questions": args.questions, "dataset": "squad-dev-a", "seed": 13, "results": rows,
          "peak_rss_mib": peak_rss_mib(), "machine": machine()},
     )  # fmt: skip

@@ -17,7 +17,15 @@ from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoded, Encoder
 from rag.errors import InputError, RagError
 from rag.generate import make_generator
-from rag.generate.answer_text import ABSTENTION, CheckedAnswer, check_answer, citations_of, cite_as, shown_so_far
+from rag.generate.answer_text import (
+    ABSTENTION,
+    CheckedAnswer,
+    answer_complete,
+    check_answer,
+    citations_of,
+    cite_as,
+    shown_so_far,
+)
 from rag.generate.evidence import (
     ANSWERABILITY_QUESTION,
     build_messages,
@@ -384,24 +392,39 @@ class Pipeline:
             return
         messages = self._messages(retrieval.question, evidence)
         instructions, known = instruction_texts(), _known_text(evidence)
+        question, sentences = self._restatable(retrieval.question), self.settings.answer_max_sentences
         t = time.perf_counter()
         raw, shown = "", ""
-        for piece in gen.stream(messages, self.settings.max_answer_tokens, self.settings.temperature):
-            if not raw:
-                timings["first_token"] = (time.perf_counter() - start) * 1000
-            raw += piece
-            now = shown_so_far(raw, instructions, known)
-            if len(now) > len(shown) and now.startswith(shown):
-                yield TokenEvent(now[len(shown) :])
-                shown = now
+        pieces = gen.stream(messages, self.settings.max_answer_tokens, self.settings.temperature)
+        try:
+            for piece in pieces:
+                if not raw:
+                    timings["first_token"] = (time.perf_counter() - start) * 1000
+                raw += piece
+                now = shown_so_far(raw, instructions, known, question, sentences)
+                if len(now) > len(shown) and now.startswith(shown):
+                    yield TokenEvent(now[len(shown) :])
+                    shown = now
+                if answer_complete(raw, sentences):
+                    break
+        finally:
+            close = getattr(pieces, "close", None)  # closed early, the generation stops and frees the model
+            if close is not None:
+                close()
         timings["generate"] = (time.perf_counter() - t) * 1000
-        checked = check_answer(raw, len(evidence), instructions, known)
+        checked = check_answer(raw, len(evidence), instructions, known, question, sentences)
         if checked.text.startswith(shown) and len(checked.text) > len(shown):
             yield TokenEvent(checked.text[len(shown) :])  # the rest, so the pieces add up to the answer
         timings["total"] = (time.perf_counter() - start) * 1000
         usage = Usage(sum(gen.count_tokens(m.content) for m in messages), gen.count_tokens(raw) if raw else 0)
         citations = citations_of(checked.numbers, evidence)
         yield AnswerEvent(answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds))
+
+    def _restatable(self, question: str) -> str:
+        """The question whose restatement is cut from answers ("": none). Not with the false-premise
+        check: "The Eiffel Tower is in Paris, not London" corrects the question by restating it."""
+        settings = self.settings
+        return question if settings.answer_cut_restated_question and not settings.false_premise_check else ""
 
     def _answerable_log_odds(
         self, question: str, evidence: Sequence[Evidence], gen: Generator, timings: dict[str, float]
@@ -435,7 +458,14 @@ class Pipeline:
             messages = self._messages(question, [alone])
             generation = gen.generate(messages, self.settings.max_answer_tokens, self.settings.temperature)
             usage = Usage(usage.prompt + generation.prompt_tokens, usage.answer + generation.completion_tokens)
-            checked = check_answer(generation.text, 1, instructions, _known_text([alone]))
+            checked = check_answer(
+                generation.text,
+                1,
+                instructions,
+                _known_text([alone]),
+                self._restatable(question),
+                self.settings.answer_max_sentences,
+            )
             candidates.append(Candidate(one.chunk_id, checked, generation.logprob))
         timings["first_token"] = timings["generate"] = (time.perf_counter() - t) * 1000
         prior = [scores.get(e.chunk_id, 0.0) for e in ranked]

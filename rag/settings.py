@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     # Generators.
     generator: Literal["local", "remote", "transformers"] = "local"
     max_answer_tokens: int = 64
+    # The answer is cut to its first sentences (0: all): the generation stops once another begins; and a
+    # restated question around it is cut (rag/generate/answer_span.py, measured in docs/benchmarks.md).
+    answer_max_sentences: int = Field(default=1, ge=0)
+    answer_cut_restated_question: bool = True
     # single: one prompt with all the evidence, streamed; marginal: RAG-Sequence, one candidate answer per
     # top evidence, the most probable wins (rag/generate/marginal.py; measured in docs/benchmarks.md).
     answer_mode: Literal["single", "marginal"] = "single"

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rag.generate.answer_text import ABSTENTION, CheckedAnswer, check_answer, cite_as, shown_so_far
+from rag.generate.answer_text import ABSTENTION, CheckedAnswer, answer_complete, check_answer, cite_as, shown_so_far
 from rag.generate.evidence import SYSTEM_PROMPT, instruction_texts
 from rag.generate.marginal import Candidate, evidence_prior, marginalise
 
@@ -108,3 +108,76 @@ def test_marginalisation_sums_agreeing_candidates_and_ignores_abstentions() -> N
     assert marginalise([_candidate("a", "I don't know.", 0.0)], [1.0]) is None
     unknown = [_candidate("a", "x [1]", None), _candidate("b", "y [1]", None)]
     assert marginalise(unknown, [0.0, 1.0]).chunk_id == "b"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("question", "raw", "text"),
+    [
+        ("The price of oil is usually a stable commodity until when?",
+         "The price of oil is usually a stable commodity until the oil shock [1].", "The oil shock [1]."),
+        ("The oil crisis caused oil companies to increase oil supplies in which area?",
+         "The oil crisis caused oil companies to increase oil supplies in the Arctic [1].", "The Arctic [1]."),
+        ("Who selects and hires the best ideas and appropriate contractors?",
+         "The owner selects and hires the best ideas and appropriate contractors [1].", "The owner [1]."),
+        ("What is an important personal decision for civil disobedients?",
+         "An important personal decision for civil disobedients is whether or not to plead guilty. [3]",
+         "Whether or not to plead guilty. [3]"),
+        ("What Doctor Who spin-off series was commissioned by the BBC?",
+         "The Doctor Who spin-off series commissioned by the BBC was Torchwood (2006–2011) [1].",
+         "Torchwood (2006–2011) [1]."),
+        ("The Bank of America Tower was previously known as what?",
+         "The Bank of America Tower was previously known as the Barnett Center [2].", "The Barnett Center [2]."),
+        ("What are the three sources of European Union law?",
+         "The three sources of European Union law are primary law, secondary law, and supplementary law. The main "
+         "sources of primary law are the Treaties establishing the European Union. [1]",
+         "Primary law, secondary law, and supplementary law [1]."),
+        # left alone: the shared words are the answer's own, a name, or all the answer says
+        ("What was the first Super Bowl to use the standardized logo template?", "Super Bowl XLV [1]",
+         "Super Bowl XLV [1]"),
+        ("What did the United Methodist Church found?",
+         "The United Methodist Church (UMC) is a mainline Protestant denomination [1].",
+         "The United Methodist Church (UMC) is a mainline Protestant denomination [1]."),
+        ("What about Luther declined as his antisemitism increased?",
+         "Luther declined as his antisemitism increased [1].",
+         "Luther declined as his antisemitism increased [1]."),
+        ("What is the largest ABC station operator in terms of market reach?", "E. W. Scripps Company [1]",
+         "E. W. Scripps Company [1]"),
+        ("People behaving with civil disobedience is said to make society have more of what?", "more of what? [1]",
+         "more of what? [1]"),
+    ],
+)  # fmt: skip
+def test_the_shortest_answer_cuts_a_restated_question_and_what_follows_the_first_sentence(
+    question: str, raw: str, text: str
+) -> None:
+    """Answers the 1.5B model wrote on squad-dev-a (docs/benchmarks.md), and what a user reads of them."""
+    got = check_answer(raw, 3, INSTRUCTIONS, EVIDENCE_TEXT, question, max_sentences=1)
+    assert got.text == text and got.status == "cited"
+
+
+def test_a_restated_question_is_never_shown_while_streaming() -> None:
+    question = "Who selects and hires the best ideas and appropriate contractors?"
+    raw = "The owner selects and hires the best ideas and appropriate contractors [1]. The owner also pays."
+    final = check_answer(raw, 3, INSTRUCTIONS, EVIDENCE_TEXT, question, max_sentences=1).text
+    shown = ""
+    for end in range(1, len(raw) + 1):
+        now = shown_so_far(raw[:end], INSTRUCTIONS, EVIDENCE_TEXT, question, max_sentences=1)
+        assert "selects" not in now and "pays" not in now
+        assert now.startswith(shown)  # only ever grows
+        shown = now
+    assert final == "The owner [1]." and final.startswith(shown) and shown == "The owner"
+    restating = "The price of oil is usually a stable commodity until the oil shock [1]."
+    for end in range(1, len(restating)):
+        now = shown_so_far(restating[:end], INSTRUCTIONS, EVIDENCE_TEXT, "The price of oil is usually a stable when?")
+        assert "price" not in now
+
+
+def test_the_generation_may_stop_once_the_first_sentence_is_written() -> None:
+    assert not answer_complete("Torchwood [1].", 1)
+    assert not answer_complete("E. W. Scripps Company", 1)
+    assert answer_complete("Torchwood [1]. It ran", 1)
+    assert not answer_complete("Torchwood [1]. It ran", 0)
+    assert not answer_complete("Torchwood [1]. It ran", 2)
+    assert not answer_complete("The Master is the archenemy. He", 1)  # its citation may be still to come
+    assert check_answer("The Master is the archenemy. He is a Time Lord [2].", 3, max_sentences=1).text == (
+        "The Master is the archenemy [2]."
+    )

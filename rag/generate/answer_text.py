@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rag.generate.answer_span import capitalised, first_sentences, sentence_ends, shortest_answer, showable
 from rag.objects import AnswerStatus, Citation, CitedHow, Evidence
 
 ABSTENTION = "I don't know."
@@ -53,22 +54,54 @@ class CheckedAnswer:
     status: AnswerStatus
 
 
-def check_answer(raw: str, n_evidences: int, instructions: Sequence[str] = (), known_text: str = "") -> CheckedAnswer:
+def check_answer(
+    raw: str,
+    n_evidences: int,
+    instructions: Sequence[str] = (),
+    known_text: str = "",
+    question: str = "",
+    max_sentences: int = 0,
+) -> CheckedAnswer:
     """``raw`` as a user should read it. ``instructions`` are the prompt's own texts (system prompt,
     closing instruction), whose sentences an answer must not repeat; ``known_text`` is everything the
-    evidence says, so a URL it holds may stay and any other is removed."""
+    evidence says, so a URL it holds may stay and any other is removed; ``question`` restated around
+    the answer is cut, and only the first ``max_sentences`` sentences are kept (0: all;
+    :mod:`rag.generate.answer_span`)."""
     text = _clean(raw, instructions, known_text)
-    text, numbers, dropped = _checked_citations(text, n_evidences)
+    text, _, dropped = _checked_citations(text, n_evidences)
+    text, numbers, _ = _checked_citations(shortest_answer(text, question, max_sentences), n_evidences)
     bare = _CITATION_GROUP.sub(" ", text).strip()
     if not _WORD.search(bare.lower()) or _ABSTAINS.match(bare):
         return CheckedAnswer(ABSTENTION, (), tuple(dropped), "abstained")
     return CheckedAnswer(text, tuple(numbers), tuple(dropped), "cited" if numbers else "uncited")
 
 
-def shown_so_far(raw: str, instructions: Sequence[str] = (), known_text: str = "") -> str:
+def shown_so_far(
+    raw: str, instructions: Sequence[str] = (), known_text: str = "", question: str = "", max_sentences: int = 0
+) -> str:
     """What may be shown of an answer still being written: its cleaned text up to the last whole word,
-    holding back a tag or a citation until it is complete, and the sentence being written while it
-    could still turn out to repeat the instructions."""
+    holding back a tag or a citation until it is complete, the sentence being written while it could
+    still turn out to repeat the instructions, and what may yet be cut as a restated ``question``;
+    nothing past the first ``max_sentences`` sentences."""
+    text = _shown_text(raw, instructions, known_text)
+    if max_sentences:
+        text = first_sentences(text, max_sentences) if len(sentence_ends(text)) >= max_sentences else text
+    if question:
+        begin, end = showable(text, question)
+        text = capitalised(text[begin:end].rstrip(" ,;:"))
+    return text
+
+
+def answer_complete(raw: str, max_sentences: int) -> bool:
+    """Whether ``raw`` has written its first ``max_sentences`` sentences and begun another (0: never), with
+    a citation somewhere, so that the generation can stop: what follows would be cut (an uncited first
+    sentence waits for the citation the next may carry)."""
+    if max_sentences <= 0 or not _CITATION_GROUP.search(raw):
+        return False
+    return len(sentence_ends(_clean(raw, (), ""))) >= max_sentences
+
+
+def _shown_text(raw: str, instructions: Sequence[str], known_text: str) -> str:
     cut = max(raw.rfind(" "), raw.rfind("\n"))
     text = raw[: cut + 1] if cut >= 0 else ""
     text = _OPEN_BRACKET.sub("", _OPEN_TAG.sub("", text))

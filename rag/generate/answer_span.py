@@ -54,6 +54,11 @@ def _words(text: str) -> list[_Word]:
     return [_Word(m.start(), m.end(), _stem(m.group(0)), m.group(0)[0].isupper()) for m in _WORD.finditer(text)]
 
 
+def _answer_words(text: str) -> list[_Word]:
+    """The words of an answer, its citation marks blanked (offsets stay those of ``text``)."""
+    return _words(_CITATION.sub(lambda m: " " * len(m.group(0)), text))
+
+
 def _inside_name(words: Sequence[_Word], at: int) -> bool:
     """Whether a cut before ``words[at]`` would split a name ("Super Bowl | XLV")."""
     return 0 < at < len(words) and words[at - 1].capital and words[at].capital
@@ -108,7 +113,7 @@ def _restated_suffix_start(words: Sequence[_Word], question: Sequence[str], firs
 def without_restated_question(text: str, question: str) -> str:
     """``text`` (an answer, its citation marks included) less a restatement of ``question`` at its start
     or its end; the citation marks and the closing full stop stay."""
-    words = _words(_CITATION.sub(lambda m: " " * len(m.group(0)), text))
+    words = _answer_words(text)
     stems = _question_stems(question)
     if not words or not stems:
         return text
@@ -165,7 +170,7 @@ def showable(text: str, question: str) -> tuple[int, int]:
     as a restated question: (start, end) offsets. Nothing while its words so far all restate the
     question; from where the restatement ends once one does; never a trailing run that might turn out
     to end the answer with one."""
-    words = _words(_CITATION.sub(lambda m: " " * len(m.group(0)), text))
+    words = _answer_words(text)
     stems = _question_stems(question)
     if not words or not stems:
         return 0, len(text)

@@ -84,8 +84,7 @@ def shown_so_far(
     still turn out to repeat the instructions, and what may yet be cut as a restated ``question``;
     nothing past the first ``max_sentences`` sentences."""
     text = _shown_text(raw, instructions, known_text)
-    if max_sentences:
-        text = first_sentences(text, max_sentences) if len(sentence_ends(text)) >= max_sentences else text
+    text = first_sentences(text, max_sentences)
     if question:
         begin, end = showable(text, question)
         text = capitalised(text[begin:end].rstrip(" ,;:"))

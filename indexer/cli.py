@@ -61,16 +61,25 @@ def build(
     index: IndexOption,
     collection: CollectionOption = "default",
     force: Annotated[bool, typer.Option(help="Replace an existing index's documents.")] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            help="With --force: encode every document again with today's settings (encoder, codec, engine) "
+            "instead of keeping unchanged ones; on Qdrant into a new collection that the index's alias then names."
+        ),
+    ] = False,
     quiet: QuietOption = False,
 ) -> None:
     """Build an index from scratch (refuses an existing one unless --force)."""
     settings = Settings()
+    if rebuild and not force:
+        raise InputError("--rebuild replaces an existing index: give --force with it")
     documents = _load(input, quiet)
     start = time.perf_counter()
     with IndexWriter(index, settings, show_progress=not quiet) as writer:
         if writer.snapshot is not None and not force:
             raise InputError(f"{index} already holds an index; use `rag index add`, or --force")
-        summary = writer.replace_all(documents, collection)
+        summary = writer.replace_all(documents, collection, rebuild=rebuild)
         _report(summary, time.perf_counter() - start)
         _report_choice(record_final_stage(writer, settings, show_progress=not quiet), settings)
 

@@ -36,7 +36,7 @@ from rag.index.codecs import TokenCodec, make_codec
 from rag.index.dense import DenseIndex
 from rag.index.manifest import MANIFEST_FILE, EngineParams, FinalStageChoice, IndexParams, Manifest, now_iso
 from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
-from rag.index.qdrant import QdrantCollection, connect, day_number
+from rag.index.qdrant import QdrantCollection, collection_name, connect, day_number
 from rag.index.snapshot import (
     CURRENT_FILE,
     PROJECTED_DIR,
@@ -77,6 +77,7 @@ class Change:
     deleted_documents: Sequence[DocKey] = ()  # (collection, id)
     removed_chunk_ids: frozenset[str] = frozenset()
     reweight_bm25: bool = False  # Qdrant: write every BM25 weight again, whatever the drift
+    fresh: bool = False  # a full rebuild: no row of the live snapshot is kept (Qdrant: a new collection)
 
 
 @dataclass
@@ -229,9 +230,14 @@ class IndexWriter:
             self._roll_back_points(self.snapshot)
 
     def _roll_back_points(self, live: Snapshot) -> None:
-        """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten.
-        (Weights it wrote again went to the BM25 slot the live generation does not read.)"""
-        self._points(live.params).roll_back(live.generation)
+        """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten
+        (weights it wrote again went to the BM25 slot the live generation does not read), the collection
+        of a rebuild it did not commit is dropped, and the alias names the live collection."""
+        points = self._points(live.params)
+        points.roll_back(live.generation)
+        self._drop_unused_collections(live.params)
+        if live.params.engine.alias:
+            points.point_alias(live.params.engine.alias)
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -274,14 +280,19 @@ class IndexWriter:
         return self._late_encoder
 
     def _params(self) -> IndexParams:
-        if self.snapshot is not None:
-            return self.snapshot.params
+        return self.snapshot.params if self.snapshot is not None else self._new_params()
+
+    def _new_params(self) -> IndexParams:
+        """The parameters today's settings give a new index (or a full rebuild of this one)."""
         late = self.late_encoder
         params = IndexParams.from_settings(
             self.settings, self.encoder.dim, self.encoder.max_seq_length, late.dim if late is not None else 0
         )
-        if params.engine.kind == "qdrant":  # a collection of its own, named once in the manifest
-            params = replace(params, engine=replace(params.engine, collection=f"rag-{uuid.uuid4().hex[:16]}"))
+        if params.engine.kind == "qdrant":  # a collection of its own, named in the manifest, behind an alias
+            old = self.snapshot.params.engine if self.snapshot is not None else None
+            alias = (old.alias or f"{old.collection}-index") if old and old.kind == "qdrant" else ""
+            alias = alias or f"rag-{uuid.uuid4().hex[:16]}"
+            params = replace(params, engine=replace(params.engine, alias=alias, collection=collection_name(alias)))
         return params
 
     def _live_store(self) -> DocumentStore:
@@ -293,12 +304,19 @@ class IndexWriter:
 
     def upsert(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
         """Add new documents and replace changed ones; unchanged documents cost nothing."""
+        return self._write(documents, collection, stale=[])
+
+    def _write(
+        self, documents: Sequence[Document], collection: str, stale: Sequence[DocKey], fresh: bool = False
+    ) -> ChangeSummary:
+        """One commit: ``documents`` upserted into ``collection`` and the ``stale`` documents deleted;
+        ``fresh`` encodes every document again into a snapshot that keeps no row of the live one."""
         validate_documents(documents)
         if not collection.strip():
             raise InputError("the collection name is empty")
         store = self._live_store()
         hashes = [content_hash(d, collection) for d in documents]
-        existing = store.live_documents(collection, [d.id for d in documents], self.generation)
+        existing = {} if fresh else store.live_documents(collection, [d.id for d in documents], self.generation)
         changed = [
             (d, h)
             for d, h in zip(documents, hashes, strict=True)
@@ -306,7 +324,10 @@ class IndexWriter:
         ]
         replaced_ids = [d.id for d, _ in changed if d.id in existing]
         old_chunk_ids = store.live_chunk_ids(collection, replaced_ids, self.generation)
-        params = self._params()
+        if fresh:  # every live document goes, and comes back encoded again where it is in `documents`
+            stale = store.document_keys(self.generation)
+            replaced_ids = [d.id for d in documents if (collection, d.id) in set(stale)]
+        params = self._new_params() if fresh else self._params()
         chunk_lists = (
             chunk_documents(
                 [d for d, _ in changed],
@@ -320,11 +341,13 @@ class IndexWriter:
             else []
         )
         new_chunks: list[Chunk] = []
-        removed: set[str] = set()
+        removed: set[str] = set(self._chunk_ids_of(stale))
         for (doc, _), chunks in zip(changed, chunk_lists, strict=True):
             old = set(old_chunk_ids.get(doc.id, []))
             new_chunks.extend(c for c in chunks if c.id not in old)
             removed |= old - {c.id for c in chunks}
+        replaced = set(replaced_ids)
+        deleted = [key for key in stale if not (key[0] == collection and key[1] in replaced)]
         generation = (
             self._commit(
                 Change(
@@ -332,10 +355,12 @@ class IndexWriter:
                     collection=collection,
                     documents=[(d, h, len(c)) for (d, h), c in zip(changed, chunk_lists, strict=True)],
                     new_chunks=new_chunks,
+                    deleted_documents=tuple(deleted),
                     removed_chunk_ids=frozenset(removed),
+                    fresh=fresh,
                 )
             )
-            if changed or self.snapshot is None
+            if changed or stale or self.snapshot is None
             else self.generation
         )
         return ChangeSummary(
@@ -343,10 +368,23 @@ class IndexWriter:
             len(changed) - len(replaced_ids),
             len(replaced_ids),
             len(documents) - len(changed),
-            0,
+            len(deleted),
             len(new_chunks),
             len(removed),
         )
+
+    def _chunk_ids_of(self, keys: Sequence[DocKey]) -> list[str]:
+        """The live chunk ids of the documents ``keys`` name."""
+        store = self._live_store()
+        by_collection: dict[str, list[str]] = {}
+        for where, doc_id in keys:
+            by_collection.setdefault(where, []).append(doc_id)
+        return [
+            c
+            for where, ids in by_collection.items()
+            for chunks in store.live_chunk_ids(where, ids, self.generation).values()
+            for c in chunks
+        ]
 
     def delete(
         self, document_ids: Sequence[str], collection: str | None = None, missing_ok: bool = False
@@ -374,16 +412,7 @@ class IndexWriter:
     def _delete_keys(self, keys: Sequence[DocKey]) -> ChangeSummary:
         if not keys:
             return ChangeSummary(self.generation, 0, 0, 0, 0, 0, 0)
-        store = self._live_store()
-        by_collection: dict[str, list[str]] = {}
-        for where, doc_id in keys:
-            by_collection.setdefault(where, []).append(doc_id)
-        removed = {
-            c
-            for where, ids in by_collection.items()
-            for chunks in store.live_chunk_ids(where, ids, self.generation).values()
-            for c in chunks
-        }
+        removed = set(self._chunk_ids_of(keys))
         generation = self._commit(
             Change(self._params(), deleted_documents=tuple(keys), removed_chunk_ids=frozenset(removed))
         )
@@ -463,15 +492,18 @@ class IndexWriter:
         self._drop_old_snapshots(generation)
         return generation
 
-    def replace_all(self, documents: Sequence[Document], collection: str = "default") -> ChangeSummary:
-        """Make the index hold exactly ``documents`` (a rebuild that readers see as one switch)."""
+    def replace_all(
+        self, documents: Sequence[Document], collection: str = "default", rebuild: bool = False
+    ) -> ChangeSummary:
+        """Make the index hold exactly ``documents``, in one commit that readers see as one switch.
+        Unchanged documents are kept as they are; with ``rebuild`` every document is encoded again with
+        today's settings into a snapshot that keeps nothing of the live one (on Qdrant a new collection,
+        which the index's alias names once it is committed)."""
         validate_documents(documents)
         store = self._live_store()
         keep = {(collection, d.id) for d in documents}
         stale = [key for key in store.document_keys(self.generation) if key not in keep]
-        if stale:
-            self._delete_keys(stale)
-        return self.upsert(documents, collection)
+        return self._write(documents, collection, stale, fresh=rebuild and self.snapshot is not None)
 
     # --- the commit --------------------------------------------------------------------------
 
@@ -507,7 +539,7 @@ class IndexWriter:
 
     def _commit(self, change: Change) -> int:
         """Prepare the next snapshot beside the live one, then make it the live one, in named steps."""
-        store = self._live_store()
+        store, params = self._live_store(), change.params
         generation, name, tmp = self._next_snapshot_dir()
         tmp.mkdir(parents=True)
         try:
@@ -529,12 +561,14 @@ class IndexWriter:
         )
         self._write_manifest(change, generation, rows, store, tmp)
         self._flip_current(name, tmp, store)
+        if params.engine.alias:  # outside clients follow the alias; our readers, their manifest's collection
+            self._points(params).point_alias(params.engine.alias)
         self._drop_old_snapshots(generation)
         return generation
 
     def _choose_rows(self, change: Change) -> tuple[np.ndarray, _Rows]:
         """The live snapshot's rows that stay (their indexes, and the dense and BM25 kinds without the rest)."""
-        old, params = self.snapshot, change.params
+        old, params = None if change.fresh else self.snapshot, change.params
         embedded = params.engine.kind == "embedded"
         if old is None:
             empty = _Rows(
@@ -556,7 +590,7 @@ class IndexWriter:
 
     def _write_token_vectors(self, change: Change, keep_rows: np.ndarray, rows: _Rows, tmp: Path) -> None:
         """Kept rows' token vectors copied, new passages encoded and appended to every index kind."""
-        old, params = self.snapshot, change.params
+        old, params = None if change.fresh else self.snapshot, change.params
         if params.engine.kind == "qdrant":
             self._write_points(change, rows)
             return
@@ -613,7 +647,11 @@ class IndexWriter:
         params, generation = change.params, self.generation + 1
         points = self._points(params)
         points.create(params.dim, params.multivector_dim)
-        points.mark_deleted(sorted(change.removed_chunk_ids), generation)
+        tokens_kept = 0
+        if self.snapshot is not None and not change.fresh:
+            tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"])
+            tokens_kept -= points.token_count(sorted(change.removed_chunk_ids))
+            points.mark_deleted(sorted(change.removed_chunk_ids), generation)
         tokenize = params.bm25_tokenizer()
         by_length = sorted(change.new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
         first_new = len(rows.chunk_ids)
@@ -623,7 +661,6 @@ class IndexWriter:
         weights_avgdl = avgdl if reweight else written
         slot = 1 - params.engine.bm25_slot if reweight else params.engine.bm25_slot
         documents = {d.id: d for d, _, _ in change.documents}
-        tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"]) if self.snapshot else 0
         # BM25 rows are in by_length order; blocks may come back in another (Ray's actors finish as they do)
         row_of = {c.id: first_new + i for i, c in enumerate(by_length)}
         for block, encoded, token_vectors in self._encoded_blocks(by_length):
@@ -646,7 +683,7 @@ class IndexWriter:
         if reweight and first_new:
             kept = np.arange(first_new)
             points.set_bm25(rows.chunk_ids[:first_new], rows.sparse.saturated_tf(kept, avgdl), slot)
-        rows.n_token_vectors = tokens_kept  # of the kept rows: not exact after deletions (docs/scale-out.md)
+        rows.n_token_vectors = tokens_kept
         rows.engine = replace(params.engine, bm25_avgdl=weights_avgdl, bm25_slot=slot)
 
     def _points(self, params: IndexParams) -> QdrantCollection:
@@ -702,6 +739,21 @@ class IndexWriter:
         self._live_store().purge(generation - keep)
         if self.snapshot is not None and self.snapshot.engine == "qdrant":
             self._points(self.snapshot.params).purge(generation - keep)
+            self._drop_unused_collections(self.snapshot.params)
+
+    def _drop_unused_collections(self, params: IndexParams) -> None:
+        """Drop this index's Qdrant collections that no kept snapshot reads: those a rebuild replaced,
+        once the last snapshot over them is gone, and that of a rebuild that died before its commit."""
+        if not params.engine.alias:
+            return
+        in_use = {params.engine.collection}
+        for manifest in (self.index_dir / SNAPSHOTS_DIR).glob(f"gen-*/{MANIFEST_FILE}"):
+            if manifest.parent.suffix != ".tmp":
+                in_use.add(str(json.loads(manifest.read_text("utf-8")).get("engine", {}).get("collection", "")))
+        points = self._points(params)
+        for name in points.collections_named(f"{params.engine.alias}-"):
+            if name not in in_use:
+                points.drop(name)
 
 
 def _payload(document: Document, collection: str) -> dict[str, object]:

@@ -41,16 +41,20 @@ def test_build_stats_add_delete(tmp_path) -> None:
 
     again = _run("index", "build", "--input", str(tmp_path / "d.jsonl"), "--index", index)
     assert again.returncode == 2 and "already holds an index" in again.stderr
+    unforced = _run("index", "build", "--input", str(tmp_path / "d.jsonl"), "--index", index, "--rebuild")
+    assert unforced.returncode == 2 and "give --force with it" in unforced.stderr
+    rebuilt = _run("index", "build", "--input", str(tmp_path / "d.jsonl"), "--index", index, "--force", "--rebuild")
+    assert rebuilt.returncode == 0 and "generation 2: 0 added, 3 replaced" in rebuilt.stderr, rebuilt.stderr
 
     extra = _jsonl(tmp_path / "e.jsonl", [{"_id": "sun", "text": "The Sun is the star at the centre."}])
     assert _run("index", "add", "--input", str(extra), "--index", index, "-q").returncode == 0
     deleted = _run("index", "delete", "--index", index, "cat", "tea")
     assert deleted.returncode == 0 and "2 deleted" in deleted.stderr
     stats = json.loads(_run("index", "stats", "--index", index, "--json").stdout)
-    assert stats["documents"] == 2 and stats["generation"] == 3
+    assert stats["documents"] == 2 and stats["generation"] == 4
     missing = _run("index", "delete", "--index", index, "nope")
     assert missing.returncode == 2 and "error: no such document(s)" in missing.stderr
-    assert "ok: generation 3" in _run("index", "verify", "--index", index).stdout
+    assert "ok: generation 4" in _run("index", "verify", "--index", index).stdout
 
 
 def test_bad_input_is_named_and_leaves_no_index(tmp_path) -> None:

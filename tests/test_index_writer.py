@@ -286,3 +286,43 @@ def test_a_delete_keeps_the_hnsw_graph_and_never_finds_the_deleted(tmp_path, enc
         rows, _ = reloaded.dense.search_batch(encoder.encode([scifact_docs[4].text]).dense, 1)
         assert str(reloaded.doc_ids[rows[0, 0]]) == scifact_docs[4].id
         reloaded.store.close()
+
+
+def test_replace_all_is_one_commit_that_readers_see_as_one_switch(tmp_path, encoder, scifact_docs, settings) -> None:
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:12], "default")
+        before = writer.generation
+        changed = dataclasses.replace(scifact_docs[0], text=scifact_docs[0].text + " Revised since.")
+        summary = writer.replace_all([changed, *scifact_docs[1:8], *scifact_docs[12:15]], "default")
+    # the stale documents went in the same commit as the new ones: no generation without both
+    assert summary.generation == before + 1
+    assert (summary.added, summary.replaced, summary.unchanged, summary.deleted) == (3, 1, 7, 4)
+    snapshot = Snapshot.load(tmp_path / "ix", settings)
+    assert {str(d) for d in snapshot.doc_ids} == {d.id for d in [changed, *scifact_docs[1:8], *scifact_docs[12:15]]}
+    assert snapshot.store.count_documents(snapshot.generation) == 11
+    snapshot.verify()
+
+
+def test_a_rebuild_encodes_everything_again_with_todays_settings(tmp_path, encoder, scifact_docs, settings) -> None:
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:10], "default")
+    old = Snapshot.load(tmp_path / "ix", settings)
+    assert old.params.token_codec == "float16"
+    binary = settings.model_copy(update={"token_codec": "binary"})
+    with IndexWriter(tmp_path / "ix", binary, encoder, show_progress=False) as writer:
+        kept = writer.replace_all(scifact_docs[:10], "default")  # nothing changed: nothing to do
+        assert kept.generation == old.generation and kept.unchanged == 10
+        summary = writer.replace_all(scifact_docs[2:10], "default", rebuild=True)
+    assert summary.generation == old.generation + 1
+    assert (summary.added, summary.replaced, summary.deleted) == (0, 8, 2)
+    snapshot = Snapshot.load(tmp_path / "ix", binary)
+    snapshot.verify()
+    assert snapshot.params.token_codec == "binary"  # today's settings, not the old index's
+    kept_rows = [i for i, d in enumerate(np.asarray(old.doc_ids)) if str(d) in {d.id for d in scifact_docs[2:10]}]
+    assert sorted(str(c) for c in snapshot.chunk_ids) == sorted(str(old.chunk_ids[i]) for i in kept_rows)
+    assert snapshot.store.count_documents(snapshot.generation) == 8
+    assert snapshot.store.count_chunks(snapshot.generation) == len(snapshot)
+    # every passage encoded again: the same dense vectors as the old rows of the same chunks
+    new_row = {str(c): i for i, c in enumerate(snapshot.chunk_ids)}
+    for i in kept_rows:
+        assert np.allclose(snapshot.dense.vectors[new_row[str(old.chunk_ids[i])]], old.dense.vectors[i], atol=1e-5)

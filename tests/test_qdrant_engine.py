@@ -102,11 +102,15 @@ def test_same_rankings_and_explanations(engines, encoder, filters) -> None:
 
 
 def test_deleted_and_replaced_passages_are_not_served(engines, encoder) -> None:
-    (_, _), (qdrant_dir, qdrant) = engines
+    (embedded_dir, base), (qdrant_dir, qdrant) = engines
     served = _pipeline(qdrant_dir, qdrant, encoder)
     live = {str(c) for c in np.asarray(served.snapshot.chunk_ids)}
     assert isinstance(served.engine, QdrantEngine)
     assert served.engine.collection.count_live(served.snapshot.generation) == len(live)
+    # the token vectors counted as the embedded engine counts them, deleted and replaced passages taken off
+    embedded = Snapshot.load(embedded_dir, base)
+    counted = served.snapshot.stats()["token_vectors"]
+    assert counted == embedded.stats()["token_vectors"] == embedded.multivector.n_vectors
     for question in QUESTIONS:
         for _, ranking in served.retrieve(question, top_k=10).rankings.items():
             assert {c for c, _ in ranking} <= live
@@ -249,3 +253,81 @@ def test_encoded_blocks_in_any_order_make_the_same_index(
         assert [h.chunk_id for h in b.hits] == [h.chunk_id for h in a.hits], question
         for stage in (Stage.DENSE, Stage.BM25, Stage.MAXSIM):
             assert dict(b.rankings[stage]) == pytest.approx(dict(a.rankings[stage]), abs=1e-5), stage
+
+
+def _aliases(client) -> dict[str, str]:
+    return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
+
+
+def test_a_rebuild_goes_to_a_new_collection_that_the_alias_then_names(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings
+) -> None:
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    index, docs = tmp_path / "ix", _documents(squad_dir, 0, 30)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs, "a")
+    old = _pipeline(index, chosen, encoder)  # a reader of generation 1, still serving during the rebuild
+    assert isinstance(old.engine, QdrantEngine)
+    client, first = old.engine.collection.client, old.engine.collection.name
+    alias = old.snapshot.params.engine.alias
+    assert alias and first.startswith(f"{alias}-") and _aliases(client)[alias] == first
+    before = old.retrieve(QUESTIONS[0], top_k=10)
+
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        summary = writer.replace_all(docs[5:], "a", rebuild=True)
+    assert (summary.generation, summary.replaced, summary.deleted) == (2, 25, 5)
+    new = _pipeline(index, chosen, encoder)
+    assert isinstance(new.engine, QdrantEngine)
+    second = new.engine.collection.name
+    assert second != first and second.startswith(f"{alias}-")
+    assert _aliases(client)[alias] == second  # switched once the rebuild committed
+    assert new.engine.collection.count_live(2) == client.count(second, exact=True).count == len(new.snapshot)
+    assert {str(d) for d in new.snapshot.doc_ids} == {d.id for d in docs[5:]}
+    assert new.snapshot.stats()["token_vectors"] == new.engine.collection.token_count(
+        [str(c) for c in new.snapshot.chunk_ids]
+    )
+    # the reader of generation 1 still reads its own collection, kept with its snapshot
+    assert [h.chunk_id for h in old.retrieve(QUESTIONS[0], top_k=10).hits] == [h.chunk_id for h in before.hits]
+    # the alias serves what the live generation serves
+    via_alias = QdrantEngine(new.snapshot, type(new.engine.collection)(client, alias))
+    query = encoder.encode([QUESTIONS[1]]).dense
+    assert via_alias.dense(query, 10, via_alias.scope(None)) == new.engine.dense(query, 10, new.engine.scope(None))
+
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs[:2], "a")  # generation 3: generation 1's snapshot goes (RAG_KEEP_SNAPSHOTS=1)
+    assert not client.collection_exists(first)
+    assert client.collection_exists(second) and _aliases(client)[alias] == second
+
+
+def test_a_rebuild_that_dies_before_its_commit_leaves_no_collection(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rag.index.store import DocumentStore
+
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    index, docs = tmp_path / "ix", _documents(squad_dir, 40, 15)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs, "a")
+    live = _pipeline(index, chosen, encoder)
+    assert isinstance(live.engine, QdrantEngine)
+    client, alias = live.engine.collection.client, live.snapshot.params.engine.alias
+    before = live.retrieve(QUESTIONS[2], top_k=10)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the writer dies before its commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DocumentStore, "commit_generation", crash)
+        with IndexWriter(index, chosen, encoder, show_progress=False) as writer, pytest.raises(RuntimeError):
+            writer.replace_all(docs, "a", rebuild=True)
+    mine = [c.name for c in client.get_collections().collections if c.name.startswith(f"{alias}-")]
+    assert len(mine) == 2  # the rebuild's points are all in; nothing names them
+    assert _aliases(client)[alias] == live.engine.collection.name
+    with IndexWriter(index, chosen, encoder, show_progress=False):
+        pass  # the next writer drops the collection no snapshot reads
+    assert [c.name for c in client.get_collections().collections if c.name.startswith(f"{alias}-")] == [
+        live.engine.collection.name
+    ]
+    served = _pipeline(index, chosen, encoder)
+    assert served.snapshot.generation == 1
+    assert [h.chunk_id for h in served.retrieve(QUESTIONS[2], top_k=10).hits] == [h.chunk_id for h in before.hits]

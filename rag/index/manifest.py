@@ -56,10 +56,11 @@ class FinalStageChoice:
 class EngineParams:
     """Where the index's vectors live: ``embedded`` (the snapshot's arrays) or ``qdrant`` (``collection``,
     whose BM25 slot ``bm25_slot`` holds every live point's weights, written with mean passage length
-    ``bm25_avgdl``)."""
+    ``bm25_avgdl``; ``alias`` is the index's stable name, switched to a new collection by a full rebuild)."""
 
     kind: str = "embedded"
     collection: str = ""
+    alias: str = ""
     bm25_avgdl: float = 0.0
     bm25_slot: int = 0
 
@@ -182,6 +183,7 @@ class IndexParams:
             engine=EngineParams(
                 kind=str(sections["engine"]["kind"]),
                 collection=str(sections["engine"].get("collection", "")),
+                alias=str(sections["engine"].get("alias", "")),
                 bm25_avgdl=float(sections["engine"].get("bm25_avgdl", 0.0)),
                 bm25_slot=int(sections["engine"].get("bm25_slot", 0)),
             )

@@ -38,6 +38,12 @@ def point_id(chunk_id: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, chunk_id))
 
 
+def collection_name(alias: str) -> str:
+    """A new collection for the index whose alias is ``alias``: the alias and a fresh suffix, so that an
+    index's collections can be found by name (a rebuild that died leaves one no snapshot names)."""
+    return f"{alias}-{uuid.uuid4().hex[:8]}"
+
+
 def day_number(date: str) -> int | None:
     """An ISO date as YYYYMMDD (Qdrant ranges are numeric); None for an undated document."""
     return int(date[:10].replace("-", "")) if date else None
@@ -160,7 +166,8 @@ class QdrantCollection:
                     indices=np.asarray(terms).tolist(), values=np.asarray(weights).tolist()
                 ),
             },
-            payload={**payload, "chunk_id": chunk_id, "added_gen": generation},
+            # n_tokens: what a delete takes off the manifest's count of token vectors
+            payload={**payload, "chunk_id": chunk_id, "added_gen": generation, "n_tokens": len(tokens)},
         )
 
     def set_bm25(
@@ -219,11 +226,49 @@ class QdrantCollection:
             wait=True,
         )
 
+    def token_count(self, chunk_ids: Sequence[str]) -> int:
+        """How many token vectors the points of ``chunk_ids`` hold (points written before ``n_tokens``
+        was in the payload are counted from their vectors); ids without a point count 0."""
+        total = 0
+        for batch in _batches([point_id(c) for c in chunk_ids], 256):
+            found = self.client.retrieve(self.name, ids=batch, with_payload=["n_tokens"], with_vectors=False)
+            older = [p.id for p in found if not p.payload or "n_tokens" not in p.payload]
+            total += sum(int(p.payload["n_tokens"]) for p in found if p.payload and "n_tokens" in p.payload)
+            if older:
+                for point in self.client.retrieve(self.name, ids=older, with_payload=False, with_vectors=[TOKENS]):
+                    total += len((point.vector or {}).get(TOKENS) or [])
+        return total
+
     def count_live(self, generation: int) -> int:
         return self._count(self.live_filter(generation))
 
     def _count(self, query_filter: Any) -> int:
         return int(self.client.count(self.name, count_filter=query_filter, exact=True).count)
+
+    # --- the alias: the index's stable name -----------------------------------------------------
+
+    def point_alias(self, alias: str) -> None:
+        """Make ``alias`` name this collection, in one request (Qdrant applies an alias change
+        atomically: a client of the alias sees the old collection or this one, never neither)."""
+        m = self.models
+        current = {a.alias_name: a.collection_name for a in self.client.get_aliases().aliases}
+        if current.get(alias) == self.name:
+            return
+        operations = [m.DeleteAliasOperation(delete_alias=m.DeleteAlias(alias_name=alias))] if alias in current else []
+        operations.append(
+            m.CreateAliasOperation(create_alias=m.CreateAlias(collection_name=self.name, alias_name=alias))
+        )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def collections_named(self, prefix: str) -> list[str]:
+        """Every collection whose name starts with ``prefix`` (one index's collections: see
+        :func:`collection_name`)."""
+        return sorted(c.name for c in self.client.get_collections().collections if c.name.startswith(prefix))
+
+    def drop(self, name: str | None = None) -> None:
+        """Delete collection ``name`` (default: this one) with its points, if it exists."""
+        if self.client.collection_exists(name or self.name):
+            self.client.delete_collection(name or self.name)
 
     # --- reading -----------------------------------------------------------------------------
 

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
 import rag.index.bm25 as bm25_module
+import rag.index.bm25_select as select_module
 from rag.index.bm25 import BM25Index, BM25Params, idf_lucene, idf_okapi, top_n
-from rag.index.bm25_pruning import pruned_top_n
 from rag.index.bm25_tokenizer import make_tokenizer
 from tests.conftest import read_jsonl
 
@@ -116,19 +115,17 @@ def exhaustive(index: BM25Index, query: list[str], n: int, allowed: np.ndarray |
     return top_n(scores, rows, n)
 
 
-def pruned(index: BM25Index, query: list[str], n: int, allowed: np.ndarray | None = None):
-    """The pruned path called directly, whatever the query's number of postings."""
-    terms = [(index.term_ids[t], c) for t, c in Counter(query).items() if t in index.term_ids]
-    indptr = np.asarray(index.indptr)
-    rows, scores = pruned_top_n(indptr, index.rows, index.impacts, index.max_impact, len(index), terms, n, allowed)
-    return top_n(scores, rows, n)
+@pytest.fixture(params=[select_module.SAMPLE_ROWS, 500])
+def selecting(request, monkeypatch: pytest.MonkeyPatch) -> None:
+    """search() through the compiled sum and the bounded selection, whatever the query's postings; with a
+    sample of 500 rows the bound is below the n-th best (scifact's 5k rows are inside the default's)."""
+    monkeypatch.setattr(bm25_module, "SELECT_MIN_POSTINGS", 0)
+    monkeypatch.setattr(select_module, "SAMPLE_ROWS", request.param)
 
 
-def test_pruned_top_n_equals_the_exhaustive_ranking_bit_for_bit(scifact_bm25, monkeypatch) -> None:
+def test_the_selected_top_n_equals_the_exhaustive_ranking_bit_for_bit(scifact_bm25, selecting) -> None:
     index, queries = scifact_bm25
-    # scifact's 5k passages are below the size where search() prunes: lower the bar to exercise it here
-    monkeypatch.setattr(bm25_module, "PRUNE_MIN_POSTINGS", 0)
-    queries = [*queries, ["the", "the", "of", "cell", "in", "cancer"], ["of", "and", "the"]]
+    queries = [*queries, ["the", "the", "of", "cell", "in", "cancer"], ["of", "and", "the"], ["nosuchword"]]
     for n in (10, 100):
         for query in queries:
             rows, scores = index.search(query, n)
@@ -137,15 +134,17 @@ def test_pruned_top_n_equals_the_exhaustive_ranking_bit_for_bit(scifact_bm25, mo
             assert scores.tobytes() == exhaustive_scores.tobytes(), query  # the same floats, not nearly
 
 
-def test_pruned_top_n_keeps_to_the_allowed_rows_and_ties(scifact_bm25) -> None:
+def test_the_selected_top_n_keeps_to_the_allowed_rows_and_ties(scifact_bm25, selecting) -> None:
     index, queries = scifact_bm25
     allowed = np.random.default_rng(7).random(len(index)) < 0.3
     for query in queries[:60]:
-        rows, scores = pruned(index, query, 20, allowed)
+        rows, scores = index.search(query, 20, allowed)
         exhaustive_rows, exhaustive_scores = exhaustive(index, query, 20, allowed)
         assert rows.tolist() == exhaustive_rows.tolist()
         assert scores.tobytes() == exhaustive_scores.tobytes()
         assert allowed[rows].all()
     # many rows tied at the cut (the same passage text repeated): the lower rows win, as exhaustively
-    tied = BM25Index.build([["rare", "word"]] * 30 + [["word"] * 3] * 30 + [["other"]] * 1000, BM25Params())
-    assert pruned(tied, ["rare", "word"], 35)[0].tolist() == exhaustive(tied, ["rare", "word"], 35)[0].tolist()
+    tied = BM25Index.build([["word"] * 3] * 600 + [["rare", "word"]] * 30 + [["other"]] * 1000, BM25Params())
+    for n in (35, 700):
+        got = tied.search(["rare", "word"], n)[0].tolist()
+        assert got == exhaustive(tied, ["rare", "word"], n)[0].tolist()

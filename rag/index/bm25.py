@@ -19,11 +19,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from rag.index.arrays import load_array, save_array
-from rag.index.bm25_pruning import pruned_top_n
+from rag.index.bm25_select import rows_that_can_reach, summed_impacts
 
-# Below this many postings a query is scored exhaustively: pruning's bookkeeping would cost more than
-# it skips (docs/benchmarks.md: BM25 at 100k and 1M chunks).
-PRUNE_MIN_POSTINGS = 50_000
+# From this many postings a query's postings are summed in compiled code and only the rows that can
+# reach the top n are sorted (rag/index/bm25_select.py); below, numpy's scatter-add costs less than
+# building the sparse product (docs/benchmarks.md: BM25 at 100k and 1M chunks).
+SELECT_MIN_POSTINGS = 50_000
 
 Variant = Literal["okapi", "lucene"]
 
@@ -92,7 +93,6 @@ class BM25Index:
         self.avgdl = max(float(doc_lengths.sum()) / n if n else 1.0, 1e-9)
         self.norm = self._length_norm(doc_lengths.astype(np.float64))
         self._impacts: np.ndarray | None = None
-        self._max_impact: np.ndarray | None = None
 
     def _length_norm(self, lengths: np.ndarray) -> np.ndarray:
         """``k1 * (1 - b + b * length / avgdl)`` per passage length."""
@@ -219,30 +219,19 @@ class BM25Index:
                 total += count * float(self.idf[tid]) * tf[term] * (self.params.k1 + 1.0) / (tf[term] + norm)
         return total
 
-    @property
-    def max_impact(self) -> np.ndarray:
-        """(n_terms,) each term's largest posting impact: the most it adds to any row (MaxScore's bound)."""
-        if self._max_impact is None:
-            indptr = np.asarray(self.indptr)
-            occurs = np.diff(indptr) > 0
-            bound = np.zeros(len(self.vocabulary), np.float64)
-            if occurs.any():
-                bound[occurs] = np.maximum.reduceat(self.impacts, indptr[:-1][occurs])
-            self._max_impact = bound
-        return self._max_impact
-
     def search(
         self, query_tokens: Sequence[str], n: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top ``n`` (rows, scores), best first. A query over many postings skips those that cannot
-        reach the top ``n`` (rag/index/bm25_pruning.py); the result is the exhaustive one, bit for bit."""
+        """Top ``n`` (rows, scores), best first. A query over many postings is summed in compiled code
+        and only the rows that can reach the top ``n`` are sorted (rag/index/bm25_select.py); the result
+        is the exhaustive one, bit for bit."""
         counts = Counter(query_tokens).items()
         terms = [(tid, count) for term, count in counts if (tid := self.term_ids.get(term)) is not None]
         postings = sum(int(self.indptr[t + 1] - self.indptr[t]) for t, _ in terms)
-        if postings >= PRUNE_MIN_POSTINGS and n < len(self) and all(self.idf[t] > 0 for t, _ in terms):
-            rows, scores = pruned_top_n(
-                np.asarray(self.indptr), self.rows, self.impacts, self.max_impact, len(self), terms, n, allowed
-            )
+        if postings >= SELECT_MIN_POSTINGS and n < len(self) and all(self.idf[t] > 0 for t, _ in terms):
+            summed = summed_impacts(np.asarray(self.indptr), self.rows, self.impacts, len(self), terms)
+            rows = rows_that_can_reach(summed, n, allowed)
+            scores = summed[rows]
         else:
             rows, scores = self.scores(query_tokens, allowed)
         return top_n(scores, rows, n)

@@ -731,29 +731,44 @@ class IndexWriter:
 
     def _drop_old_snapshots(self, generation: int) -> None:
         keep = max(0, self.settings.keep_snapshots)
+        dropped: list[str] = []  # the Qdrant collections the dropped snapshots read
         for directory in (self.index_dir / SNAPSHOTS_DIR).glob("gen-*"):
             if directory.suffix == ".tmp":
                 continue
             if int(directory.name.split("-")[1]) < generation - keep:
+                dropped.extend(_qdrant_collection(directory / MANIFEST_FILE))
                 shutil.rmtree(directory, ignore_errors=True)
         self._live_store().purge(generation - keep)
         if self.snapshot is not None and self.snapshot.engine == "qdrant":
             self._points(self.snapshot.params).purge(generation - keep)
-            self._drop_unused_collections(self.snapshot.params)
+        if self.snapshot is not None and (dropped or self.snapshot.engine == "qdrant"):
+            self._drop_unused_collections(self.snapshot.params, dropped)
 
-    def _drop_unused_collections(self, params: IndexParams) -> None:
-        """Drop this index's Qdrant collections that no kept snapshot reads: those a rebuild replaced,
-        once the last snapshot over them is gone, and that of a rebuild that died before its commit."""
-        if not params.engine.alias:
-            return
-        in_use = {params.engine.collection}
+    def _drop_unused_collections(self, params: IndexParams, dropped: Sequence[str] = ()) -> None:
+        """Drop the Qdrant collections of this index that no kept snapshot reads: the ``dropped``
+        snapshots' (a rebuild replaced them, or moved the index to another engine), and those named after
+        the index's alias (a rebuild that died before its commit left one)."""
+        in_use = {params.engine.collection} if params.engine.kind == "qdrant" else set()
         for manifest in (self.index_dir / SNAPSHOTS_DIR).glob(f"gen-*/{MANIFEST_FILE}"):
             if manifest.parent.suffix != ".tmp":
-                in_use.add(str(json.loads(manifest.read_text("utf-8")).get("engine", {}).get("collection", "")))
-        points = self._points(params)
-        for name in points.collections_named(f"{params.engine.alias}-"):
-            if name not in in_use:
-                points.drop(name)
+                in_use.update(_qdrant_collection(manifest))
+        unused = {name for name in dropped if name not in in_use}
+        if not unused and not (params.engine.kind == "qdrant" and params.engine.alias):
+            return
+        points = QdrantCollection(connect(self.settings, self.index_dir), "", self.settings.dense_hnsw_ef_search)
+        if params.engine.kind == "qdrant" and params.engine.alias:
+            unused.update(n for n in points.collections_named(f"{params.engine.alias}-") if n not in in_use)
+        for name in sorted(unused):
+            points.drop(name)
+
+
+def _qdrant_collection(manifest: Path) -> list[str]:
+    """The Qdrant collection a snapshot's manifest names (none on the embedded engine, or unreadable)."""
+    try:
+        engine = json.loads(manifest.read_text("utf-8")).get("engine") or {}
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [str(engine["collection"])] if engine.get("kind") == "qdrant" and engine.get("collection") else []
 
 
 def _payload(document: Document, collection: str) -> dict[str, object]:

@@ -331,3 +331,22 @@ def test_a_rebuild_that_dies_before_its_commit_leaves_no_collection(
     served = _pipeline(index, chosen, encoder)
     assert served.snapshot.generation == 1
     assert [h.chunk_id for h in served.retrieve(QUESTIONS[2], top_k=10).hits] == [h.chunk_id for h in before.hits]
+
+
+def test_a_rebuild_onto_the_embedded_engine_drops_the_collection_with_its_last_snapshot(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings
+) -> None:
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    index, docs = tmp_path / "ix", _documents(squad_dir, 60, 12)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs, "a")
+    old = _pipeline(index, chosen, encoder)
+    assert isinstance(old.engine, QdrantEngine)
+    client, name = old.engine.collection.client, old.engine.collection.name
+    embedded = chosen.model_copy(update={"index_engine": "embedded"})
+    with IndexWriter(index, embedded, encoder, show_progress=False) as writer:
+        writer.replace_all(docs, "a", rebuild=True)  # generation 2, on the snapshot's arrays
+        assert client.collection_exists(name)  # generation 1's snapshot still reads it
+        writer.upsert(docs[:1], "b")  # generation 3: generation 1's snapshot goes, and its collection
+    assert not client.collection_exists(name)
+    assert isinstance(_pipeline(index, embedded, encoder).engine, LocalEngine)

@@ -203,3 +203,9 @@ def verify(index: IndexOption) -> None:
     snapshot = Snapshot.load(index, Settings())
     snapshot.verify()
     typer.echo(f"ok: generation {snapshot.generation}, {len(snapshot)} chunks")
+    ahead = snapshot.committed_ahead()
+    if ahead is not None:
+        typer.echo(
+            f"note: the store has committed generation {ahead}, which CURRENT does not name yet (a writer died "
+            "after its commit): the next writer (`rag index add`, or the API) makes it the one served"
+        )

@@ -1,8 +1,11 @@
 """The one writer of an index directory: add, replace and delete documents, atomically.
 
-A change is prepared beside the live snapshot (new rows encoded, kept rows copied), committed to
-the store under the next generation, and becomes visible only when ``CURRENT`` is replaced. A
-crash at any moment leaves the previous snapshot whole; the next writer rolls the store back to it.
+A change is prepared beside the live snapshot (new rows encoded, kept rows copied, the folder moved into
+place) and committed by one store transaction that writes its rows and makes its generation the live one
+(``DocumentStore.commit_generation``: the commit point, in PostgreSQL where the store is). ``CURRENT``,
+which readers of the folder follow, is written right after. A crash before the commit leaves the previous
+snapshot whole, and the next writer rolls the store and the folder back to it; a crash after it leaves the
+new generation committed, and the next writer writes ``CURRENT`` forward.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from rag.compute.ray_encoding import encode_passages
 from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoded, Encoder
 from rag.encode.projection import load_head, project_tokens
-from rag.errors import IndexBusyError, InputError
+from rag.errors import IndexBusyError, IndexCorruptError, InputError
 from rag.index.arrays import fsync_dir, save_array, write_text_atomic
 from rag.index.bm25 import BM25Index
 from rag.index.codecs import TokenCodec, make_codec
@@ -223,11 +226,38 @@ class IndexWriter:
         for leftover in snapshots.glob("*.tmp"):  # a writer that died mid-way
             shutil.rmtree(leftover, ignore_errors=True)
         self.store.create_schema()
+        self._point_current_at_the_live_generation(snapshots)
         if current_snapshot_name(self.index_dir) is not None:
             self.snapshot = Snapshot.load(self.index_dir, self.settings, store=self.store)
+        for directory in snapshots.glob("gen-*"):  # moved into place by a writer that died before its commit
+            if directory.suffix != ".tmp" and int(directory.name.split("-")[1]) > self.generation:
+                shutil.rmtree(directory, ignore_errors=True)
         self.store.recover(self.generation)
         if self.snapshot is not None and self.snapshot.engine == "qdrant":
             self._roll_back_points(self.snapshot)
+
+    def _point_current_at_the_live_generation(self, snapshots: Path) -> None:
+        """``CURRENT`` made to name what the store committed (a writer died between its commit and
+        ``CURRENT``); a store that holds another index's generations, or rows without a folder that
+        names them, is refused before anything is rolled back."""
+        store = self._live_store()
+        live, current = store.live_generation(), current_snapshot_name(self.index_dir)
+        where = f"the store ({redact_url(store.url)})"
+        if live is None:
+            # (a store of the folder's own is this index's: rows without CURRENT are a first commit that died)
+            if current is None and self.settings.store_url and store.holds_rows():
+                raise IndexCorruptError(
+                    f"{where} holds documents but {self.index_dir} no index: RAG_STORE_URL names the store "
+                    "of another index (give each index a database of its own), or this folder lost its snapshots"
+                )
+            return
+        if not (snapshots / live.snapshot / MANIFEST_FILE).exists():
+            raise IndexCorruptError(
+                f"{where} committed generation {live.generation}, whose snapshot {live.snapshot} is not in "
+                f"{snapshots}: RAG_STORE_URL names the store of another index, or this folder lost its snapshots"
+            )
+        if current != live.snapshot:
+            write_text_atomic(self.index_dir / CURRENT_FILE, live.snapshot + "\n")
 
     def _roll_back_points(self, live: Snapshot) -> None:
         """Undo a Qdrant writer that died before its commit: its points go, its deletions are forgotten
@@ -482,13 +512,17 @@ class IndexWriter:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        store.commit_generation(generation, None, [], [], [], [])
         manifest = Manifest.from_json(old.manifest, old.directory)
         manifest = replace(
             manifest, generation=generation, params=replace(old.params, final_stage=choice), created_at=now_iso()
         )
-        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
-        self._flip_current(name, tmp, store)
+
+        def put_in_place(documents: int) -> None:
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
+            self._move_into_place(name, tmp)
+
+        store.commit_generation(generation, None, [], [], [], [], snapshot=name, before_commit=put_in_place)
+        self._point_current(name, store)
         self._drop_old_snapshots(generation)
         return generation
 
@@ -549,8 +583,13 @@ class IndexWriter:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        # The store first, then the pointer: until CURRENT flips, readers see generation - 1 only,
-        # and a crash before the flip is rolled back by the next writer (DocumentStore.recover).
+
+        def put_in_place(documents: int) -> None:
+            self._write_manifest(change, generation, rows, store, documents, tmp)
+            self._move_into_place(name, tmp)
+
+        # The commit: the store's rows and the live generation in one transaction. Until it, readers and
+        # the next writer see generation - 1 (a folder moved into place and not committed is removed).
         store.commit_generation(
             generation,
             change.collection,
@@ -558,9 +597,10 @@ class IndexWriter:
             list(change.new_chunks),
             list(change.deleted_documents),
             sorted(change.removed_chunk_ids),
+            snapshot=name,
+            before_commit=put_in_place,
         )
-        self._write_manifest(change, generation, rows, store, tmp)
-        self._flip_current(name, tmp, store)
+        self._point_current(name, store)
         if params.engine.alias:  # outside clients follow the alias; our readers, their manifest's collection
             self._points(params).point_alias(params.engine.alias)
         self._drop_old_snapshots(generation)
@@ -700,7 +740,9 @@ class IndexWriter:
         save_array(tmp / "rows" / "doc_ids.npy", np.asarray(rows.doc_ids, dtype=str))
 
     @staticmethod
-    def _write_manifest(change: Change, generation: int, rows: _Rows, store: DocumentStore, tmp: Path) -> None:
+    def _write_manifest(
+        change: Change, generation: int, rows: _Rows, store: DocumentStore, documents: int, tmp: Path
+    ) -> None:
         """The manifest last: it lists every file of the snapshot with its size."""
         manifest = Manifest.create(
             tmp,
@@ -709,14 +751,14 @@ class IndexWriter:
             dense_kind=rows.dense.kind if rows.dense is not None else change.params.engine.kind,
             store_backend=store.engine.url.get_backend_name(),
             store_url=redact_url(store.url),
-            documents=store.count_documents(generation),
+            documents=documents,
             chunks=len(rows.chunk_ids),
             token_vectors=rows.n_token_vectors,
         )
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
 
-    def _flip_current(self, name: str, tmp: Path, store: DocumentStore) -> None:
-        """Every file durable, the snapshot moved into place, then ``CURRENT`` replaced: the commit point."""
+    def _move_into_place(self, name: str, tmp: Path) -> None:
+        """Every file durable, then the snapshot moved to its name (not live until the store commits)."""
         for path in tmp.rglob("*"):
             if path.is_file():
                 with open(path, "rb") as handle:
@@ -726,6 +768,9 @@ class IndexWriter:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
         fsync_dir(snapshots)
+
+    def _point_current(self, name: str, store: DocumentStore) -> None:
+        """``CURRENT`` names the committed snapshot, which this writer then works on."""
         write_text_atomic(self.index_dir / CURRENT_FILE, name + "\n")
         self.snapshot = Snapshot.load(self.index_dir, self.settings, store=store)
 

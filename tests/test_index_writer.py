@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
-from rag.errors import IndexBusyError, IndexNotFoundError, InputError
+from rag.errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, InputError
 from rag.index.snapshot import Snapshot, store_for
 from rag.index.store import DocumentStore
 from rag.objects import Document
@@ -326,3 +326,101 @@ def test_a_rebuild_encodes_everything_again_with_todays_settings(tmp_path, encod
     new_row = {str(c): i for i, c in enumerate(snapshot.chunk_ids)}
     for i in kept_rows:
         assert np.allclose(snapshot.dense.vectors[new_row[str(old.chunk_ids[i])]], old.dense.vectors[i], atol=1e-5)
+
+
+DYING_AFTER_ITS_COMMIT = """
+import os, signal, sys
+from pathlib import Path
+import indexer.writer
+from indexer.writer import IndexWriter
+from rag.objects import Document
+from rag.settings import Settings
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # the store has committed; CURRENT is not written yet
+
+indexer.writer.write_text_atomic = die
+settings = Settings(_env_file=None, token_codec="float16", store_url=sys.argv[2])
+docs = [Document(id=f"new-{i}", text=f"A passage about harbour cranes number {i}.", title="cranes") for i in range(3)]
+with IndexWriter(Path(sys.argv[1]), settings, show_progress=False) as writer:
+    writer.upsert(docs, "default")
+"""
+
+
+def test_a_writer_killed_after_its_store_commit_leaves_its_generation_committed(
+    tmp_path, encoder, scifact_docs, index_settings
+) -> None:
+    """The store's transaction is the commit point: once it commits, the generation is live, even when the
+    writer dies before CURRENT names it (the next writer writes CURRENT forward)."""
+    import subprocess
+    import sys
+
+    index = tmp_path / "ix"
+    with IndexWriter(index, index_settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:5], "default")
+    done = subprocess.run(
+        [sys.executable, "-c", DYING_AFTER_ITS_COMMIT, str(index), index_settings.store_url], timeout=300, check=False
+    )
+    assert done.returncode == -9
+    before = Snapshot.load(index, index_settings)  # a reader of the folder: generation 1, whole
+    assert before.generation == 1 and len({str(d) for d in before.doc_ids}) == 5
+    live = before.store.live_generation()
+    assert live is not None and (live.generation, live.snapshot) == (2, "gen-000002")
+    before.verify()  # whole: CURRENT only lags the commit
+    assert before.committed_ahead() == 2
+    before.store.close()
+    with IndexWriter(index, index_settings, encoder, show_progress=False) as writer:
+        assert writer.generation == 2  # written forward, not rolled back
+    after = Snapshot.load(index, index_settings)
+    after.verify()
+    assert after.generation == 2 and after.store.count_documents(2) == 8 and after.committed_ahead() is None
+    assert {f"new-{i}" for i in range(3)} <= {str(d) for d in after.doc_ids}
+    after.store.close()
+
+
+def test_a_snapshot_moved_into_place_but_not_committed_is_removed(
+    tmp_path, encoder, scifact_docs, index_settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = tmp_path / "ix"
+    with IndexWriter(index, index_settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:5], "default")
+    real = DocumentStore.commit_generation
+
+    def fails_after_the_folder_moved(self, *args, before_commit=None, **kwargs):
+        def then_fail(documents: int) -> None:
+            assert before_commit is not None
+            before_commit(documents)
+            raise RuntimeError("the transaction does not commit")
+
+        return real(self, *args, before_commit=then_fail, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(DocumentStore, "commit_generation", fails_after_the_folder_moved)
+        with IndexWriter(index, index_settings, encoder, show_progress=False) as writer, pytest.raises(RuntimeError):
+            writer.upsert(scifact_docs[5:8], "default")
+    assert (index / "snapshots" / "gen-000002").is_dir()  # in place, named by nothing
+    with IndexWriter(index, index_settings, encoder, show_progress=False) as writer:
+        assert writer.generation == 1
+    assert not (index / "snapshots" / "gen-000002").exists()
+    snapshot = Snapshot.load(index, index_settings)
+    snapshot.verify()
+    assert snapshot.store.count_documents(2) == 5  # its rows went with the transaction
+    snapshot.store.close()
+
+
+@pytest.mark.postgres
+def test_a_store_that_holds_another_index_is_refused_and_kept(
+    tmp_path, encoder, scifact_docs, settings, postgres_url
+) -> None:
+    chosen = settings.model_copy(update={"store_url": postgres_url})
+    with IndexWriter(tmp_path / "a", chosen, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:4], "default")
+    with (
+        pytest.raises(IndexCorruptError, match="store of another index"),
+        IndexWriter(tmp_path / "b", chosen, encoder, show_progress=False),
+    ):
+        pass
+    snapshot = Snapshot.load(tmp_path / "a", chosen)  # nothing of it was rolled back
+    snapshot.verify()
+    assert snapshot.store.count_documents(snapshot.generation) == 4
+    snapshot.store.close()

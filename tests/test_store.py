@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.index.store import DocumentStore, sqlite_url
+from rag.index.store import DocumentStore, LiveGeneration, sqlite_url
 from rag.objects import Chunk, Document
 
 
@@ -55,11 +55,12 @@ def test_generations_isolate_readers(store: DocumentStore) -> None:
 
 def test_recover_rolls_back_an_uncommitted_generation(store: DocumentStore) -> None:
     store.commit_generation(1, "c", [(Document(id="a", text="x"), "h", 1)], [_chunk("a", 0, "x")], [], [])
-    # a writer that died after its store commit but before flipping CURRENT to generation 2
+    # rows of a generation after the one a store older than `rag_generations` says is live (its CURRENT)
     store.commit_generation(
         2, "c", [(Document(id="b", text="y"), "h", 1)], [_chunk("b", 0, "y")], [("c", "a")], ["a-0"]
     )
     store.recover(1)
+    assert store.live_generation() == LiveGeneration(1, "")
     assert store.count_documents(1) == 1 and store.get_document("c", "a", 1) is not None
     assert store.get_document("c", "b", 5) is None  # the rolled back row is gone for every generation
     assert store.count_chunks(1) == 1
@@ -73,3 +74,43 @@ def test_purge_removes_only_rows_no_snapshot_needs(store: DocumentStore) -> None
     store.purge(2)
     assert store.get_document("c", "a", 1) is None
     assert store.size_bytes() > 0
+
+
+def test_a_generation_is_committed_with_its_rows_or_not_at_all(store: DocumentStore) -> None:
+    assert store.live_generation() is None and not store.holds_rows()
+    counted: list[int] = []
+    store.commit_generation(
+        1,
+        "c",
+        [(Document(id=d, text="x"), "h", 1) for d in ("a", "b")],
+        [_chunk(d, 0, "x") for d in ("a", "b")],
+        [],
+        [],
+        snapshot="gen-000001",
+        before_commit=counted.append,  # inside the transaction: the generation's live documents
+    )
+    assert counted == [2] and store.live_generation() == LiveGeneration(1, "gen-000001")
+
+    def fails(documents: int) -> None:
+        counted.append(documents)
+        raise RuntimeError("the snapshot could not be put in place")
+
+    with pytest.raises(RuntimeError):
+        store.commit_generation(
+            2,
+            "c",
+            [(Document(id="c", text="y"), "h", 1)],
+            [_chunk("c", 0, "y")],
+            [("c", "a")],
+            ["a-0"],
+            snapshot="gen-000002",
+            before_commit=fails,
+        )
+    assert counted == [2, 2]  # b kept, a deleted, c added: 2 live in generation 2
+    assert store.live_generation() == LiveGeneration(1, "gen-000001")  # nothing of generation 2 stayed
+    assert store.count_documents(2) == 2 and store.get_document("c", "c", 2) is None
+    assert store.get_document("c", "a", 2) is not None
+    store.commit_generation(2, "c", [], [], [("c", "a")], ["a-0"], snapshot="gen-000002")
+    store.commit_generation(3, "c", [], [], [("c", "b")], ["b-0"], snapshot="gen-000003")
+    store.purge(2)  # generations before 2 are no snapshot's any more
+    assert store.live_generation() == LiveGeneration(3, "gen-000003")

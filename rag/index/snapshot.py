@@ -190,6 +190,13 @@ class Snapshot:
         if self.store.count_chunks(self.generation) != n:
             raise IndexCorruptError("the store's live chunks do not match the snapshot's rows")
 
+    def committed_ahead(self) -> int | None:
+        """The generation the store has committed when it is newer than this snapshot's: ``CURRENT``
+        lags a writer that died between its commit and ``CURRENT`` (the next writer writes it forward),
+        or a commit landed after this snapshot was loaded. None when this snapshot is the live one."""
+        live = self.store.live_generation()
+        return live.generation if live is not None and live.generation > self.generation else None
+
     def stats(self) -> dict[str, Any]:
         def size(sub: str) -> int:
             return sum(e["bytes"] for rel, e in self.manifest["files"].items() if rel.startswith(sub + "/"))

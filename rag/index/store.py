@@ -1,15 +1,18 @@
-"""Document store (SQLAlchemy 2): collections, documents and chunks, versioned by index generation.
+"""Document store (SQLAlchemy 2): collections, documents and chunks, versioned by index generation,
+and the index's commit point.
 
 Every row carries the generation that added it and, once removed, the generation that deleted it.
-A reader of snapshot ``g`` sees exactly the rows with ``added_gen <= g`` and no ``deleted_gen <= g``,
-so a writer can commit its rows before the snapshot pointer flips, and a crash in between leaves
-rows that no reader sees and that the next writer rolls back (:meth:`DocumentStore.recover`).
+A reader of snapshot ``g`` sees exactly the rows with ``added_gen <= g`` and no ``deleted_gen <= g``.
+A generation is committed by one transaction that writes its rows and its ``rag_generations`` row (the
+live generation and its snapshot's name): a crash before it leaves rows that no reader sees and that
+the next writer rolls back (:meth:`DocumentStore.recover`); after it, the generation is live even if
+the folder's ``CURRENT`` pointer was not written yet (the next writer writes it forward).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +88,23 @@ class ChunkRow(_Base):
     page: Mapped[int | None] = mapped_column(Integer, nullable=True)
     added_gen: Mapped[int] = mapped_column(Integer, index=True)
     deleted_gen: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class GenerationRow(_Base):
+    """One committed generation: the highest is the live one (the commit point: see the module's doc)."""
+
+    __tablename__ = "rag_generations"
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    snapshot: Mapped[str] = mapped_column(String(64))
+    committed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class LiveGeneration:
+    """What the store says is live: the generation and its snapshot folder's name."""
+
+    generation: int
+    snapshot: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -227,18 +247,34 @@ class DocumentStore:
 
     # --- writer side -------------------------------------------------------------------------
 
+    def live_generation(self) -> LiveGeneration | None:
+        """The last committed generation, or None for a store that never committed one (a new index, or
+        one whose store is older than ``rag_generations``: its folder's ``CURRENT`` says)."""
+        if not inspect(self.engine).has_table(GenerationRow.__tablename__):  # a reader of a store not migrated yet
+            return None
+        with Session(self.engine) as session:
+            row = session.scalars(select(GenerationRow).order_by(GenerationRow.generation.desc()).limit(1)).first()
+            return LiveGeneration(row.generation, row.snapshot) if row is not None else None
+
+    def holds_rows(self) -> bool:
+        """Whether any document row is stored (of any generation)."""
+        with Session(self.engine) as session:
+            return session.scalars(select(DocumentRow.pk).limit(1)).first() is not None
+
     def recover(self, generation: int) -> None:
         """Undo every change of generations after ``generation`` (a writer that died before committing)."""
         with Session(self.engine) as session, session.begin():
             for row in (DocumentRow, ChunkRow):
                 session.execute(delete(row).where(row.added_gen > generation))
                 session.execute(update(row).where(row.deleted_gen > generation).values(deleted_gen=None))
+            session.execute(delete(GenerationRow).where(GenerationRow.generation > generation))
 
     def purge(self, up_to_generation: int) -> None:
         """Physically remove rows deleted at or before ``up_to_generation`` (no snapshot still needs them)."""
         with Session(self.engine) as session, session.begin():
             for row in (DocumentRow, ChunkRow):
                 session.execute(delete(row).where(row.deleted_gen <= up_to_generation))
+            session.execute(delete(GenerationRow).where(GenerationRow.generation < up_to_generation))
 
     def live_documents(self, collection: str, ids: Sequence[str], generation: int) -> dict[str, StoredDocument]:
         """The live documents of ``collection`` among ``ids``, by id."""
@@ -293,13 +329,18 @@ class DocumentStore:
         chunks: Sequence[Chunk],
         deleted_documents: Sequence[DocKey],
         deleted_chunk_ids: Sequence[str],
+        *,
+        snapshot: str = "",
+        before_commit: Callable[[int], None] | None = None,
     ) -> None:
-        """Write one generation's changes in a single transaction.
+        """Write one generation's changes and make it the live one, in a single transaction: the commit.
 
         ``documents`` are (document, content hash, chunk count) triples added to or replaced in
         ``collection``, ``chunks`` their new chunks; replaced and deleted documents (``(collection, id)``)
         get ``deleted_gen = generation``, as do the listed chunks. Nothing outside the named
-        collections is touched.
+        collections is touched. ``snapshot`` is the generation's snapshot folder; ``before_commit`` is
+        called inside the transaction, with the generation's live document count, to put that folder in
+        place (what it raises rolls everything back).
         """
         now = datetime.now(UTC)
         target = collection or "default"
@@ -357,6 +398,11 @@ class DocumentStore:
                 )
                 for c in chunks
             )
+            if before_commit is not None:
+                session.flush()
+                live = select(func.count()).select_from(DocumentRow).where(_live(DocumentRow, generation))
+                before_commit(int(session.scalar(live) or 0))
+            session.add(GenerationRow(generation=generation, snapshot=snapshot, committed_at=now))
 
     # --- reader side -------------------------------------------------------------------------
 

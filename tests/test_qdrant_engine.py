@@ -259,16 +259,25 @@ def _aliases(client) -> dict[str, str]:
     return {a.alias_name: a.collection_name for a in client.get_aliases().aliases}
 
 
+def _in_memory_index(
+    root: Path, squad_dir: Path, encoder, settings: Settings, start: int, n: int
+) -> tuple[Settings, Path, list[Document], Pipeline, QdrantEngine]:
+    """A Qdrant index (local mode, in memory) of ``n`` SQuAD paragraphs from ``start``, and its reader."""
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    index, docs = root / "ix", _documents(squad_dir, start, n)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs, "a")
+    reader = _pipeline(index, chosen, encoder)
+    assert isinstance(reader.engine, QdrantEngine)
+    return chosen, index, docs, reader, reader.engine
+
+
 def test_a_rebuild_goes_to_a_new_collection_that_the_alias_then_names(
     tmp_path: Path, squad_dir: Path, encoder, settings: Settings
 ) -> None:
-    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
-    index, docs = tmp_path / "ix", _documents(squad_dir, 0, 30)
-    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
-        writer.upsert(docs, "a")
-    old = _pipeline(index, chosen, encoder)  # a reader of generation 1, still serving during the rebuild
-    assert isinstance(old.engine, QdrantEngine)
-    client, first = old.engine.collection.client, old.engine.collection.name
+    # `old`: a reader of generation 1, still serving during the rebuild
+    chosen, index, docs, old, old_engine = _in_memory_index(tmp_path, squad_dir, encoder, settings, 0, 30)
+    client, first = old_engine.collection.client, old_engine.collection.name
     alias = old.snapshot.params.engine.alias
     assert alias and first.startswith(f"{alias}-") and _aliases(client)[alias] == first
     before = old.retrieve(QUESTIONS[0], top_k=10)
@@ -304,13 +313,8 @@ def test_a_rebuild_that_dies_before_its_commit_leaves_no_collection(
 ) -> None:
     from rag.index.store import DocumentStore
 
-    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
-    index, docs = tmp_path / "ix", _documents(squad_dir, 40, 15)
-    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
-        writer.upsert(docs, "a")
-    live = _pipeline(index, chosen, encoder)
-    assert isinstance(live.engine, QdrantEngine)
-    client, alias = live.engine.collection.client, live.snapshot.params.engine.alias
+    chosen, index, docs, live, live_engine = _in_memory_index(tmp_path, squad_dir, encoder, settings, 40, 15)
+    client, alias = live_engine.collection.client, live.snapshot.params.engine.alias
     before = live.retrieve(QUESTIONS[2], top_k=10)
 
     def crash(*args: object, **kwargs: object) -> None:
@@ -322,11 +326,11 @@ def test_a_rebuild_that_dies_before_its_commit_leaves_no_collection(
             writer.replace_all(docs, "a", rebuild=True)
     mine = [c.name for c in client.get_collections().collections if c.name.startswith(f"{alias}-")]
     assert len(mine) == 2  # the rebuild's points are all in; nothing names them
-    assert _aliases(client)[alias] == live.engine.collection.name
+    assert _aliases(client)[alias] == live_engine.collection.name
     with IndexWriter(index, chosen, encoder, show_progress=False):
         pass  # the next writer drops the collection no snapshot reads
     assert [c.name for c in client.get_collections().collections if c.name.startswith(f"{alias}-")] == [
-        live.engine.collection.name
+        live_engine.collection.name
     ]
     served = _pipeline(index, chosen, encoder)
     assert served.snapshot.generation == 1
@@ -336,13 +340,8 @@ def test_a_rebuild_that_dies_before_its_commit_leaves_no_collection(
 def test_a_rebuild_onto_the_embedded_engine_drops_the_collection_with_its_last_snapshot(
     tmp_path: Path, squad_dir: Path, encoder, settings: Settings
 ) -> None:
-    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
-    index, docs = tmp_path / "ix", _documents(squad_dir, 60, 12)
-    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
-        writer.upsert(docs, "a")
-    old = _pipeline(index, chosen, encoder)
-    assert isinstance(old.engine, QdrantEngine)
-    client, name = old.engine.collection.client, old.engine.collection.name
+    chosen, index, docs, _, old_engine = _in_memory_index(tmp_path, squad_dir, encoder, settings, 60, 12)
+    client, name = old_engine.collection.client, old_engine.collection.name
     embedded = chosen.model_copy(update={"index_engine": "embedded"})
     with IndexWriter(index, embedded, encoder, show_progress=False) as writer:
         writer.replace_all(docs, "a", rebuild=True)  # generation 2, on the snapshot's arrays

@@ -171,6 +171,43 @@ def test_kill_9_between_upsert_and_commit(tmp_path: Path, squad_dir: Path, encod
     forget_clients()
 
 
+DYING_AFTER_ITS_COMMIT = CRASHING_WRITER.replace(
+    "DocumentStore.commit_generation = die", "import indexer.writer\nindexer.writer.write_text_atomic = die"
+)
+
+
+def test_kill_9_after_the_store_commit_keeps_the_generations_points(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings
+) -> None:
+    """Killed between its store commit and CURRENT, the writer has committed: the next writer writes CURRENT
+    forward and serves the new points; it rolls nothing back."""
+    import subprocess
+    import sys
+
+    from rag.index.qdrant import forget_clients
+
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16"})
+    index = tmp_path / "ix"
+    docs = _documents(squad_dir, 0, 12)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs, "a")
+    forget_clients()  # Qdrant in process on a folder: one process at a time
+    done = subprocess.run(
+        [sys.executable, "-c", DYING_AFTER_ITS_COMMIT, str(index), docs[0].id], cwd=Path.cwd(), timeout=300
+    )
+    assert done.returncode == -9
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        assert writer.generation == 2
+    served = _pipeline(index, chosen, encoder)
+    assert isinstance(served.engine, QdrantEngine)
+    assert served.snapshot.generation == 2
+    points = served.engine.collection
+    assert points.count_live(2) == len(served.snapshot) == points.client.count(points.name, exact=True).count - 1
+    hits = served.retrieve("harbour cranes", top_k=10).hits
+    assert {h.doc_id for h in hits} >= {f"new-{i}" for i in range(5)}
+    forget_clients()
+
+
 def test_reweighting_never_changes_what_the_live_generation_scores(
     tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

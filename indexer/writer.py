@@ -356,7 +356,8 @@ class IndexWriter:
         old_chunk_ids = store.live_chunk_ids(collection, replaced_ids, self.generation)
         if fresh:  # every live document goes, and comes back encoded again where it is in `documents`
             stale = store.document_keys(self.generation)
-            replaced_ids = [d.id for d in documents if (collection, d.id) in set(stale)]
+            live = set(stale)
+            replaced_ids = [d.id for d in documents if (collection, d.id) in live]
         params = self._new_params() if fresh else self._params()
         chunk_lists = (
             chunk_documents(
@@ -689,9 +690,9 @@ class IndexWriter:
         points.create(params.dim, params.multivector_dim)
         tokens_kept = 0
         if self.snapshot is not None and not change.fresh:
-            tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"])
-            tokens_kept -= points.token_count(sorted(change.removed_chunk_ids))
-            points.mark_deleted(sorted(change.removed_chunk_ids), generation)
+            removed = sorted(change.removed_chunk_ids)
+            tokens_kept = int(self.snapshot.manifest["counts"]["token_vectors"]) - points.token_count(removed)
+            points.mark_deleted(removed, generation)
         tokenize = params.bm25_tokenizer()
         by_length = sorted(change.new_chunks, key=lambda c: len(c.encoded_text), reverse=True)
         first_new = len(rows.chunk_ids)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    Select,
     String,
     Text,
     and_,
@@ -134,6 +135,11 @@ def _live(row: type[DocumentRow] | type[ChunkRow], generation: int) -> ColumnEle
         row.added_gen <= generation,
         or_(row.deleted_gen.is_(None), row.deleted_gen > generation),
     )
+
+
+def _document_count(generation: int) -> Select[int]:
+    """How many documents are live in ``generation``."""
+    return select(func.count()).select_from(DocumentRow).where(_live(DocumentRow, generation))
 
 
 def _batches(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -400,8 +406,7 @@ class DocumentStore:
             )
             if before_commit is not None:
                 session.flush()
-                live = select(func.count()).select_from(DocumentRow).where(_live(DocumentRow, generation))
-                before_commit(int(session.scalar(live) or 0))
+                before_commit(int(session.scalar(_document_count(generation)) or 0))
             session.add(GenerationRow(generation=generation, snapshot=snapshot, committed_at=now))
 
     # --- reader side -------------------------------------------------------------------------
@@ -463,7 +468,7 @@ class DocumentStore:
             return [(r[0], r[1]) for r in rows]
 
     def count_documents(self, generation: int, collection: str | None = None) -> int:
-        query = select(func.count()).select_from(DocumentRow).where(_live(DocumentRow, generation))
+        query = _document_count(generation)
         if collection is not None:
             query = query.where(DocumentRow.collection == collection)
         with Session(self.engine) as session:

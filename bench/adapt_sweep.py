@@ -103,7 +103,9 @@ def main() -> None:
         }
     ]
     started = time.perf_counter()
-    data = make_training_data(snapshot, base.encoder, settings, AdaptOptions(show_progress=False))
+    with tempfile.TemporaryDirectory() as work:  # unused: the sweep runs on the embedded engine
+        data = make_training_data(snapshot, base.encoder, settings, AdaptOptions(show_progress=False), Path(work))
+    passages = snapshot.multivector
     data_s = time.perf_counter() - started
     for name, overrides in HEADS.items():
         train_s, steps = 0.0, 0
@@ -111,10 +113,10 @@ def main() -> None:
         if overrides is not None:
             options = replace(AdaptOptions(show_progress=False, checkpoint_every_s=1e9, minutes=120), **overrides)
             if options.max_steps == 0:
-                weight = initial_projection(snapshot, options)
+                weight = initial_projection(passages, options)
             else:
                 with tempfile.TemporaryDirectory() as tmp:
-                    weight, steps, train_s, _ = train_projection(snapshot, data, options, Path(tmp) / "state.pt")
+                    weight, steps, train_s, _ = train_projection(passages, data, options, Path(tmp) / "state.pt")
         for weighting in WEIGHTS if overrides is None or not overrides else ("uniform",):
             rows_out.append(
                 {

@@ -8,9 +8,10 @@
    entropy of MaxSim over the positive, the query's hard negatives and every other passage of the batch.
    The encoder itself stays frozen, so the passages' token vectors come from the index rather than a
    forward pass: a training step costs milliseconds instead of the ~27 s a full fine-tuning step of
-   MiniLM takes on this CPU (docs/adapt.md), and adapting never re-encodes the corpus.
-4. The head lands in ``DIR/models/``; a new snapshot adds the projected token vectors, and the query
-   path scores MaxSim with them from then on.
+   MiniLM takes on this CPU (docs/adapt.md), and adapting never re-encodes the corpus. On the Qdrant
+   engine the training passages' vectors are fetched once into ``DIR/adapt/tokens``.
+4. The head lands in ``DIR/models/``; a new snapshot adds the projected token vectors (on Qdrant, in
+   the collection's adapted slot), and the query path scores MaxSim with them from then on.
 
 Training checkpoints to ``DIR/adapt/`` and a second run resumes there; ``max_steps`` and ``minutes``
 bound the whole run, resumed parts included.
@@ -36,8 +37,11 @@ from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.encode.projection import principal_directions, save_head
 from rag.errors import IndexNotFoundError, InputError
-from rag.index.engine import LocalEngine
+from rag.index.codecs import make_codec
+from rag.index.engine import make_engine
 from rag.index.manifest import FinalStageChoice
+from rag.index.multivector import OFFSETS_FILE, MultiVectorIndex, MultiVectorParams, MultiVectorWriter
+from rag.index.qdrant_engine import QdrantEngine
 from rag.index.snapshot import Snapshot, current_snapshot_name
 from rag.objects import Stage
 from rag.retrieval import QueryInput, Recipe, retrieve
@@ -48,6 +52,7 @@ MODELS_DIR = "models"
 DATA_FILE = "data.npz"
 META_FILE = "meta.json"
 STATE_FILE = "state.pt"
+TOKENS_DIR = "tokens"  # Qdrant: the training passages' token vectors, fetched once
 MAX_QUERY_TOKENS = 64
 
 
@@ -131,11 +136,13 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
             raise InputError("this index scores MaxSim with a ColBERT checkpoint; adapt trains a head for the encoder")
         if options.dim > snapshot.params.dim:
             raise InputError(f"--dim {options.dim} exceeds the encoder's {snapshot.params.dim} dimensions")
+        writer.check_head_slots()
         run = index_dir / RUN_DIR
         started = time.perf_counter()
         data, resumed = _training_data(run, snapshot, writer.encoder, settings, options)
+        tokens = passage_tokens(snapshot, settings, _rows_of(data), run / TOKENS_DIR, options.show_progress)
         data_seconds = time.perf_counter() - started
-        weight, steps, train_seconds, losses = train_projection(snapshot, data, options, run / STATE_FILE)
+        weight, steps, train_seconds, losses = train_projection(tokens, data, options, run / STATE_FILE)
         started = time.perf_counter()
         name = f"adapted-gen{snapshot.generation + 1:06d}"
         model_dir = index_dir / MODELS_DIR / name
@@ -187,13 +194,17 @@ def _training_data(
         return TrainingData.load(run / DATA_FILE), True
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    data = make_training_data(snapshot, encoder, settings, options)
+    data = make_training_data(snapshot, encoder, settings, options, run / TOKENS_DIR)
     data.save(run / DATA_FILE)
     meta_file.write_text(json.dumps(meta), "utf-8")  # written last: its presence means the data is whole
     return data, False
 
 
-def make_training_data(snapshot: Snapshot, encoder: Encoder, settings: Settings, options: AdaptOptions) -> TrainingData:
+def make_training_data(
+    snapshot: Snapshot, encoder: Encoder, settings: Settings, options: AdaptOptions, work_dir: Path
+) -> TrainingData:
+    """Pseudo-queries (and labelled pairs) with their positives' kept-token masks and mined negatives;
+    ``work_dir`` takes the passages' token vectors on the Qdrant engine (:func:`passage_tokens`)."""
     rng = random.Random(options.seed)
     n = len(snapshot)
     rows = sorted(rng.sample(range(n), min(n, options.max_passages)))
@@ -220,7 +231,9 @@ def make_training_data(snapshot: Snapshot, encoder: Encoder, settings: Settings,
     query_tokens = [t[:MAX_QUERY_TOKENS] for t in encoded.tokens]
     negatives = mine_negatives(snapshot, settings, encoded.dense, [q.text for q in queries], queries, options, rng)
     texts = {r: (c.title + "\n" + c.text if c.title else c.text) for r, c in present}
-    kept = _kept_masks(snapshot, encoder, queries, texts)
+    needed = np.union1d([q.row for q in queries], negatives.ravel()).astype(np.int64)
+    tokens = passage_tokens(snapshot, settings, needed, work_dir, options.show_progress)
+    kept = _kept_masks(tokens, encoder, queries, texts)
     return TrainingData(
         query_vectors=np.concatenate(query_tokens).astype(np.float16),
         query_offsets=np.concatenate([[0], np.cumsum([len(t) for t in query_tokens])]).astype(np.int64),
@@ -254,7 +267,7 @@ def mine_negatives(
     each query (no MaxSim: that is what is being trained), passages of the positive's own document left
     out; random passages fill any shortfall."""
     doc_ids = np.asarray(snapshot.doc_ids)
-    engine = LocalEngine(snapshot, settings.dense_hnsw_ef_search)
+    engine = make_engine(snapshot, settings)
     depth = options.negative_depth + 8  # room for the positive's own passages
     recipe = replace(Recipe.from_settings(settings, depth), maxsim_mode="off")
     dense = engine.dense(query_dense, recipe.depth, engine.scope(None))
@@ -284,11 +297,11 @@ def _no_late() -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _kept_masks(
-    snapshot: Snapshot, encoder: Encoder, queries: Sequence[PseudoQuery], texts: dict[int, str]
+    tokens: MultiVectorIndex, encoder: Encoder, queries: Sequence[PseudoQuery], texts: dict[int, str]
 ) -> list[np.ndarray]:
     """Each positive's token mask: the ICT sentence's tokens left out. The passage is tokenised as the
     encoder did; if the count disagrees with the index (another tokenizer), nothing is left out."""
-    offsets = np.asarray(snapshot.multivector.offsets)
+    offsets = np.asarray(tokens.offsets)
     masks = []
     for query in queries:
         n_tokens = int(offsets[query.row + 1] - offsets[query.row])
@@ -299,6 +312,44 @@ def _kept_masks(
         mask = np.array(kept_token_mask(spans, query.removed), bool)
         masks.append(mask if len(mask) == n_tokens and mask.any() else np.ones(n_tokens, bool))
     return masks
+
+
+def _rows_of(data: TrainingData) -> np.ndarray:
+    """Every passage row training reads: the positives and their negatives."""
+    return np.union1d(data.positives, data.negatives.ravel()).astype(np.int64)
+
+
+def passage_tokens(
+    snapshot: Snapshot, settings: Settings, rows: np.ndarray, folder: Path, show_progress: bool = True
+) -> MultiVectorIndex:
+    """The token vectors training reads, by snapshot row. The embedded engine's are the snapshot's own
+    arrays. On Qdrant, ``rows``' vectors are fetched once into ``folder`` (float16, as Qdrant stores
+    them; other rows left empty, so rows keep their numbers) and memory-mapped from there; a folder
+    already complete (a resumed run) is read as it is."""
+    engine = make_engine(snapshot, settings)
+    if not isinstance(engine, QdrantEngine):
+        return snapshot.multivector
+    params = MultiVectorParams("float16", snapshot.params.multivector_dim)
+    if (folder / OFFSETS_FILE).exists():  # written last by the writer: the folder is whole
+        return MultiVectorIndex.load(folder, params)
+    wanted = set(np.asarray(rows, np.int64).tolist())
+    chunk_ids = [str(c) for c in np.asarray(snapshot.chunk_ids)]
+    shutil.rmtree(folder, ignore_errors=True)
+    writer = MultiVectorWriter(folder, make_codec("float16", params.dim))
+    empty = np.zeros((0, params.dim), np.float32)
+    advance = _bar(len(wanted), "fetching token vectors", show_progress)
+    try:
+        for start in range(0, len(chunk_ids), 1024):
+            block = range(start, min(start + 1024, len(chunk_ids)))
+            fetched = engine.collection.token_vectors([chunk_ids[r] for r in block if r in wanted])
+            writer.append([fetched.get(chunk_ids[r], empty) if r in wanted else empty for r in block])
+            advance(sum(r in wanted for r in block))
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return MultiVectorIndex.load(folder, params)
 
 
 def _bar(total: int, desc: str, show: bool) -> Any:
@@ -339,11 +390,10 @@ def _pad(arrays: Sequence[np.ndarray], dim: int) -> tuple[np.ndarray, np.ndarray
     return out, mask
 
 
-def _batch(snapshot: Snapshot, data: TrainingData, indices: np.ndarray) -> tuple[Any, ...]:
+def _batch(mv: MultiVectorIndex, data: TrainingData, indices: np.ndarray) -> tuple[Any, ...]:
     """Padded tensors for queries ``indices``: passages are [pos_0, neg_0..., pos_1, neg_1..., ...]."""
     import torch
 
-    mv = snapshot.multivector
     dim = mv.dim
     queries = [
         np.asarray(data.query_vectors[data.query_offsets[i] : data.query_offsets[i + 1]], np.float32) for i in indices
@@ -371,16 +421,15 @@ def _order(n: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(n)
 
 
-def initial_projection(snapshot: Snapshot, options: AdaptOptions, sample: int = 50_000) -> np.ndarray:
-    """The head before training: principal directions of a sample of the index's token vectors."""
-    n = snapshot.multivector.n_vectors
+def initial_projection(mv: MultiVectorIndex, options: AdaptOptions, sample: int = 50_000) -> np.ndarray:
+    """The head before training: principal directions of a sample of the passages' token vectors."""
+    n = mv.n_vectors
     rows = np.sort(np.random.default_rng(options.seed).choice(n, min(n, sample), replace=False))
-    mv = snapshot.multivector
     return principal_directions(mv.codec.decode(np.asarray(mv.codes[rows])), options.dim)
 
 
 def train_projection(
-    snapshot: Snapshot, data: TrainingData, options: AdaptOptions, state_file: Path
+    tokens: MultiVectorIndex, data: TrainingData, options: AdaptOptions, state_file: Path
 ) -> tuple[np.ndarray, int, float, list[float]]:
     """Train the head; returns (weight, steps, training seconds, mean loss per 10 steps).
 
@@ -397,7 +446,7 @@ def train_projection(
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, losses = int(state["step"]), float(state["elapsed"]), list(state["losses"])
     else:
-        weight = torch.nn.Parameter(torch.from_numpy(initial_projection(snapshot, options)))
+        weight = torch.nn.Parameter(torch.from_numpy(initial_projection(tokens, options)))
         optimizer = torch.optim.AdamW([weight], lr=options.learning_rate, weight_decay=0.0)
         step, elapsed, losses = 0, 0.0, []
 
@@ -432,7 +481,7 @@ def train_projection(
         while step < options.max_steps and elapsed < budget:
             epoch, position = divmod(step, per_epoch)
             indices = _order(len(data), options.seed, epoch)[position * options.batch_size :][: options.batch_size]
-            q, q_mask, d, d_mask, columns = _batch(snapshot, data, indices)
+            q, q_mask, d, d_mask, columns = _batch(tokens, data, indices)
             loss = colbert_loss(q, q_mask, d, d_mask, weight, columns)
             optimizer.zero_grad()
             loss.backward()

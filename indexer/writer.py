@@ -461,7 +461,8 @@ class IndexWriter:
         index directory, from `rag adapt`; empty removes it). Returns the new generation."""
         if self.snapshot is None:
             raise InputError(f"no index at {self.index_dir} (build one with `rag index build`)")
-        self._embedded_only("an adapted head")
+        if head:
+            self.check_head_slots()
         dim = int(load_head(self.index_dir / head).shape[0]) if head else 0
         params = replace(self.snapshot.params, late_projection=head, late_projection_dim=dim)
         return self._commit(Change(params))
@@ -488,6 +489,18 @@ class IndexWriter:
         if self.snapshot.engine != "qdrant":
             raise InputError(f"{self.index_dir} is on the {self.snapshot.engine} engine, whose BM25 is always exact")
         return self._commit(Change(self.snapshot.params, reweight_bm25=True))
+
+    def check_head_slots(self) -> None:
+        """Refuse, before any work, an adapted head that the index cannot keep: a Qdrant collection
+        created before heads were kept in Qdrant has no adapted slots (Qdrant adds no named vector to a
+        collection that exists)."""
+        if self.snapshot is None or self.snapshot.engine != "qdrant":
+            return
+        if self._points(self.snapshot.params).token_width() is None:
+            raise InputError(
+                f"the Qdrant collection of {self.index_dir} predates adapted heads in Qdrant: rebuild it once "
+                f"with `rag index build --index {self.index_dir} --force --rebuild`, then run `rag adapt` again"
+            )
 
     def _embedded_only(self, what: str) -> None:
         if self.snapshot is not None and self.snapshot.engine != "embedded":
@@ -702,6 +715,9 @@ class IndexWriter:
         weights_avgdl = avgdl if reweight else written
         slot = 1 - params.engine.bm25_slot if reweight else params.engine.bm25_slot
         documents = {d.id: d for d, _, _ in change.documents}
+        head, head_slot = self._head_slot(change)
+        if head is not None and head_slot != params.engine.adapted_slot:  # a new head: every kept point too
+            self._write_adapted(points, rows.chunk_ids[:first_new], head, head_slot)
         # BM25 rows are in by_length order; blocks may come back in another (Ray's actors finish as they do)
         row_of = {c.id: first_new + i for i, c in enumerate(by_length)}
         for block, encoded, token_vectors in self._encoded_blocks(by_length):
@@ -715,6 +731,7 @@ class IndexWriter:
                     bm25[i],
                     slot,
                     generation,
+                    adapted=(project_tokens(token_vectors[i], head), head_slot) if head is not None else None,
                 )
                 for i, c in enumerate(block)
             )
@@ -725,7 +742,32 @@ class IndexWriter:
             kept = np.arange(first_new)
             points.set_bm25(rows.chunk_ids[:first_new], rows.sparse.saturated_tf(kept, avgdl), slot)
         rows.n_token_vectors = tokens_kept
-        rows.engine = replace(params.engine, bm25_avgdl=weights_avgdl, bm25_slot=slot)
+        rows.engine = replace(params.engine, bm25_avgdl=weights_avgdl, bm25_slot=slot, adapted_slot=head_slot)
+
+    def _head_slot(self, change: Change) -> tuple[np.ndarray | None, int]:
+        """The head the next generation scores MaxSim through (None: no head) and the adapted slot its
+        vectors are in: the live slot for the live head, the other one for a new head, so readers of the
+        live generation never see its slot written."""
+        params, old = change.params, None if change.fresh else self.snapshot
+        live_slot = params.engine.adapted_slot
+        if not params.late_projection:
+            return None, live_slot
+        head = load_head(self.index_dir / params.late_projection)
+        same_head = old is not None and old.params.late_projection == params.late_projection
+        return head, live_slot if same_head or old is None else 1 - live_slot
+
+    def _write_adapted(self, points: QdrantCollection, chunk_ids: Sequence[str], head: np.ndarray, slot: int) -> None:
+        """Project kept points' raw token vectors through a new head into adapted slot ``slot``, a
+        bounded block at a time (nothing is encoded again)."""
+        with self._progress(len(chunk_ids), "projecting token vectors") as advance:
+            for start in range(0, len(chunk_ids), 256):
+                block = chunk_ids[start : start + 256]
+                raw = points.token_vectors(block)
+                missing = [c for c in block if c not in raw]
+                if missing:
+                    raise IndexCorruptError(f"Qdrant collection {points.name} has no point for chunks {missing[:3]}")
+                points.set_adapted(block, [project_tokens(raw[c], head) for c in block], slot)
+                advance(len(block))
 
     def _points(self, params: IndexParams) -> QdrantCollection:
         client = connect(self.settings, self.index_dir)

@@ -104,7 +104,7 @@ def test_adapt_trains_a_head_the_query_path_uses(index: Path, settings: Settings
 
     weight = load_head(result.model_dir)
     assert weight.shape == (16, 384)
-    assert not np.allclose(weight, initial_projection(raw, SMALL), atol=1e-4)  # training moved it
+    assert not np.allclose(weight, initial_projection(raw.multivector, SMALL), atol=1e-4)  # training moved it
     config = json.loads((result.model_dir / "config.json").read_text())
     assert config["out_features"] == 16 and config["module_input_name"] == "token_embeddings"
     assert json.loads((result.model_dir / "adapt.json").read_text())["steps"] == 4
@@ -145,7 +145,7 @@ def test_an_interrupted_run_resumes(index: Path, settings: Settings, encoder: En
     data, resumed = _training_data(run, snap, encoder, settings, SMALL)
     assert not resumed
     # the first two steps, then "the process dies": state and data stay on disk
-    train_projection(snap, data, AdaptOptions(**{**SMALL.__dict__, "max_steps": 2}), run / STATE_FILE)
+    train_projection(snap.multivector, data, AdaptOptions(**{**SMALL.__dict__, "max_steps": 2}), run / STATE_FILE)
     assert (run / STATE_FILE).exists()
     result = adapt_index(index, settings, SMALL)
     assert result.resumed and result.steps == 4

@@ -72,5 +72,6 @@ def make_engine(snapshot: Snapshot, settings: Settings, adapted: bool = True) ->
     engine = snapshot.params.engine
     if engine.kind == "qdrant":
         client = connect(settings, snapshot.index_dir)
-        return QdrantEngine(snapshot, QdrantCollection(client, engine.collection, settings.dense_hnsw_ef_search))
+        collection = QdrantCollection(client, engine.collection, settings.dense_hnsw_ef_search)
+        return QdrantEngine(snapshot, collection, adapted)
     return LocalEngine(snapshot, settings.dense_hnsw_ef_search, adapted)

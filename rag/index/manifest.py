@@ -56,13 +56,15 @@ class FinalStageChoice:
 class EngineParams:
     """Where the index's vectors live: ``embedded`` (the snapshot's arrays) or ``qdrant`` (``collection``,
     whose BM25 slot ``bm25_slot`` holds every live point's weights, written with mean passage length
-    ``bm25_avgdl``; ``alias`` is the index's stable name, switched to a new collection by a full rebuild)."""
+    ``bm25_avgdl``; ``alias`` is the index's stable name, switched to a new collection by a full rebuild;
+    an adapted head's token vectors are in multivector slot ``adapted_slot``)."""
 
     kind: str = "embedded"
     collection: str = ""
     alias: str = ""
     bm25_avgdl: float = 0.0
     bm25_slot: int = 0
+    adapted_slot: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class IndexParams:
                 alias=str(sections["engine"].get("alias", "")),
                 bm25_avgdl=float(sections["engine"].get("bm25_avgdl", 0.0)),
                 bm25_slot=int(sections["engine"].get("bm25_slot", 0)),
+                adapted_slot=int(sections["engine"].get("adapted_slot", 0)),
             )
             if sections.get("engine")
             else EngineParams(),

@@ -6,7 +6,10 @@ reranks candidates) and two BM25 slots ``bm25-0`` / ``bm25-1`` (sparse: each ter
 ``tf * (k1 + 1) / (tf + norm)``; the query side carries the idf, computed from the index's own global
 statistics, so scores are BM25's and not Qdrant's per-shard IDF). A generation reads one slot (its
 manifest says which); a writer that writes every weight again for a new mean passage length writes the
-other slot, so readers of the live generation never see a weight change under them.
+other slot, so readers of the live generation never see a weight change under them. An adapted head's
+token vectors (``rag adapt``) go the same way: two multivector slots ``adapted-0`` / ``adapted-1`` of the
+raw tokens' width (a narrower head's vectors padded with zeros, which leaves every inner product as it
+is), a new head written into the slot the live generation does not read.
 
 Points carry ``added_gen`` and, once deleted, ``deleted_gen``: a reader of generation ``g`` sees exactly
 the points with ``added_gen <= g < deleted_gen``, so a writer can upsert the next generation's points
@@ -15,6 +18,7 @@ while readers still serve the last one, and roll back what a crash left behind.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -29,6 +33,7 @@ from rag.settings import Settings
 
 DENSE, TOKENS = "dense", "tokens"
 BM25_SLOTS = ("bm25-0", "bm25-1")
+ADAPTED_SLOTS = ("adapted-0", "adapted-1")
 POINT_NAMESPACE = uuid.UUID("9b6f6f0e-5d0e-4d8e-9c55-8f1f5c0b7a41")  # chunk id → point id, fixed forever
 UPSERT_BATCH = 64  # points per upsert: a point's token vectors are ~75k floats on the wire
 LOCAL_DIR = "qdrant"  # DIR/qdrant: Qdrant in process when no URL or path is set
@@ -94,6 +99,11 @@ def forget_clients() -> None:
         _clients.clear()
 
 
+# Closed before the interpreter tears modules down: left to QdrantClient.__del__, closing a local-mode
+# client printed a traceback at the end of every command.
+atexit.register(forget_clients)
+
+
 class QdrantCollection:
     """The points of one index in one Qdrant collection."""
 
@@ -104,6 +114,7 @@ class QdrantCollection:
         self.name = name
         self.ef_search = ef_search
         self.models = models
+        self._widths: dict[str, int | None] = {}
 
     # --- schema ------------------------------------------------------------------------------
 
@@ -112,17 +123,20 @@ class QdrantCollection:
         m = self.models
         if self.client.collection_exists(self.name):
             return
+        tokens = m.VectorParams(
+            size=token_dim,
+            distance=m.Distance.DOT,
+            datatype=m.Datatype.FLOAT16,
+            multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
+            hnsw_config=m.HnswConfigDiff(m=0),  # reranking only: no graph to build or keep
+        )
         self.client.create_collection(
             self.name,
+            # a point without a head's vectors simply has none in the adapted slots
             vectors_config={
                 DENSE: m.VectorParams(size=dim, distance=m.Distance.DOT),
-                TOKENS: m.VectorParams(
-                    size=token_dim,
-                    distance=m.Distance.DOT,
-                    datatype=m.Datatype.FLOAT16,
-                    multivector_config=m.MultiVectorConfig(comparator=m.MultiVectorComparator.MAX_SIM),
-                    hnsw_config=m.HnswConfigDiff(m=0),  # reranking only: no graph to build or keep
-                ),
+                TOKENS: tokens,
+                **dict.fromkeys(ADAPTED_SLOTS, tokens),
             },
             # no IDF modifier: the query brings idf
             sparse_vectors_config={name: m.SparseVectorParams() for name in BM25_SLOTS},
@@ -135,6 +149,15 @@ class QdrantCollection:
             ("day", m.PayloadSchemaType.INTEGER),
         ):
             self.client.create_payload_index(self.name, field, schema, wait=True)
+
+    def token_width(self, name: str = ADAPTED_SLOTS[0]) -> int | None:
+        """The width of multivector ``name`` in this collection; None where the collection has no such
+        vector (a collection created before adapted heads were kept in Qdrant)."""
+        if name not in self._widths:  # fixed when the collection is made: asked once
+            vectors = self.client.get_collection(self.name).config.params.vectors
+            found = vectors.get(name) if isinstance(vectors, dict) else None
+            self._widths[name] = int(found.size) if found is not None else None
+        return self._widths[name]
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -152,20 +175,25 @@ class QdrantCollection:
         bm25: tuple[np.ndarray, np.ndarray],
         bm25_slot: int,
         generation: int,
+        adapted: tuple[np.ndarray, int] | None = None,
     ) -> Any:
-        """A new point of ``generation`` with its BM25 weights in ``bm25_slot``; token vectors go as
-        float16 values, as they are stored."""
+        """A new point of ``generation`` with its BM25 weights in ``bm25_slot`` and, where the index has
+        a head, its projected token vectors in adapted slot ``adapted[1]``; token vectors go as float16
+        values, as they are stored."""
         m = self.models
         terms, weights = bm25
+        vector: dict[str, Any] = {
+            DENSE: np.asarray(dense, np.float32).tolist(),
+            TOKENS: _stored(tokens),
+            BM25_SLOTS[bm25_slot]: m.SparseVector(
+                indices=np.asarray(terms).tolist(), values=np.asarray(weights).tolist()
+            ),
+        }
+        if adapted is not None:
+            vector[ADAPTED_SLOTS[adapted[1]]] = _stored(padded(adapted[0], np.asarray(tokens).shape[1]))
         return m.PointStruct(
             id=point_id(chunk_id),
-            vector={
-                DENSE: np.asarray(dense, np.float32).tolist(),
-                TOKENS: np.asarray(tokens, np.float16).astype(np.float32).tolist(),
-                BM25_SLOTS[bm25_slot]: m.SparseVector(
-                    indices=np.asarray(terms).tolist(), values=np.asarray(weights).tolist()
-                ),
-            },
+            vector=vector,
             # n_tokens: what a delete takes off the manifest's count of token vectors
             payload={**payload, "chunk_id": chunk_id, "added_gen": generation, "n_tokens": len(tokens)},
         )
@@ -188,6 +216,34 @@ class QdrantCollection:
                 ],
                 wait=True,
             )
+
+    def set_adapted(self, chunk_ids: Sequence[str], projected: Sequence[np.ndarray], slot: int) -> None:
+        """Write existing points' projected token vectors into adapted slot ``slot`` (a new head; never
+        the slot the live generation reads)."""
+        m = self.models
+        width = self.token_width(ADAPTED_SLOTS[slot])
+        if width is None:
+            raise IndexCorruptError(f"Qdrant collection {self.name} has no {ADAPTED_SLOTS[slot]} vector")
+        for batch in _batches(list(zip(chunk_ids, projected, strict=True)), UPSERT_BATCH):
+            self.client.update_vectors(
+                self.name,
+                points=[
+                    m.PointVectors(id=point_id(cid), vector={ADAPTED_SLOTS[slot]: _stored(padded(v, width))})
+                    for cid, v in batch
+                ],
+                wait=True,
+            )
+
+    def token_vectors(self, chunk_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The raw (n, dim) token vectors of the points of ``chunk_ids``, as stored (float16 values)."""
+        out: dict[str, np.ndarray] = {}
+        for batch in _batches(list(chunk_ids), UPSERT_BATCH):
+            found = self.client.retrieve(
+                self.name, ids=[point_id(c) for c in batch], with_payload=["chunk_id"], with_vectors=[TOKENS]
+            )
+            for point in found:
+                out[str((point.payload or {})["chunk_id"])] = np.asarray((point.vector or {})[TOKENS], np.float32)
+        return out
 
     def mark_deleted(self, chunk_ids: Sequence[str], generation: int) -> None:
         """The points stop being live from ``generation`` on (readers of older ones still see them)."""
@@ -321,21 +377,41 @@ class QdrantCollection:
         )
         return _found(found.points)
 
-    def maxsim(self, query_tokens: np.ndarray, chunk_ids: Sequence[str]) -> dict[str, float]:
-        """MaxSim of the (n_q, dim) query tokens against each of ``chunk_ids``."""
+    def maxsim(self, query_tokens: np.ndarray, chunk_ids: Sequence[str], using: str = TOKENS) -> dict[str, float]:
+        """MaxSim of the (n_q, dim) query tokens against each of ``chunk_ids``' multivector ``using``
+        (the raw tokens, or an adapted slot: the query is padded to its width)."""
         if not chunk_ids:
             return {}
         m = self.models
+        query = np.asarray(query_tokens, np.float32)
+        if using != TOKENS:
+            query = padded(query, self.token_width(using) or query.shape[1])
         found = self.client.query_points(
             self.name,
-            query=np.asarray(query_tokens, np.float32).tolist(),
-            using=TOKENS,
+            query=query.tolist(),
+            using=using,
             query_filter=m.Filter(must=[m.HasIdCondition(has_id=[point_id(c) for c in chunk_ids])]),
             limit=len(chunk_ids),
             with_payload=["chunk_id"],
             search_params=m.SearchParams(exact=True),
         )
         return dict(_found(found.points))
+
+
+def padded(vectors: np.ndarray, width: int) -> np.ndarray:
+    """(n, d) vectors widened to (n, width) with zeros: inner products between padded vectors are the
+    unpadded ones, so a head narrower than the collection's slot scores exactly."""
+    vectors = np.asarray(vectors, np.float32)
+    if vectors.shape[1] > width:
+        raise ValueError(f"{vectors.shape[1]}-d vectors do not fit a {width}-d slot")
+    if vectors.shape[1] == width:
+        return vectors
+    return np.pad(vectors, ((0, 0), (0, width - vectors.shape[1])))
+
+
+def _stored(tokens: np.ndarray) -> list[list[float]]:
+    """Token vectors as the float16 values Qdrant keeps (sent as floats)."""
+    return np.asarray(tokens, np.float16).astype(np.float32).tolist()
 
 
 def _found(points: Sequence[Any]) -> list[tuple[str, float]]:

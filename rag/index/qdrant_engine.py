@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from rag.encode.projection import project_tokens
 from rag.errors import IndexCorruptError
-from rag.index.qdrant import QdrantCollection
+from rag.index.qdrant import ADAPTED_SLOTS, TOKENS, QdrantCollection
 from rag.index.snapshot import Snapshot
 from rag.maxsim import maxsim_packed
 from rag.objects import Filters
@@ -21,14 +22,23 @@ from rag.retrieval import Ranking
 
 class QdrantEngine:
     """:class:`rag.retrieval.Engine` over a Qdrant-backed :class:`Snapshot`; filters become a Qdrant filter
-    that also keeps only the snapshot's generation."""
+    that also keeps only the snapshot's generation.
 
-    adapted = False  # an adapted head's tokens are not kept in Qdrant (docs/scale-out.md)
+    Where the index has an adapted head, MaxSim scores the query's projected tokens against the
+    generation's adapted slot; ``adapted=False`` scores the raw token vectors (for comparison)."""
 
-    def __init__(self, snapshot: Snapshot, collection: QdrantCollection) -> None:
+    def __init__(self, snapshot: Snapshot, collection: QdrantCollection, adapted: bool = True) -> None:
         self.snapshot = snapshot
         self.collection = collection
+        self.adapted = adapted and snapshot.projection is not None
         self._rows: dict[str, int] | None = None
+
+    def _late(self, tokens: np.ndarray) -> np.ndarray:
+        """Token vectors as this engine's MaxSim compares them: through the head where it is used."""
+        tokens = np.asarray(tokens, np.float32)
+        if self.adapted and self.snapshot.projection is not None:
+            return project_tokens(tokens, self.snapshot.projection)
+        return tokens
 
     @property
     def rows(self) -> dict[str, int]:
@@ -63,15 +73,17 @@ class QdrantEngine:
         """MaxSim in Qdrant; per-token weights scale the query vectors (``w * max <q, d> = max <w q, d>``
         for ``w >= 0``). Exact ties keep the candidates' order."""
         chunk_ids = np.asarray(self.snapshot.chunk_ids)[np.asarray(candidates, np.int64)].tolist()
-        query = np.asarray(query_tokens, np.float32)
+        query = self._late(query_tokens)
         if weights is not None:
             query = query * np.clip(np.asarray(weights, np.float32), 0.0, None)[:, None]
-        scores = self.collection.maxsim(query, [str(c) for c in chunk_ids])
+        using = ADAPTED_SLOTS[self.snapshot.params.engine.adapted_slot] if self.adapted else TOKENS
+        scores = self.collection.maxsim(query, [str(c) for c in chunk_ids], using)
         order = sorted(range(len(chunk_ids)), key=lambda i: -scores.get(str(chunk_ids[i]), 0.0))
         return [(int(candidates[i]), scores.get(str(chunk_ids[i]), 0.0)) for i in order]
 
     def maxsim_outside(self, query_tokens: np.ndarray, tokens: np.ndarray, weights: np.ndarray | None) -> float:
-        """MaxSim of a passage not in the index, from its token vectors stored as Qdrant stores them."""
-        stored = np.asarray(tokens, np.float16).astype(np.float32)
+        """MaxSim of a passage not in the index, from its token vectors stored as Qdrant stores them
+        (projected by the head first, where :meth:`maxsim` uses it)."""
+        stored = np.asarray(self._late(tokens), np.float16).astype(np.float32)
         offsets = np.array([0, len(stored)], np.int64)
-        return float(maxsim_packed(np.asarray(query_tokens, np.float32), stored, offsets, weights)[0])
+        return float(maxsim_packed(self._late(query_tokens), stored, offsets, weights)[0])

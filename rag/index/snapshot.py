@@ -138,9 +138,10 @@ class Snapshot:
         projected = projection = None
         if params.late_projection:
             projection = load_head(index_dir / params.late_projection)
-            projected = MultiVectorIndex.load(
-                directory / PROJECTED_DIR, MultiVectorParams(params.token_codec, params.late_projection_dim)
-            )
+            if embedded:  # Qdrant keeps the projected tokens in the collection's adapted slot
+                projected = MultiVectorIndex.load(
+                    directory / PROJECTED_DIR, MultiVectorParams(params.token_codec, params.late_projection_dim)
+                )
         return cls(
             index_dir=index_dir,
             directory=directory,

@@ -53,6 +53,7 @@ from rag.objects import Chunk, Document, is_iso_date
 from rag.settings import Settings
 
 ENCODE_BLOCK = 1024  # chunks per encoder call: long enough for length-sorted batching, short for memory
+PROJECT_BLOCK = 256  # Qdrant points projected through a new head per round trip
 
 
 @dataclass(frozen=True)
@@ -760,8 +761,8 @@ class IndexWriter:
         """Project kept points' raw token vectors through a new head into adapted slot ``slot``, a
         bounded block at a time (nothing is encoded again)."""
         with self._progress(len(chunk_ids), "projecting token vectors") as advance:
-            for start in range(0, len(chunk_ids), 256):
-                block = chunk_ids[start : start + 256]
+            for start in range(0, len(chunk_ids), PROJECT_BLOCK):
+                block = chunk_ids[start : start + PROJECT_BLOCK]
                 raw = points.token_vectors(block)
                 missing = [c for c in block if c not in raw]
                 if missing:

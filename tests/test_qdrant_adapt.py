@@ -143,3 +143,41 @@ def test_a_collection_without_adapted_slots_is_refused_before_training(
     with pytest.raises(InputError, match="--force --rebuild"):
         adapt_index(index, chosen, SMALL)
     assert not (index / RUN_DIR).exists()  # refused before any training data was made
+
+
+def test_a_head_that_fails_half_written_leaves_the_live_generation_as_it_was(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    index = tmp_path / "ix"
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(_documents(squad_dir, 0, 30), "a")
+    head = index / "models" / "h"
+    save_head(head, principal_directions(np.eye(384, dtype=np.float32)[:64], 8), {"method": "test"})
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.set_projection("models/h")
+    live = Pipeline(Snapshot.load(index, chosen), chosen, encoder=encoder)
+    scores = {q: _maxsim(live, q) for q in QUESTIONS}
+
+    written = []
+    real = QdrantCollection.set_adapted
+
+    def dies_after_one_block(self, chunk_ids, projected, slot):
+        if written:
+            raise OSError("the writer's machine went away")
+        written.append(slot)
+        real(self, chunk_ids, projected, slot)
+
+    monkeypatch.setattr("indexer.writer.PROJECT_BLOCK", 8)  # several blocks on a small index
+    monkeypatch.setattr(QdrantCollection, "set_adapted", dies_after_one_block)
+    save_head(index / "models" / "h2", principal_directions(np.eye(384, dtype=np.float32)[64:128], 8), {})
+    with pytest.raises(OSError), IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.set_projection("models/h2")
+    assert written == [1 - live.snapshot.params.engine.adapted_slot]  # the slot the live generation does not read
+    after = Pipeline(Snapshot.load(index, chosen), chosen, encoder=encoder)
+    assert after.snapshot.generation == live.snapshot.generation
+    assert {q: _maxsim(after, q) for q in QUESTIONS} == scores == {q: _maxsim(live, q) for q in QUESTIONS}
+    monkeypatch.setattr(QdrantCollection, "set_adapted", real)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:  # the next writer finishes it
+        writer.set_projection("models/h2")
+    assert Snapshot.load(index, chosen).params.late_projection == "models/h2"

@@ -159,7 +159,7 @@ def test_a_head_that_fails_half_written_leaves_the_live_generation_as_it_was(
     live = Pipeline(Snapshot.load(index, chosen), chosen, encoder=encoder)
     scores = {q: _maxsim(live, q) for q in QUESTIONS}
 
-    written = []
+    written: list[int] = []
     real = QdrantCollection.set_adapted
 
     def dies_after_one_block(self, chunk_ids, projected, slot):

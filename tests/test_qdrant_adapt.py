@@ -125,10 +125,7 @@ def test_an_adapted_head_on_qdrant_scores_as_on_the_embedded_engine(
 def test_a_collection_without_adapted_slots_is_refused_before_training(
     tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
-    index = tmp_path / "ix"
-    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
-        writer.upsert(_documents(squad_dir, 0, 20), "a")
+    index, chosen = _in_memory_qdrant_index(tmp_path, squad_dir, encoder, settings, 20)
     collection = Snapshot.load(index, chosen).params.engine.collection
     engine = Pipeline(Snapshot.load(index, chosen), chosen, encoder=encoder).engine
     assert isinstance(engine, QdrantEngine)
@@ -148,10 +145,7 @@ def test_a_collection_without_adapted_slots_is_refused_before_training(
 def test_a_head_that_fails_half_written_leaves_the_live_generation_as_it_was(
     tmp_path: Path, squad_dir: Path, encoder, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
-    index = tmp_path / "ix"
-    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
-        writer.upsert(_documents(squad_dir, 0, 30), "a")
+    index, chosen = _in_memory_qdrant_index(tmp_path, squad_dir, encoder, settings, 30)
     head = index / "models" / "h"
     save_head(head, principal_directions(np.eye(384, dtype=np.float32)[:64], 8), {"method": "test"})
     with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
@@ -181,3 +175,14 @@ def test_a_head_that_fails_half_written_leaves_the_live_generation_as_it_was(
     with IndexWriter(index, chosen, encoder, show_progress=False) as writer:  # the next writer finishes it
         writer.set_projection("models/h2")
     assert Snapshot.load(index, chosen).params.late_projection == "models/h2"
+
+
+def _in_memory_qdrant_index(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings, n_documents: int
+) -> tuple[Path, Settings]:
+    """An index of the first ``n_documents`` squad documents in an in-memory Qdrant, and its settings."""
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "token_codec": "float16", "qdrant_path": ":memory:"})
+    index = tmp_path / "ix"
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(_documents(squad_dir, 0, n_documents), "a")
+    return index, chosen

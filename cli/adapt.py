@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from eval.datasets import read_qrels, read_queries
-from indexer.adapt import AdaptOptions, adapt_index
+from indexer.adapt_options import AdaptOptions
 from rag.errors import InputError
 from rag.settings import Settings
 
@@ -50,6 +50,8 @@ def adapt(
     """Train a ColBERT projection on the index's passages and re-project its token vectors with it.
 
     Interrupted runs resume from the last checkpoint; the query path uses the new head at once."""
+    from indexer.adapt import adapt_index  # torch and the index: loaded when the command runs
+
     options = AdaptOptions(
         max_steps=max_steps,
         minutes=minutes,

@@ -10,9 +10,7 @@ from typing import Annotated
 
 import typer
 
-from rag.index.snapshot import Snapshot
 from rag.objects import Answer, AnswerEvent, Filters, TokenEvent
-from rag.pipeline import Pipeline
 from rag.settings import Settings
 
 
@@ -31,6 +29,9 @@ def ask(
     date_to: Annotated[str | None, typer.Option(help="Only documents dated on or before (YYYY-MM-DD).")] = None,
 ) -> None:
     """Retrieve, rerank and answer; the answer streams to the terminal unless --json."""
+    from rag.index.snapshot import Snapshot  # the index and the models: loaded when the command runs
+    from rag.pipeline import Pipeline
+
     settings = Settings()
     pipeline = Pipeline(Snapshot.load(index, settings), settings)
     filters = Filters(collection, tuple(source or ()), date_from, date_to)

@@ -9,10 +9,7 @@ from typing import Annotated
 
 import typer
 
-from eval.compare import compare_runs
-from eval.report import markdown
-from eval.runner import EvalOptions, run_eval
-from indexer.adapt import AdaptOptions
+from indexer.adapt_options import AdaptOptions
 from rag.settings import Settings
 
 ADAPT = AdaptOptions()
@@ -44,6 +41,9 @@ def run(
     adapt_steps: Annotated[int, typer.Option(help="Training steps of --adapt.")] = ADAPT.max_steps,
 ) -> None:
     """Evaluate every stage (bm25, dense, rrf, MaxSim) on the queries that have qrels."""
+    from eval.report import markdown  # the index, the models and ranx: loaded when the command runs
+    from eval.runner import EvalOptions, run_eval
+
     adapt_options = (
         replace(ADAPT, minutes=adapt_minutes, max_steps=adapt_steps, show_progress=not quiet) if adapt else None
     )
@@ -62,6 +62,8 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per-metric difference B - A with a paired t-test over the queries both runs scored."""
+    from eval.compare import compare_runs
+
     rows = compare_runs(a, b)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))

@@ -5,19 +5,21 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from indexer.final_stage import record_final_stage
-from indexer.loaders import load_corpus
-from indexer.writer import ChangeSummary, IndexWriter
 from rag.errors import InputError
-from rag.index.manifest import FinalStageChoice
-from rag.index.snapshot import Snapshot
-from rag.objects import Document
 from rag.retrieval import FALLBACK_MODE
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from indexer.writer import ChangeSummary
+    from rag.index.manifest import FinalStageChoice
+    from rag.objects import Document
+
+# The commands import the index, the encoder and evaluation when they run: `rag --help`, a bad option and
+# the light commands answer without loading torch, FAISS or ranx (seconds of imports).
 
 index_app = typer.Typer(help="Build and update an index directory.", no_args_is_help=True)
 
@@ -43,6 +45,8 @@ def _report(summary: ChangeSummary, seconds: float) -> None:
 
 
 def _load(path: Path, quiet: bool) -> list[Document]:
+    from indexer.loaders import load_corpus
+
     if not quiet:
         typer.echo(f"reading {path} ...", err=True)
     corpus = load_corpus(path)
@@ -71,6 +75,9 @@ def build(
     quiet: QuietOption = False,
 ) -> None:
     """Build an index from scratch (refuses an existing one unless --force)."""
+    from indexer.final_stage import record_final_stage
+    from indexer.writer import IndexWriter
+
     settings = Settings()
     if rebuild and not force:
         raise InputError("--rebuild replaces an existing index: give --force with it")
@@ -89,6 +96,8 @@ def add(
     input: InputOption, index: IndexOption, collection: CollectionOption = "default", quiet: QuietOption = False
 ) -> None:
     """Add documents; a document whose id exists and whose content changed is replaced."""
+    from indexer.writer import IndexWriter
+
     settings = Settings()
     documents = _load(input, quiet)
     start = time.perf_counter()
@@ -107,6 +116,8 @@ def delete(
     ] = None,
 ) -> None:
     """Delete documents from the store and all three indexes."""
+    from indexer.writer import IndexWriter
+
     start = time.perf_counter()
     with IndexWriter(index, Settings(), show_progress=False) as writer:
         summary = writer.delete(doc_ids, collection)
@@ -116,6 +127,8 @@ def delete(
 @index_app.command()
 def stats(index: IndexOption, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Counts and sizes of the live snapshot."""
+    from rag.index.snapshot import Snapshot
+
     snapshot = Snapshot.load(index, Settings())
     info = snapshot.stats()
     if as_json:
@@ -140,6 +153,8 @@ def compress(
     pq_bytes: Annotated[int | None, typer.Option(help="Bytes per token vector for pq (a divisor of dim).")] = None,
 ) -> None:
     """Store the token vectors with another codec (a new snapshot; no passage is encoded again)."""
+    from indexer.writer import IndexWriter
+
     start = time.perf_counter()
     with IndexWriter(index, Settings(), show_progress=False) as writer:
         before = writer.snapshot.stats() if writer.snapshot is not None else None
@@ -159,6 +174,8 @@ def compress(
 def reweight(index: IndexOption) -> None:
     """Qdrant engine: write every BM25 weight again with today's mean passage length (exact BM25 again;
     a new snapshot, readers of the live one unaffected)."""
+    from indexer.writer import IndexWriter
+
     start = time.perf_counter()
     with IndexWriter(index, Settings(), show_progress=False) as writer:
         before = writer.snapshot.params.engine.bm25_avgdl if writer.snapshot is not None else 0.0
@@ -188,6 +205,9 @@ def _report_choice(choice: FinalStageChoice | None, settings: Settings) -> None:
 @index_app.command("choose-stage")
 def choose_stage(index: IndexOption, quiet: QuietOption = False) -> None:
     """Choose the index's final stage again from held-out pseudo-queries (after many documents changed)."""
+    from indexer.final_stage import record_final_stage
+    from indexer.writer import IndexWriter
+
     settings = Settings()
     if settings.final_stage_queries == 0:
         raise InputError("RAG_FINAL_STAGE_QUERIES is 0: set it to the number of pseudo-queries to choose with")
@@ -200,6 +220,8 @@ def choose_stage(index: IndexOption, quiet: QuietOption = False) -> None:
 @index_app.command()
 def verify(index: IndexOption) -> None:
     """Check every file's checksum and that the store and the three indexes agree."""
+    from rag.index.snapshot import Snapshot
+
     snapshot = Snapshot.load(index, Settings())
     snapshot.verify()
     typer.echo(f"ok: generation {snapshot.generation}, {len(snapshot)} chunks")

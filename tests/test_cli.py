@@ -96,3 +96,20 @@ def test_reweight_writes_exact_bm25_weights_on_the_qdrant_engine(tmp_path) -> No
     assert exact["bm25_avgdl"] > stale["bm25_avgdl"]
     missing = run("index", "reweight", "--index", str(tmp_path / "none"))
     assert missing.returncode == 2 and "no index" in missing.stderr
+
+
+def test_help_and_a_refused_option_load_no_index_or_model_code() -> None:
+    # what `rag --help` and typer's option checks import: the commands' heavy modules load in their bodies
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from cli.main import app\n"
+        "runner = CliRunner()\n"
+        "assert runner.invoke(app, ['--help']).exit_code == 0\n"
+        "assert runner.invoke(app, ['index', 'build', '--bogus']).exit_code == 2\n"
+        "assert runner.invoke(app, ['adapt', '--help']).exit_code == 0\n"
+        "print(sorted(m for m in ('torch', 'faiss', 'ranx', 'sqlalchemy', 'transformers') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

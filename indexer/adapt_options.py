@@ -1,0 +1,34 @@
+"""The options of ``rag adapt``, apart from the training code so that the command line shows their
+defaults without importing torch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    # Defaults from docs/adapt.md: a full-width head trained briefly at a low rate gained on both
+    # scifact and squad-dev-a; 128-d (ColBERT's width) costs ~0.8 nDCG@10 point, and long training
+    # at a high rate overfits the pseudo-queries.
+    max_steps: int = 400
+    minutes: float = 10.0  # training time bound, resumed runs included (data and re-projection not counted)
+    dim: int = 384
+    batch_size: int = 16
+    negatives: int = 3  # hard negatives per query (plus every other passage of the batch)
+    negative_depth: int = 30  # negatives are drawn from this many best of the fused BM25 + dense ranking
+    max_passages: int = 20_000  # passages sampled to make pseudo-queries from
+    learning_rate: float = 1e-4
+    seed: int = 13
+    labelled: tuple[tuple[str, str], ...] = ()  # (query text, document id) pairs, optional
+    checkpoint_every_s: float = 60.0
+    show_progress: bool = True
+
+    def data_key(self) -> dict[str, Any]:
+        """What the training data depends on: a resumed run must agree on all of it."""
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("negatives", "negative_depth", "max_passages", "seed", "labelled", "dim", "batch_size")
+        }

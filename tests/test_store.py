@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 
 from rag.index.store import DOCUMENT_KEY_INDEX, DocumentStore, LiveGeneration, sqlite_url, stored_chunks_query
 from rag.objects import Chunk, Document
@@ -134,3 +134,24 @@ def test_hits_find_their_document_by_key_also_in_a_store_of_an_earlier_release(s
         with store.engine.connect() as connection:
             plan = " ".join(str(row[-1]) for row in connection.execute(text(f"EXPLAIN QUERY PLAN {query}")))
         assert f"USING INDEX {DOCUMENT_KEY_INDEX}" in plan, plan
+
+
+def test_a_store_that_cannot_take_the_index_still_serves(
+    store: DocumentStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.commit_generation(1, "c", [(Document(id="a", text="x"), "h", 1)], [_chunk("a", 0, "x")], [], [])
+    with store.engine.begin() as connection:
+        connection.execute(text(f"DROP INDEX {DOCUMENT_KEY_INDEX}"))
+
+    def refuse(conn, cursor, statement, parameters, context, executemany) -> None:  # a reader that may not write
+        if statement.startswith("CREATE INDEX"):
+            raise PermissionError("read-only store")
+
+    event.listen(store.engine, "before_cursor_execute", refuse)
+    try:
+        with caplog.at_level("WARNING", logger="rag.index"):
+            store.migrate()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", refuse)
+    assert f"could not add {DOCUMENT_KEY_INDEX}" in caplog.text
+    assert list(store.get_chunks(["a-0"], 1)) == ["a-0"]

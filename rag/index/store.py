@@ -12,6 +12,7 @@ the folder's ``CURRENT`` pointer was not written yet (the next writer writes it 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -59,6 +60,7 @@ class CollectionRow(_Base):
 
 
 DOCUMENT_KEY_INDEX = "ix_rag_documents_id_collection"
+log = logging.getLogger("rag.index")
 
 
 class DocumentRow(_Base):
@@ -243,9 +245,12 @@ class DocumentStore:
             f"CREATE INDEX IF NOT EXISTS ix_{table}_collection ON {table} (collection)",
         )
         self._migrate_step(lambda: has_column("page"), f"ALTER TABLE {table} ADD COLUMN page INTEGER")
-        self._migrate_step(
-            has_document_key, f"CREATE INDEX IF NOT EXISTS {DOCUMENT_KEY_INDEX} ON {documents} (id, collection)"
-        )
+        try:  # an index only makes lookups fast: a reader that may not write serves without it
+            self._migrate_step(
+                has_document_key, f"CREATE INDEX IF NOT EXISTS {DOCUMENT_KEY_INDEX} ON {documents} (id, collection)"
+            )
+        except Exception as exc:  # any failure to write leaves a slower, correct store
+            log.warning("could not add %s to %s (%s): hits are fetched more slowly", DOCUMENT_KEY_INDEX, documents, exc)
 
     def _migrate_step(self, done: Callable[[], bool], *statements: str) -> None:
         """Run ``statements`` in one transaction unless ``done()`` says the schema has the change."""

@@ -99,9 +99,11 @@ class IndexService:
                 query_cache=self.query_cache,
             )
             self._encoder = pipeline.encoder
+            replaced = self._pipeline is not None
             self._pipeline, self._loaded_name = pipeline, name  # the swap: readers see old or new, whole
             log.info("serving snapshot %s (%d chunks)", name, len(snapshot))
-            keep_out_of_collections()
+            if replaced:  # the first snapshot is frozen by start(), once the model has loaded too
+                keep_out_of_collections()
             return pipeline
 
     def pipeline(self) -> Pipeline:

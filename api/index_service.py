@@ -52,7 +52,7 @@ class IndexService:
         if current_snapshot_name(self.index_dir) is None:
             self._create_empty()
         self.swap()
-        self.pipeline().encoder.encode(["warm up"])
+        self.pipeline().encoder.encode_questions(["warm up"])
         keep_out_of_collections()  # the model loads on the warm-up: its objects too
 
     def _create_empty(self) -> None:

@@ -68,7 +68,7 @@ def main() -> None:
     queries = sample_queries(dataset.queries, args.limit, seed=13)
     for query in queries:
         retrieval = base.retrieve(query.text)
-        tokens = base.encoder.encode([query.text]).tokens[0]
+        tokens = base.encoder.encode_questions([query.text]).tokens[0]
         rows = np.array([row_of[c] for c, _ in retrieval.rankings["rrf"]], np.int64)
         weights = {name: p.query_weights(query.text, len(tokens)) for name, p in pipelines.items()}
         fixed.append((query.id, rows, tokens, weights, retrieval.rankings["rrf"]))

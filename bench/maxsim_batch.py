@@ -113,7 +113,7 @@ def main() -> None:
     for text in tqdm(texts, desc="candidates", unit="q", dynamic_ncols=True):
         retrieval = pipeline.retrieve(text, top_k=10)
         rows = np.array([rows_of[c] for c, _ in retrieval.rankings["rrf"]], np.int64)
-        dense, tokens = pipeline.query_cache.encode([text], pipeline.encoder.encode)[0]
+        dense, tokens = pipeline.query_cache.encode([text], pipeline.encoder.encode_questions)[0]
         tokens, weights = pipeline.query_input(text, dense, tokens).late()
         if adapted and snapshot.projection is not None:
             tokens = project_tokens(tokens, snapshot.projection)

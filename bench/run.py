@@ -118,7 +118,7 @@ def fixed_candidates(pipeline: Pipeline, queries: list[dict[str, Any]]) -> list[
     for q in queries:
         retrieval = pipeline.retrieve(q["text"], depth=CANDIDATES)
         rows = np.array([row_of[c] for c, _ in retrieval.rankings["rrf"]], np.int64)
-        fixed.append((q["_id"], pipeline.encoder.encode([q["text"]]).tokens[0], rows))
+        fixed.append((q["_id"], pipeline.encoder.encode_questions([q["text"]]).tokens[0], rows))
     return fixed
 
 

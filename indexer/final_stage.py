@@ -141,7 +141,7 @@ def held_out_queries(pipeline: Pipeline, n_queries: int, seed: int) -> list[tupl
 def stage_scores(pipeline: Pipeline, n_queries: int, seed: int, show_progress: bool = False) -> dict[str, list[float]]:
     """Per candidate final stage (``off`` = RRF, and each MaxSim mode), each held-out query's nDCG@10."""
     held = held_out_queries(pipeline, n_queries, seed)
-    questions = pipeline.encoder.encode([q.text for q, _ in held])
+    questions = pipeline.encoder.encode_questions([q.text for q, _ in held])
     recipe = replace(Recipe.from_settings(pipeline.settings), maxsim_mode="off")
     doc_ids = np.asarray(pipeline.snapshot.doc_ids)
     scores: dict[str, list[float]] = {"off": [], **{mode: [] for mode in MODE_STAGES}}

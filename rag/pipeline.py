@@ -183,7 +183,7 @@ class Pipeline:
 
     def _retrieve_planned(self, plans: Sequence[_Plan]) -> list[Retrieval]:
         start = time.perf_counter()
-        encodings = self.query_cache.encode([plan.question for plan in plans], self.encoder.encode)
+        encodings = self.query_cache.encode([plan.question for plan in plans], self.encoder.encode_questions)
         encode_ms = (time.perf_counter() - start) * 1000
         # The dense path of the questions with the same filters and depth in one search.
         groups: dict[tuple[Filters | None, int], list[int]] = {}

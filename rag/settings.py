@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # the final stage fell back to rrf), so torch stays the default (issue 19). Exports are cached in
     # encoder_cache_dir (empty: ~/.cache/rag-late/encoders).
     encoder_backend: Literal["torch", "onnx", "onnx-int8", "openvino"] = "torch"
+    # The backend that encodes questions, whose speed is what a query pays. auto: encoder_backend, except that
+    # torch becomes ONNX Runtime float32 for a local model folder (the same nDCG@10 to 4 decimals on the three
+    # developer sets, 1.5 ms less per query: docs/benchmarks.md).
+    question_encoder_backend: Literal["auto", "torch", "onnx", "onnx-int8", "openvino"] = "auto"
     encoder_cache_dir: str = ""
     # Late-interaction (MaxSim) model: empty reuses the encoder's own token vectors (one forward
     # pass per passage); a path to a PyLate or Stanford ColBERT checkpoint uses that model instead.

@@ -38,3 +38,28 @@ def test_bad_backend_requests_fail_clearly(tmp_path) -> None:
         Encoder("x", backend="tensorrt")  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="needs a local model folder"):
         Encoder("sentence-transformers/all-MiniLM-L6-v2", backend="onnx", cache_dir=tmp_path).encode(["a"])
+
+
+def test_questions_can_take_another_backend_than_passages(tmp_path, encoder, texts) -> None:
+    both = Encoder(encoder.model_name_or_path, cache_dir=tmp_path, question_backend="onnx-int8")
+    reference = encoder.encode(texts)
+    passages = both.encode(texts)
+    np.testing.assert_allclose(passages.dense, reference.dense, atol=1e-6)  # passages: torch, unchanged
+    questions = both.encode_questions(texts)
+    assert not np.allclose(questions.dense, reference.dense, atol=1e-6)  # questions: the int8 runtime
+    assert np.min(np.sum(questions.dense * reference.dense, axis=1)) >= 0.98
+    assert [p.name for p in tmp_path.rglob("*.onnx")] != []
+    with pytest.raises(ModelError, match="unknown encoder backend 'tpu'"):
+        Encoder("x", question_backend="tpu")  # type: ignore[arg-type]
+
+
+def test_questions_go_to_onnx_by_default_only_where_it_can_export(encoder) -> None:
+    from rag.encode.encoder import question_backend
+    from rag.settings import Settings
+
+    local = encoder.model_name_or_path
+    assert question_backend(Settings(), local) == "onnx"
+    assert question_backend(Settings(encoder_backend="onnx-int8"), local) == "onnx-int8"  # int8 chosen: kept
+    assert question_backend(Settings(question_encoder_backend="torch"), local) == "torch"
+    assert question_backend(Settings(), "sentence-transformers/all-MiniLM-L6-v2") == "torch"  # no folder to export
+    assert Encoder.from_settings(Settings(encoder_model=local)).question_backend == "onnx"

@@ -155,3 +155,22 @@ def test_a_store_that_cannot_take_the_index_still_serves(
         event.remove(store.engine, "before_cursor_execute", refuse)
     assert f"could not add {DOCUMENT_KEY_INDEX}" in caplog.text
     assert list(store.get_chunks(["a-0"], 1)) == ["a-0"]
+
+
+def test_chunks_are_fetched_by_any_count_of_ids_with_every_field(store: DocumentStore) -> None:
+    # the fetch runs precompiled SQL, one statement per count of ids: each value must land in its place
+    odd = 'it\'s "quoted" -- ; drop'
+    documents = [(Document(id=f"d{i}", text="x", title=f"T{i}", url=f"u{i}"), "h", 1) for i in range(950)]
+    chunks = [_chunk(f"d{i}", 0, f"text {i}") for i in range(950)] + [_chunk(odd, 0, "odd")]
+    store.commit_generation(1, "c", [*documents, (Document(id=odd, text="odd"), "h", 1)], chunks, [], [])
+    store.commit_generation(2, "c", [], [], [], ["d3-0"])
+    for ids in (["d5-0"], ["d7-0", "d2-0", "missing"], [f"d{i}-0" for i in range(950)], [f"{odd}-0", "d1-0"]):
+        for generation in (1, 2):
+            found = store.get_chunks(ids, generation)
+            live = {cid for cid in ids if cid != "missing" and not (generation == 2 and cid == "d3-0")}
+            assert set(found) == live
+            for cid, chunk in found.items():
+                number = cid.removeprefix("d").removesuffix("-0")
+                assert chunk.id == cid and chunk.document_id == cid[:-2] and chunk.collection == "c"
+                if cid != f"{odd}-0":
+                    assert (chunk.text, chunk.title, chunk.url) == (f"text {number}", f"T{number}", f"u{number}")

@@ -37,6 +37,16 @@ def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / np.maximum(norms, 1e-12)
 
 
+def question_backend(settings: Settings, model_name_or_path: str) -> Backend:
+    """The backend ``question_encoder_backend`` names, ``auto`` resolved (see the setting)."""
+    chosen = settings.question_encoder_backend
+    if chosen != "auto":
+        return chosen
+    if settings.encoder_backend == "torch" and Path(model_name_or_path).is_dir():
+        return "onnx"
+    return settings.encoder_backend
+
+
 class Encoder:
     """Lazily loaded sentence-transformers model; nothing is read from disk until first use."""
 
@@ -47,19 +57,24 @@ class Encoder:
         torch_threads: int = 0,
         backend: Backend = "torch",
         cache_dir: Path | None = None,
+        question_backend: Backend | None = None,
     ) -> None:
-        """``backend``: torch, or a compiled runtime of the same weights (rag/encoder_runtime.py), exported
-        into ``cache_dir`` on first use."""
-        if backend not in BACKENDS:
-            raise ModelError(f"unknown encoder backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        """``backend``: torch, or a compiled runtime of the same weights (rag/encode/runtime.py), exported
+        into ``cache_dir`` on first use; ``question_backend`` (None: ``backend``) encodes questions
+        (:meth:`encode_questions`), whose speed is what a query pays."""
+        question_backend = question_backend or backend
+        for name in (backend, question_backend):
+            if name not in BACKENDS:
+                raise ModelError(f"unknown encoder backend {name!r}; choose one of {', '.join(BACKENDS)}")
         self.model_name_or_path = model_name_or_path
         self.batch_size = batch_size
         self.torch_threads = torch_threads
         self.backend = backend
+        self.question_backend = question_backend
         self.cache_dir = cache_dir or default_cache_dir()
         self._tokenizer_lock = threading.Lock()
         self._model: SentenceTransformer | None = None
-        self._runtime: Any = None
+        self._runtimes: dict[str, Any] = {}  # compiled runtime by backend (torch needs none)
         self._lock = threading.Lock()
 
     @classmethod
@@ -70,6 +85,7 @@ class Encoder:
             settings.torch_threads,
             settings.encoder_backend,
             Path(settings.encoder_cache_dir) if settings.encoder_cache_dir else None,
+            question_backend(settings, model_name_or_path or settings.encoder_model),
         )
 
     @property
@@ -87,8 +103,9 @@ class Encoder:
         import torch
         from sentence_transformers import SentenceTransformer
 
-        if self.backend != "torch" and not Path(self.model_name_or_path).is_dir():
-            raise ModelError(f"the {self.backend} backend needs a local model folder, not {self.model_name_or_path}")
+        compiled = sorted({self.backend, self.question_backend} - {"torch"})
+        if compiled and not Path(self.model_name_or_path).is_dir():
+            raise ModelError(f"the {compiled[0]} backend needs a local model folder, not {self.model_name_or_path}")
         if self.torch_threads > 0:
             torch.set_num_threads(self.torch_threads)
         try:
@@ -96,20 +113,21 @@ class Encoder:
         except Exception as exc:  # the library raises many kinds; one clear message here
             raise ModelError(f"cannot load encoder {self.model_name_or_path!r}: {exc}") from exc
         model.eval()
-        if self.backend != "torch":
-            self._runtime = compile_transformer(
-                model[0].auto_model, Path(self.model_name_or_path), self.backend, self.cache_dir, self.torch_threads
+        for backend in compiled:
+            self._runtimes[backend] = compile_transformer(
+                model[0].auto_model, Path(self.model_name_or_path), backend, self.cache_dir, self.torch_threads
             )
         return model
 
-    def _forward(self, features: dict[str, Any]) -> dict[str, Any]:
+    def _forward(self, features: dict[str, Any], backend: str) -> dict[str, Any]:
         """The model's outputs (``token_embeddings``, ``sentence_embedding``) for one tokenised batch."""
         model = self.model
-        if self._runtime is None:
+        runtime = self._runtimes.get(backend)
+        if runtime is None:
             return model(features)
         import torch
 
-        out = {**features, "token_embeddings": torch.from_numpy(self._runtime(features))}
+        out = {**features, "token_embeddings": torch.from_numpy(runtime(features))}
         for module in list(model)[1:]:  # pooling and normalising, as the model defines them
             out = module(out)
         return out
@@ -161,7 +179,14 @@ class Encoder:
         texts: Sequence[str],
         progress: Callable[[int], None] | None = None,
     ) -> Encoded:
-        """Encode texts in length-sorted batches; ``progress(n)`` is called after each batch."""
+        """Encode texts (passages) in length-sorted batches; ``progress(n)`` is called after each batch."""
+        return self._encode(texts, self.backend, progress)
+
+    def encode_questions(self, texts: Sequence[str]) -> Encoded:
+        """Encode questions, with the question backend."""
+        return self._encode(texts, self.question_backend, None)
+
+    def _encode(self, texts: Sequence[str], backend: str, progress: Callable[[int], None] | None) -> Encoded:
         import torch
 
         n = len(texts)
@@ -175,7 +200,7 @@ class Encoder:
             for start in range(0, n, self.batch_size):
                 batch_idx = order[start : start + self.batch_size]
                 features = self._preprocess([texts[i] for i in batch_idx])
-                out = self._forward(features)
+                out = self._forward(features, backend)
                 mask = features["attention_mask"].bool()
                 token_emb = out["token_embeddings"].float()
                 dense[batch_idx] = out["sentence_embedding"].float().cpu().numpy()

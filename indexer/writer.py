@@ -100,10 +100,15 @@ class _Projector:
     """Writes a snapshot's projected token vectors (the adapted ColBERT head), when it has a head.
 
     Rows kept from an older snapshot with the same head are copied; with another head (or none) they
-    are projected again from the raw vectors, so a new head never needs the corpus encoded again."""
+    are projected again from the raw vectors, so a new head never needs the corpus encoded again. New
+    passages are projected from their raw vectors as ``raw`` stores them, like the old rows: with a
+    lossy codec (binary, pq) their exact vectors would score them above every other passage."""
 
-    def __init__(self, index_dir: Path, params: IndexParams, directory: Path, old: Snapshot | None) -> None:
+    def __init__(
+        self, index_dir: Path, params: IndexParams, directory: Path, old: Snapshot | None, raw: TokenCodec
+    ) -> None:
         self.params = params
+        self.raw = raw
         self.weight = load_head(index_dir / params.late_projection) if params.late_projection else None
         self.writer = None
         if params.late_projection:
@@ -125,7 +130,7 @@ class _Projector:
         if self.writer is None or self.weight is None or not token_vectors:
             return
         lengths = [len(v) for v in token_vectors]
-        projected = project_tokens(np.concatenate(token_vectors), self.weight)
+        projected = project_tokens(self.raw.as_stored(np.concatenate(token_vectors)), self.weight)
         self.writer.append(np.split(projected, np.cumsum(lengths)[:-1]))
 
     def finish(self) -> None:
@@ -651,7 +656,7 @@ class IndexWriter:
             return
         codec = token_codec_for(params, params.multivector_dim, old.multivector if old is not None else None)
         writer = MultiVectorWriter(tmp / "multivector", codec)
-        projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR, old)
+        projector = _Projector(self.index_dir, params, tmp / PROJECTED_DIR, old, codec)
         try:
             if old is not None:
                 writer.copy_rows(old.multivector, keep_rows)

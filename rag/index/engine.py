@@ -60,10 +60,10 @@ class LocalEngine:
         index = snap.multivector
         if self.adapted and snap.projected is not None and snap.projection is not None:
             index = snap.projected
-            query_tokens, tokens = (
-                project_tokens(query_tokens, snap.projection),
-                project_tokens(tokens, snap.projection),
-            )
+            # The head projects what the raw index stores (its codes decoded), as for indexed passages.
+            stored = snap.multivector.codec.as_stored(tokens)
+            query_tokens = project_tokens(query_tokens, snap.projection)
+            tokens = project_tokens(stored, snap.projection)
         return index.score_tokens(query_tokens, tokens, weights)
 
 

@@ -63,6 +63,10 @@ class TokenCodec(ABC):
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """(n, width) codes → (n, dim) float32 reconstructions."""
 
+    def as_stored(self, vectors: np.ndarray) -> np.ndarray:
+        """(n, dim) float32 ``vectors`` as an index of this codec gives them back (encoded, decoded)."""
+        return self.decode(self.encode(np.asarray(vectors, np.float32)))
+
     @abstractmethod
     def similarities(self, query: np.ndarray, codes: np.ndarray) -> np.ndarray:
         """Inner products of (n_q, dim) float32 query tokens with the vectors behind (n, width) codes:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from eval.datasets import read_qrels, read_queries
-from indexer.adapt_options import AdaptOptions
+from indexer.adapt_options import AdaptOptions, QuerySource
 from rag.errors import InputError
 from rag.settings import Settings
 
@@ -44,6 +44,25 @@ def adapt(
         typer.Option(help="Optional BEIR-layout directory (queries.jsonl, qrels/SPLIT.tsv) of labelled pairs."),
     ] = None,
     split: Annotated[str, typer.Option(help="Qrels split of --labelled.")] = "train",
+    queries: Annotated[
+        str,
+        typer.Option(
+            help="Pseudo-queries: 'ict' (inverse cloze), 'generated' (questions the generator writes for "
+            "sampled passages, InPars-style) or 'both'."
+        ),
+    ] = DEFAULTS.queries,
+    generated: Annotated[
+        int, typer.Option(help="Passages to write a question for (--queries generated|both).")
+    ] = DEFAULTS.generated,
+    generation_minutes: Annotated[
+        float, typer.Option(help="Time bound on writing questions; a later run resumes.")
+    ] = DEFAULTS.generation_minutes,
+    filter_depth: Annotated[
+        int, typer.Option(help="Keep a written question if BM25 or dense ranks its passage this high.")
+    ] = DEFAULTS.filter_depth,
+    query_budget: Annotated[
+        int, typer.Option(help="At most this many training queries (0: all).")
+    ] = DEFAULTS.query_budget,
     seed: Annotated[int, typer.Option(help="Seed of sampling and training.")] = DEFAULTS.seed,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
@@ -52,6 +71,13 @@ def adapt(
     Interrupted runs resume from the last checkpoint; the query path uses the new head at once."""
     from indexer.adapt import adapt_index  # torch and the index: loaded when the command runs
 
+    if queries not in ("ict", "generated", "both"):
+        raise InputError(f"--queries {queries!r}: use 'ict', 'generated' or 'both'")
+    if generated < 0 or generation_minutes <= 0 or filter_depth < 1 or query_budget < 0:
+        raise InputError(
+            "--generated and --query-budget must be 0 or more, --generation-minutes and --filter-depth above 0"
+        )
+    source: QuerySource = queries  # type: ignore[assignment]  # checked above
     options = AdaptOptions(
         max_steps=max_steps,
         minutes=minutes,
@@ -61,6 +87,11 @@ def adapt(
         max_passages=max_passages,
         learning_rate=learning_rate,
         seed=seed,
+        queries=source,
+        generated=generated,
+        generation_minutes=generation_minutes,
+        filter_depth=filter_depth,
+        query_budget=query_budget,
         labelled=labelled_pairs(labelled, split) if labelled else (),
         show_progress=not quiet,
     )
@@ -71,5 +102,12 @@ def adapt(
         f"-> {result.last_loss:.3f}; data {result.data_seconds:.0f} s, training {result.train_seconds:.0f} s, "
         f"re-projection {result.commit_seconds:.0f} s"
     )
+    if queries != "ict":
+        now, reused, usable, kept = result.writing
+        typer.echo(
+            f"written questions: {now} written now, {reused} reused, {usable} usable, {kept} kept by the "
+            f"retrieval filter (top {filter_depth})"
+        )
+    typer.echo("training queries: " + ", ".join(f"{n} {name}" for name, n in result.sources.items()))
     if result.final_stage is not None:
         typer.echo(f"final stage: {result.final_stage.mode} ({result.final_stage.reason})")

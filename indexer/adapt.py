@@ -1,6 +1,7 @@
 """``rag adapt``: train a ColBERT projection for an index on its own corpus, without labels.
 
 1. Pseudo-queries from the corpus (inverse cloze task and unique titles, :mod:`indexer.pseudo_queries`),
+   questions the generator writes for sampled passages (:mod:`indexer.generated_queries`), or both,
    plus labelled (query, document id) pairs when given.
 2. Hard negatives from the index's own BM25 and dense rankings, fused with RRF, other documents only.
 3. A linear projection of the encoder's token vectors (full width by default, 128-d as in ColBERT with
@@ -33,11 +34,13 @@ from tqdm import tqdm
 
 from indexer.adapt_options import AdaptOptions
 from indexer.final_stage import record_final_stage
+from indexer.generated_queries import questions_file, write_questions
 from indexer.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.encode.projection import principal_directions, save_head
 from rag.errors import IndexNotFoundError, InputError
+from rag.generate import make_generator
 from rag.index.codecs import make_codec
 from rag.index.engine import make_engine
 from rag.index.manifest import FinalStageChoice
@@ -55,6 +58,8 @@ META_FILE = "meta.json"
 STATE_FILE = "state.pt"
 TOKENS_DIR = "tokens"  # Qdrant: the training passages' token vectors, fetched once
 MAX_QUERY_TOKENS = 64
+MIN_GENERATION_WORDS = 12  # a passage shorter than this gets no written question
+SOURCES = ("inverse cloze", "labelled", "generated")  # TrainingData.sources codes
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,8 @@ class AdaptResult:
     resumed: bool
     losses: list[float] = field(default_factory=list)
     final_stage: FinalStageChoice | None = None  # chosen again with the new head
+    sources: dict[str, int] = field(default_factory=dict)  # training queries by where they came from
+    writing: tuple[int, int, int, int] = (0, 0, 0, 0)  # TrainingData.writing
 
 
 @dataclass(frozen=True)
@@ -83,9 +90,15 @@ class TrainingData:
     kept: np.ndarray  # packed bool masks of the positives' tokens
     kept_offsets: np.ndarray  # (n_queries + 1,)
     negatives: np.ndarray  # (n_queries, n_negatives) rows
+    sources: np.ndarray  # (n_queries,) index into SOURCES
+    writing: np.ndarray  # generated questions: (written now, reused, usable, kept by the filter)
 
     def __len__(self) -> int:
         return len(self.positives)
+
+    def source_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.sources, minlength=len(SOURCES))
+        return {name: int(n) for name, n in zip(SOURCES, counts, strict=True) if n}
 
     def save(self, path: Path) -> None:
         np.savez(path, **{k: getattr(self, k) for k in self.__dataclass_fields__})
@@ -122,7 +135,9 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
         model_dir = index_dir / MODELS_DIR / name
         info = {
             "base_encoder": snapshot.params.encoder_model,
-            "method": "frozen encoder + linear ColBERT head, ICT pseudo-queries, BM25+dense hard negatives",
+            "method": "frozen encoder + linear ColBERT head, BM25+dense hard negatives",
+            "queries": options.queries,
+            "sources": data.source_counts(),
             "trained_on_generation": snapshot.generation,
             "steps": steps,
             "examples": len(data),
@@ -151,6 +166,8 @@ def adapt_index(index_dir: Path, settings: Settings, options: AdaptOptions) -> A
         resumed=resumed,
         losses=losses,
         final_stage=final_stage,
+        sources=data.source_counts(),
+        writing=(int(data.writing[0]), int(data.writing[1]), int(data.writing[2]), int(data.writing[3])),
     )
 
 
@@ -168,37 +185,53 @@ def _training_data(
         return TrainingData.load(run / DATA_FILE), True
     shutil.rmtree(run, ignore_errors=True)
     run.mkdir(parents=True)
-    data = make_training_data(snapshot, encoder, settings, options, run / TOKENS_DIR)
+    data = make_training_data(snapshot, encoder, settings, options, run / TOKENS_DIR, run.parent)
     data.save(run / DATA_FILE)
     meta_file.write_text(json.dumps(meta), "utf-8")  # written last: its presence means the data is whole
     return data, False
 
 
 def make_training_data(
-    snapshot: Snapshot, encoder: Encoder, settings: Settings, options: AdaptOptions, work_dir: Path
+    snapshot: Snapshot,
+    encoder: Encoder,
+    settings: Settings,
+    options: AdaptOptions,
+    work_dir: Path,
+    index_dir: Path | None = None,
 ) -> TrainingData:
     """Pseudo-queries (and labelled pairs) with their positives' kept-token masks and mined negatives;
-    ``work_dir`` takes the passages' token vectors on the Qdrant engine (:func:`passage_tokens`)."""
+    ``work_dir`` takes the passages' token vectors on the Qdrant engine (:func:`passage_tokens`), and
+    ``index_dir`` keeps written questions (``--queries generated|both``; default: beside ``work_dir``)."""
     rng = random.Random(options.seed)
     n = len(snapshot)
     rows = sorted(rng.sample(range(n), min(n, options.max_passages)))
     chunk_ids = [str(snapshot.chunk_ids[r]) for r in rows]
     stored = snapshot.store.get_chunks(chunk_ids, snapshot.generation)
     present = [(r, stored[c]) for r, c in zip(rows, chunk_ids, strict=True) if c in stored]
-    queries = inverse_cloze_queries(
+    ict = inverse_cloze_queries(
         [r for r, _ in present],
         [c.title for _, c in present],
         [c.text for _, c in present],
         [c.ordinal == 0 for _, c in present],
         rng,
     )
-    queries += _labelled_queries(snapshot, options.labelled)
-    if len(queries) < options.batch_size:
+    writing = np.zeros(4, np.int64)
+    generated: list[PseudoQuery] = []
+    if options.queries != "ict":
+        folder = index_dir if index_dir is not None else work_dir.parent.parent
+        generated, writing = _generated_queries(snapshot, encoder, settings, options, present, folder)
+    labelled = _labelled_queries(snapshot, options.labelled)
+    tagged = [(q, 0) for q in (ict if options.queries != "generated" else [])]
+    tagged += [(q, 1) for q in labelled] + [(q, 2) for q in generated]
+    if len(tagged) < options.batch_size:
         raise InputError(
-            f"only {len(queries)} pseudo-queries could be made from this corpus; adapting needs at least "
-            f"{options.batch_size} (passages of two or more sentences, or labelled pairs)"
+            f"only {len(tagged)} pseudo-queries could be made from this corpus; adapting needs at least "
+            f"{options.batch_size} (passages of two or more sentences, written questions, or labelled pairs)"
         )
-    rng.shuffle(queries)
+    rng.shuffle(tagged)
+    if options.query_budget > 0:
+        tagged = tagged[: options.query_budget]
+    queries = [q for q, _ in tagged]
     encoded = encoder.encode(
         [q.text for q in queries], progress=_bar(len(queries), "encoding queries", options.show_progress)
     )
@@ -215,7 +248,62 @@ def make_training_data(
         kept=np.concatenate(kept) if kept else np.zeros(0, bool),
         kept_offsets=np.concatenate([[0], np.cumsum([len(k) for k in kept])]).astype(np.int64),
         negatives=negatives,
+        sources=np.array([source for _, source in tagged], np.int64),
+        writing=writing,
     )
+
+
+def _generated_queries(
+    snapshot: Snapshot,
+    encoder: Encoder,
+    settings: Settings,
+    options: AdaptOptions,
+    present: Sequence[tuple[int, Any]],
+    index_dir: Path,
+) -> tuple[list[PseudoQuery], np.ndarray]:
+    """Questions the generator writes for ``options.generated`` sampled passages (reusing any already
+    written), kept where BM25 or dense ranks their passage in the top ``filter_depth``; with the counts
+    (written now, reused, usable, kept)."""
+    order = [(r, c) for r, c in present if len(c.text.split()) >= MIN_GENERATION_WORDS]
+    random.Random(options.seed + 1).shuffle(order)  # its own stream: the ICT queries stay the same
+    chosen = order[: options.generated]
+    generator = make_generator(settings.generator, settings)
+    path = questions_file(index_dir, generator.name)
+    bar = tqdm(total=len(chosen), desc="writing questions", unit="q", disable=not options.show_progress)
+    with bar:
+        written, report = write_questions(
+            generator,
+            [(c.id, c.title + "\n" + c.text if c.title else c.text) for _, c in chosen],
+            path,
+            options.generation_minutes,
+            bar.update,
+        )
+    if report.stopped_by_time:
+        tqdm.write(
+            f"writing questions stopped after {options.generation_minutes:g} minutes with "
+            f"{report.written + report.reused} of {len(chosen)}; the next `rag adapt` resumes from {path}"
+        )
+    candidates = [
+        PseudoQuery(written[c.id].question, r) for r, c in chosen if c.id in written and written[c.id].question
+    ]
+    kept = _retrieves_own_passage(snapshot, encoder, settings, candidates, options.filter_depth)
+    queries = [q for q, keep in zip(candidates, kept, strict=True) if keep]
+    return queries, np.array([report.written, report.reused, len(candidates), len(queries)], np.int64)
+
+
+def _retrieves_own_passage(
+    snapshot: Snapshot, encoder: Encoder, settings: Settings, queries: Sequence[PseudoQuery], depth: int
+) -> list[bool]:
+    """InPars' consistency filter: does BM25 or dense rank the query's own passage in the top ``depth``?"""
+    if not queries:
+        return []
+    engine = make_engine(snapshot, settings)
+    scope = engine.scope(None)
+    dense = engine.dense(encoder.encode_questions([q.text for q in queries]).dense, depth, scope)
+    return [
+        any(row == q.row for row, _ in ranking) or any(row == q.row for row, _ in engine.bm25(q.text, depth, scope))
+        for q, ranking in zip(queries, dense, strict=True)
+    ]
 
 
 def _labelled_queries(snapshot: Snapshot, pairs: Sequence[tuple[str, str]]) -> list[PseudoQuery]:

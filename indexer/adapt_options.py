@@ -4,7 +4,9 @@ defaults without importing torch."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
+
+QuerySource = Literal["ict", "generated", "both"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,13 @@ class AdaptOptions:
     learning_rate: float = 1e-4
     seed: int = 13
     labelled: tuple[tuple[str, str], ...] = ()  # (query text, document id) pairs, optional
+    # Pseudo-queries: inverse cloze (seconds for a whole corpus), questions written by the generator
+    # for sampled passages (seconds each on a CPU: docs/final-stage.md), or both.
+    queries: QuerySource = "ict"
+    generated: int = 300  # passages to write a question for (--queries generated|both)
+    generation_minutes: float = 60.0  # bound on writing them; a later run resumes
+    filter_depth: int = 10  # a written question is kept if BM25 or dense ranks its passage this high
+    query_budget: int = 0  # at most this many training queries, 0: all (budget comparisons)
     checkpoint_every_s: float = 60.0
     show_progress: bool = True
 
@@ -30,5 +39,18 @@ class AdaptOptions:
         return {
             k: v
             for k, v in asdict(self).items()
-            if k in ("negatives", "negative_depth", "max_passages", "seed", "labelled", "dim", "batch_size")
+            if k
+            in (
+                "negatives",
+                "negative_depth",
+                "max_passages",
+                "seed",
+                "labelled",
+                "dim",
+                "batch_size",
+                "queries",
+                "generated",
+                "filter_depth",
+                "query_budget",
+            )
         }

@@ -17,12 +17,14 @@ from indexer.adapt import (
     RUN_DIR,
     STATE_FILE,
     AdaptOptions,
+    _retrieves_own_passage,
     _training_data,
     adapt_index,
     initial_projection,
     train_projection,
 )
-from indexer.pseudo_queries import NO_SPAN, inverse_cloze_queries, kept_token_mask
+from indexer.generated_queries import QUESTIONS_DIR
+from indexer.pseudo_queries import NO_SPAN, PseudoQuery, inverse_cloze_queries, kept_token_mask
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.encode.projection import load_head, principal_directions, project_tokens
@@ -151,6 +153,32 @@ def test_an_interrupted_run_resumes(index: Path, settings: Settings, encoder: En
     assert result.resumed and result.steps == 4
 
 
+def test_the_filter_keeps_questions_that_find_their_passage(index: Path, settings: Settings, encoder: Encoder) -> None:
+    snap = Snapshot.load(index, settings)
+    text = snap.store.get_chunks([str(snap.chunk_ids[0])], snap.generation)[str(snap.chunk_ids[0])].text
+    queries = [PseudoQuery(text, 0), PseudoQuery(text, 5)]
+    assert _retrieves_own_passage(snap, encoder, settings, queries, depth=1) == [True, False]
+    assert _retrieves_own_passage(snap, encoder, settings, [], depth=1) == []
+
+
+def test_adapt_trains_on_written_questions(index: Path, settings: Settings) -> None:
+    options = AdaptOptions(
+        max_steps=3, dim=16, batch_size=4, negatives=2, show_progress=False, checkpoint_every_s=0, generated=8
+    )
+    both = adapt_index(index, settings, AdaptOptions(**{**options.__dict__, "queries": "both"}))
+    written, reused, usable, kept = both.writing
+    assert written == 8 and reused == 0 and kept <= usable <= 8
+    assert both.sources.get("generated", 0) == kept and both.sources["inverse cloze"] > 0
+    (questions,) = (index / QUESTIONS_DIR).glob("*.jsonl")  # kept under the index for the next run
+    assert len(questions.read_text("utf-8").splitlines()) == 8
+    head = json.loads((both.model_dir / "adapt.json").read_text())
+    assert head["queries"] == "both" and head["sources"] == both.sources
+
+    # the next run reuses every written question, and a budget caps the training queries
+    budget = adapt_index(index, settings, AdaptOptions(**{**options.__dict__, "queries": "both", "query_budget": 5}))
+    assert budget.writing[:2] == (0, 8) and budget.examples == 5
+
+
 def test_bad_adapt_requests(tmp_path: Path, index: Path, settings: Settings) -> None:
     with pytest.raises(IndexNotFoundError, match="no index"):
         adapt_index(tmp_path / "empty", settings, SMALL)
@@ -204,6 +232,10 @@ def test_rag_adapt_command(tmp_path: Path, index: Path, scifact_docs: list[Docum
     assert "trained 2 steps" in done.stdout and "models/adapted-gen000002" in done.stdout
     info = json.loads((index / "models" / "adapted-gen000002" / "adapt.json").read_text())
     assert info["labelled_pairs"] == 5 and info["steps"] == 2
+    assert "training queries:" in done.stdout and "labelled" in done.stdout and info["queries"] == "ict"
+
+    bad = subprocess.run([*command[:6], "--queries", "written", "-q"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "--queries 'written'" in bad.stderr
 
     empty = subprocess.run(
         [sys.executable, "-m", "cli", "adapt", "--index", str(tmp_path / "none"), "-q"],

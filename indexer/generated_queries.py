@@ -112,6 +112,8 @@ def read_questions(path: Path) -> dict[str, WrittenQuestion]:
     whole = 0
     with path.open("rb") as handle:
         for line in handle:
+            if not line.endswith(b"\n"):  # the write was cut before its end
+                break
             try:
                 record = json.loads(line)
                 found[record["chunk_id"]] = WrittenQuestion(record["chunk_id"], record["question"], record["raw"])

@@ -64,6 +64,9 @@ def test_written_questions_are_kept_and_a_later_run_resumes(tmp_path: Path, loca
     with path.open("a", encoding="utf-8") as out:
         out.write('{"chunk_id": "c3", "quest')
     assert set(read_questions(path)) == {"c1", "c2"}
+    with path.open("a", encoding="utf-8") as out:  # whole JSON, but cut before its newline
+        out.write(json.dumps({"chunk_id": "c3", "question": "", "raw": ""}))
+    assert set(read_questions(path)) == {"c1", "c2"}
     done, report = write_questions(local, PASSAGES, path, minutes=10)
     assert report.written == 1 and report.reused == 2 and not report.stopped_by_time
     assert set(done) == {"c1", "c2", "c3"}

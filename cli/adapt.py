@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast, get_args
 
 import typer
 
@@ -71,13 +71,12 @@ def adapt(
     Interrupted runs resume from the last checkpoint; the query path uses the new head at once."""
     from indexer.adapt import adapt_index  # torch and the index: loaded when the command runs
 
-    if queries not in ("ict", "generated", "both"):
+    if queries not in get_args(QuerySource):
         raise InputError(f"--queries {queries!r}: use 'ict', 'generated' or 'both'")
     if generated < 0 or generation_minutes <= 0 or filter_depth < 1 or query_budget < 0:
         raise InputError(
             "--generated and --query-budget must be 0 or more, --generation-minutes and --filter-depth above 0"
         )
-    source: QuerySource = queries  # type: ignore[assignment]  # checked above
     options = AdaptOptions(
         max_steps=max_steps,
         minutes=minutes,
@@ -87,7 +86,7 @@ def adapt(
         max_passages=max_passages,
         learning_rate=learning_rate,
         seed=seed,
-        queries=source,
+        queries=cast(QuerySource, queries),
         generated=generated,
         generation_minutes=generation_minutes,
         filter_depth=filter_depth,

@@ -48,13 +48,16 @@ def _mode_lines(mode: dict[str, Any] | None) -> list[str]:
     if not mode:
         return []
     line = f"MaxSim mode in use: `{mode['in_use']}` (setting `{mode['setting']}`"
+    if "weight_in_use" in mode:  # reports from before the weight was chosen per index
+        line += f"), MaxSim weight {mode['weight_in_use']:g} (setting `{mode['weight_setting']}`"
     chosen = mode.get("chosen")
     if chosen is None:
         line += "; the index has no recorded choice)." if mode["setting"] == "auto" else ")."
         return [line, ""]
     scores = ", ".join(f"{m} {v:.4f}" for m, v in chosen["ndcg"].items())
+    picked = f"{chosen['mode']}` at MaxSim weight {chosen.get('maxsim_weight', 1.0):g}"
     return [
-        line + f"; chosen for this index: `{chosen['mode']}`). Why: {chosen['reason']}. "
+        line + f"; chosen for this index: `{picked}). Why: {chosen['reason']}. "
         f"nDCG@10 on its {chosen['queries']} held-out pseudo-queries: {scores} ({chosen['seconds']:.0f} s).",
         "",
     ]

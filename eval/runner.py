@@ -177,6 +177,8 @@ def run_eval(options: EvalOptions, settings: Settings) -> dict[str, Any]:
         "maxsim_mode": {
             "in_use": pipeline.maxsim_mode,
             "setting": settings.maxsim_mode,
+            "weight_in_use": pipeline.maxsim_weight,
+            "weight_setting": settings.weight_maxsim,
             "chosen": asdict(choice) if (choice := snapshot.params.final_stage) is not None else None,
         },
     }

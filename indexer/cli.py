@@ -141,9 +141,10 @@ def stats(index: IndexOption, as_json: Annotated[bool, typer.Option("--json", he
     for part, size in info["bytes"].items():
         typer.echo(f"bytes.{part:<7}{size:>14,}")
     chosen = info["final_stage"]
-    typer.echo(
-        f"final stage  {chosen['mode'] if chosen else 'not chosen (RAG_MAXSIM_MODE=auto uses ' + FALLBACK_MODE + ')'}"
-    )
+    if chosen:
+        typer.echo(f"final stage  {chosen['mode']}, MaxSim weight {chosen.get('maxsim_weight', 1.0):g}")
+    else:
+        typer.echo(f"final stage  not chosen (RAG_MAXSIM_MODE=auto uses {FALLBACK_MODE})")
 
 
 @index_app.command()
@@ -199,7 +200,11 @@ def _report_choice(choice: FinalStageChoice | None, settings: Settings) -> None:
         )
         return
     scores = ", ".join(f"{mode} {value:.4f}" for mode, value in choice.ndcg.items())
-    typer.echo(f"final stage: {choice.mode} ({choice.reason}; nDCG@10 {scores}; {choice.seconds:.1f} s)", err=True)
+    typer.echo(
+        f"final stage: {choice.mode}, MaxSim weight {choice.maxsim_weight:g} ({choice.reason}; nDCG@10 {scores}; "
+        f"{choice.seconds:.1f} s)",
+        err=True,
+    )
 
 
 @index_app.command("choose-stage")

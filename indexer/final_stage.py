@@ -10,7 +10,8 @@ an engine that swaps the held-out passage in); the score is nDCG@10 of the passa
 The choice starts at RRF and climbs a ladder (:data:`LADDER`): a mode replaces the current choice only
 when its paired gain over it on these queries is clear of their noise (mean gain minus ``MARGIN_SE``
 standard errors above 0). The choice must never be worse than RRF on a collection nobody tuned for,
-so doubt keeps the safer rung. Validated on the developer sets in docs/final-stage.md.
+so doubt keeps the safer rung. Where the ladder ends on ``fuse`` or ``scores``, MaxSim's weight in it
+(1) is challenged the same way by :data:`WEIGHTS`. Validated on the developer sets in docs/final-stage.md.
 """
 
 from __future__ import annotations
@@ -32,13 +33,17 @@ from rag.index.manifest import FinalStageChoice
 from rag.index.qdrant_engine import QdrantEngine
 from rag.objects import Filters, MaxSimMode, Stage
 from rag.pipeline import Pipeline
-from rag.retrieval import MODE_STAGES, Ranking, Recipe, retrieve
+from rag.retrieval import MODE_STAGES, Ranking, Recipe, restaged, retrieve
 from rag.settings import Settings
 
 MARGIN_SE = 2.0  # standard errors of the mean gain a mode needs over the current choice (~97.7 % one-sided)
 # The order modes challenge the current choice, RRF first. scores leads: it had the best worst case on
 # the developer sets (docs/final-stage.md); fuse and replace then take over only where clearly better.
 LADDER: tuple[MaxSimMode, ...] = ("scores", "fuse", "replace")
+# MaxSim weights that challenge weight 1 once fuse or scores is chosen, in this order: 2 and 3 lifted
+# fuse on scifact and squad-dev-a but lowered it on cisi (docs/final-stage.md), so each index tells.
+WEIGHTS: tuple[float, ...] = (2.0, 0.5)
+WEIGHTED: tuple[MaxSimMode, ...] = ("fuse", "scores")
 CUTOFF = 10  # nDCG@10, as evaluation reports
 
 
@@ -138,14 +143,23 @@ def held_out_queries(pipeline: Pipeline, n_queries: int, seed: int) -> list[tupl
     ]
 
 
+def candidate(mode: str, weight: float = 1.0) -> str:
+    """A candidate final stage's name: the mode, and MaxSim's weight where it is not 1 (``fuse@2``)."""
+    return mode if weight == 1.0 else f"{mode}@{weight:g}"
+
+
 def stage_scores(pipeline: Pipeline, n_queries: int, seed: int, show_progress: bool = False) -> dict[str, list[float]]:
-    """Per candidate final stage (``off`` = RRF, and each MaxSim mode), each held-out query's nDCG@10."""
+    """Per candidate final stage (``off`` = RRF, each MaxSim mode, and fuse and scores at each of
+    :data:`WEIGHTS`), each held-out query's nDCG@10."""
     held = held_out_queries(pipeline, n_queries, seed)
     questions = pipeline.encoder.encode_questions([q.text for q, _ in held])
     recipe = replace(Recipe.from_settings(pipeline.settings), maxsim_mode="off")
+    recipe = replace(recipe, weights={**recipe.weights, Stage.MAXSIM: 1.0})  # the rungs' weight; WEIGHTS challenge it
+    weighted = {w: replace(recipe, weights={**recipe.weights, Stage.MAXSIM: w}) for w in WEIGHTS}
     doc_ids = np.asarray(pipeline.snapshot.doc_ids)
-    scores: dict[str, list[float]] = {"off": [], **{mode: [] for mode in MODE_STAGES}}
     names: Mapping[str, str] = {"off": Stage.RRF, **MODE_STAGES}
+    scores: dict[str, list[float]] = {name: [] for name in names}
+    scores.update({candidate(mode, w): [] for w in WEIGHTS for mode in WEIGHTED})
     for i, (query, passage) in enumerate(
         tqdm(held, desc="choosing the final stage", unit="q", disable=not show_progress, dynamic_ncols=True)
     ):
@@ -154,30 +168,48 @@ def stage_scores(pipeline: Pipeline, n_queries: int, seed: int, show_progress: b
         ranked = retrieve(engine, question, recipe, alternative=True)
         for mode, stage in names.items():
             scores[mode].append(document_ndcg(ranked.stages.get(stage, []), doc_ids, passage.document))
+        if Stage.MAXSIM not in ranked.stages:  # no candidates: no MaxSim ranking to weigh
+            for w in WEIGHTS:
+                for mode in WEIGHTED:
+                    scores[candidate(mode, w)].append(0.0)
+            continue
+        for w, weighted_recipe in weighted.items():
+            for mode in WEIGHTED:
+                ranking = restaged(ranked.stages, mode, weighted_recipe)
+                scores[candidate(mode, w)].append(document_ndcg(ranking, doc_ids, passage.document))
     return scores
 
 
-def choose(scores: Mapping[str, list[float]], margin_se: float = MARGIN_SE) -> tuple[MaxSimMode, str]:
+def choose(scores: Mapping[str, list[float]], margin_se: float = MARGIN_SE) -> tuple[MaxSimMode, float, str]:
     """A challenge ladder from RRF (``off``): each mode of :data:`LADDER` in turn replaces the current
     choice only if its paired gain over it on the held-out queries is clear of noise (mean minus
-    ``margin_se`` standard errors above 0). Returns the mode and why, in words."""
-    current: str = "off"
+    ``margin_se`` standard errors above 0); then, if that is fuse or scores, each of :data:`WEIGHTS`
+    challenges MaxSim's weight 1 in it the same way. Returns the mode, the weight and why, in words."""
+    current, mode, weight = "off", "off", 1.0
     steps: list[str] = []
-    for mode in LADDER:
-        if mode not in scores or len(scores[mode]) < 2:
-            continue
-        gain = np.asarray(scores[mode], np.float64) - np.asarray(scores[current], np.float64)
+
+    def challenge(name: str) -> bool:
+        if name not in scores or len(scores[name]) < 2:
+            return False
+        gain = np.asarray(scores[name], np.float64) - np.asarray(scores[current], np.float64)
         mean, se = float(gain.mean()), float(gain.std(ddof=1) / math.sqrt(len(gain)))
         won = mean - margin_se * se > 0
         against = "rrf" if current == "off" else current
-        steps.append(f"{mode} vs {against} {mean * 100:+.2f} ± {se * 100:.2f} ({'taken' if won else 'kept'})")
-        if won:
-            current = mode
+        steps.append(f"{name} vs {against} {mean * 100:+.2f} ± {se * 100:.2f} ({'taken' if won else 'kept'})")
+        return won
+
+    for rung in LADDER:
+        if challenge(rung):
+            current = mode = rung
+    if mode in WEIGHTED:
+        for w in WEIGHTS:
+            if challenge(candidate(mode, w)):
+                current, weight = candidate(mode, w), w
     reason = (
-        f"on {len(scores['off'])} held-out pseudo-queries, nDCG@10 points, a mode is taken when its gain "
-        f"clears {margin_se:g} standard errors: " + "; ".join(steps)
+        f"on {len(scores['off'])} held-out pseudo-queries, nDCG@10 points, a mode or MaxSim weight is taken "
+        f"when its gain clears {margin_se:g} standard errors: " + "; ".join(steps)
     )
-    return current, reason  # type: ignore[return-value]
+    return mode, weight, reason  # type: ignore[return-value]
 
 
 def choose_final_stage(
@@ -190,7 +222,7 @@ def choose_final_stage(
     """Score every candidate final stage on held-out pseudo-queries and choose (:func:`choose`)."""
     started = time.perf_counter()
     scores = stage_scores(pipeline, n_queries, seed, show_progress)
-    mode, reason = choose(scores, margin_se)
+    mode, weight, reason = choose(scores, margin_se)
     return FinalStageChoice(
         mode=mode,
         reason=reason,
@@ -199,6 +231,7 @@ def choose_final_stage(
         seed=seed,
         seconds=time.perf_counter() - started,
         adapted=pipeline.adapted,
+        maxsim_weight=weight,
     )
 
 

@@ -57,7 +57,7 @@ from rag.objects import (
     TokenEvent,
 )
 from rag.query_weights import query_token_weights
-from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode, retrieve
+from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode, resolve_weight, retrieve
 from rag.settings import Settings
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
@@ -127,6 +127,17 @@ class Pipeline:
         """The MaxSim mode this pipeline's retrievals use."""
         return resolve_mode(self.settings.maxsim_mode, self.chosen_mode)
 
+    @property
+    def chosen_weight(self) -> float | None:
+        """MaxSim's weight chosen with this index's final stage (``weight_maxsim=auto`` uses it), if any."""
+        choice = self.snapshot.params.final_stage
+        return choice.maxsim_weight if choice is not None else None
+
+    @property
+    def maxsim_weight(self) -> float:
+        """MaxSim's weight in fuse and scores in this pipeline's retrievals."""
+        return resolve_weight(self.settings.weight_maxsim, self.chosen_weight)
+
     def generator(self, name: str | None = None) -> Generator:
         name = name or self.settings.generator
         if name not in self.generators:
@@ -172,7 +183,7 @@ class Pipeline:
         """A request checked and its settings resolved, or its InputError."""
         question = _check_question(request.question, self.settings.max_question_chars)
         top_k = self.settings.top_k if request.top_k is None else request.top_k
-        recipe = Recipe.from_settings(self.settings, request.depth, self.chosen_mode)
+        recipe = Recipe.from_settings(self.settings, request.depth, self.chosen_mode, self.chosen_weight)
         if top_k < 1 or recipe.depth < 1:
             raise InputError("top_k and candidate depth must be at least 1")
         filters = request.filters

@@ -64,6 +64,12 @@ def resolve_mode(setting: str, chosen: str | None) -> MaxSimMode:
     return mode  # type: ignore[return-value]
 
 
+def resolve_weight(setting: float | str, chosen: float | None) -> float:
+    """MaxSim's weight in ``fuse`` and ``scores``: the setting, unless it is ``auto``, then the index's
+    choice or 1."""
+    return float(setting) if setting != "auto" else (1.0 if chosen is None else chosen)
+
+
 @dataclass(frozen=True)
 class Recipe:
     """The search-time knobs of the recipe; they come from settings at query time, never from an index."""
@@ -74,15 +80,22 @@ class Recipe:
     maxsim_mode: MaxSimMode = "replace"
 
     @classmethod
-    def from_settings(cls, settings: Settings, depth: int | None = None, chosen: str | None = None) -> Recipe:
-        """``chosen``: the final stage chosen for the index, which ``maxsim_mode=auto`` uses."""
+    def from_settings(
+        cls,
+        settings: Settings,
+        depth: int | None = None,
+        chosen: str | None = None,
+        chosen_weight: float | None = None,
+    ) -> Recipe:
+        """``chosen`` and ``chosen_weight``: the final stage and MaxSim weight chosen for the index,
+        which ``maxsim_mode=auto`` and ``weight_maxsim=auto`` use."""
         return cls(
             depth=settings.candidate_depth if depth is None else depth,
             rrf_k=settings.rrf_k,
             weights={
                 Stage.DENSE: settings.weight_dense,
                 Stage.BM25: settings.weight_bm25,
-                Stage.MAXSIM: settings.weight_maxsim,
+                Stage.MAXSIM: resolve_weight(settings.weight_maxsim, chosen_weight),
             },
             maxsim_mode=resolve_mode(settings.maxsim_mode, chosen),
         )
@@ -166,6 +179,13 @@ def retrieve(
         return Rankings(stages, Stage.RRF, _contributions(fused))
     stages[Stage.FINAL] = _ranking(finals[mode])
     return Rankings(stages, Stage.FINAL, _contributions(finals[mode]))
+
+
+def restaged(stages: Mapping[str, Ranking], mode: MaxSimMode, recipe: Recipe) -> Ranking:
+    """The ranking ``mode`` gives under ``recipe``'s weights, from the dense, BM25 and MaxSim rankings
+    of a recipe already run (``stages``): another MaxSim weight tried without searching again."""
+    paths: dict[str, list[int]] = {path: [r for r, _ in stages[path]] for path in (Stage.DENSE, Stage.BM25)}
+    return _ranking(_final_stage(mode, stages, paths, _fuse(paths, recipe), recipe))
 
 
 def _final_stage(

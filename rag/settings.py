@@ -102,7 +102,9 @@ class Settings(BaseSettings):
     rrf_k: int = 60
     weight_dense: float = 1.0
     weight_bm25: float = 1.0
-    weight_maxsim: float = 1.0
+    # MaxSim's weight in fuse and scores; auto: the weight chosen with the index's final stage
+    # (indexer/final_stage.py), 1 where none was chosen.
+    weight_maxsim: float | Literal["auto"] = "auto"
     # The final stage (rag/objects.py MaxSimMode): replace (MaxSim orders the fused candidates), fuse
     # (MaxSim joins RRF as a third ranking), scores (the paths' standardised scores summed), off (RRF);
     # auto: the mode chosen for the index without labels when it was built or adapted

@@ -95,8 +95,17 @@ def test_run_writes_report_with_every_stage(tmp_path, squad_dir, settings) -> No
     others = [stage for mode, stage in MODE_STAGES.items() if mode != FALLBACK_MODE]
     assert list(report["stages"]) == ["bm25", "dense", "rrf", *others, Stage.FINAL]
     # too small an index to choose for: auto used the fallback, and the report says so
-    assert report["maxsim_mode"] == {"in_use": FALLBACK_MODE, "setting": "auto", "chosen": None}
-    assert "the index has no recorded choice" in (tmp_path / "run" / "report.md").read_text()
+    assert report["maxsim_mode"] == {
+        "in_use": FALLBACK_MODE,
+        "setting": "auto",
+        "weight_in_use": 1.0,
+        "weight_setting": "auto",
+        "chosen": None,
+    }
+    assert (
+        "MaxSim weight 1 (setting `auto`; the index has no recorded choice)"
+        in (tmp_path / "run" / "report.md").read_text()
+    )
     assert report["final_stage"] == Stage.FINAL
     for values in report["stages"].values():
         assert set(values) >= {"ndcg@10", "recall@10", "recall@100", "mrr@10", "latency_ms"}

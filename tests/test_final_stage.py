@@ -14,6 +14,7 @@ from indexer.final_stage import HeldOutEngine, HeldOutPassage, choose, document_
 from indexer.writer import IndexWriter
 from rag.encode.projection import save_head
 from rag.index.engine import LocalEngine
+from rag.index.manifest import FinalStageChoice
 from rag.index.snapshot import Snapshot
 from rag.objects import Document
 from rag.pipeline import Pipeline
@@ -52,13 +53,30 @@ def test_choose_climbs_only_on_clear_gains_and_doubt_keeps_rrf() -> None:
     base = list(rng.uniform(0, 1, 200))
     steady = [b + 0.02 for b in base]  # small, certain gain
     noisy = [b + g for b, g in zip(base, rng.normal(0.03, 0.6, 200), strict=True)]  # larger mean, all noise
-    mode, reason = choose({"off": base, "scores": steady, "fuse": steady, "replace": noisy})
-    assert mode == "scores" and "scores vs rrf +2.00" in reason and "replace vs scores" in reason
-    mode, reason = choose({"off": base, "scores": base, "fuse": [b - 0.05 for b in base], "replace": noisy})
-    assert mode == "off" and "(taken)" not in reason
+    mode, weight, reason = choose({"off": base, "scores": steady, "fuse": steady, "replace": noisy})
+    assert (mode, weight) == ("scores", 1.0) and "scores vs rrf +2.00" in reason and "replace vs scores" in reason
+    mode, weight, reason = choose({"off": base, "scores": base, "fuse": [b - 0.05 for b in base], "replace": noisy})
+    assert (mode, weight) == ("off", 1.0) and "(taken)" not in reason
     bigger = [b + 0.05 for b in base]
-    assert choose({"off": base, "scores": steady, "fuse": steady, "replace": bigger})[0] == "replace"
-    assert choose({"off": base, "scores": base, "fuse": steady, "replace": steady})[0] == "fuse"
+    assert choose({"off": base, "scores": steady, "fuse": steady, "replace": bigger})[:2] == ("replace", 1.0)
+    assert choose({"off": base, "scores": base, "fuse": steady, "replace": steady})[:2] == ("fuse", 1.0)
+
+
+def test_choose_takes_another_maxsim_weight_only_for_the_chosen_mode_and_only_on_a_clear_gain() -> None:
+    rng = np.random.default_rng(5)
+    base = list(rng.uniform(0, 1, 200))
+    steady = [b + 0.02 for b in base]
+    better = [b + 0.04 for b in base]  # steady + 0.02 for certain
+    noisy = [s + g for s, g in zip(steady, rng.normal(0.03, 0.6, 200), strict=True)]
+    scores = {"off": base, "scores": steady, "fuse": base, "replace": base}
+    mode, weight, reason = choose({**scores, "scores@2": better, "scores@0.5": noisy, "fuse@2": [b + 1 for b in base]})
+    assert (mode, weight) == ("scores", 2.0)
+    assert "scores@2 vs scores +2.00" in reason and "scores@0.5 vs scores@2" in reason and "fuse@2" not in reason
+    assert choose({**scores, "scores@2": noisy, "scores@0.5": steady})[:2] == ("scores", 1.0)  # doubt keeps 1
+    assert choose({**scores, "scores@2": steady, "scores@0.5": better})[:2] == ("scores", 0.5)
+    # RRF kept: no weight is tried, since RRF has no MaxSim in it
+    mode, weight, reason = choose({"off": steady, "scores": base, "fuse": base, "replace": base, "scores@2": better})
+    assert (mode, weight) == ("off", 1.0) and "scores@2" not in reason
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +170,9 @@ def test_the_choice_is_committed_to_the_manifest_and_auto_uses_it(
         after = writer.snapshot
     assert choice is not None and after is not None
     assert choice.mode in ("off", "replace", "fuse", "scores") and choice.queries == 24
-    assert set(choice.ndcg) == {"off", "replace", "fuse", "scores"} and choice.reason
+    assert choice.maxsim_weight in (1.0, 2.0, 0.5) and choice.reason
+    weighted = {f"{mode}@{w:g}" for mode in ("fuse", "scores") for w in (2.0, 0.5)}
+    assert set(choice.ndcg) == {"off", "replace", "fuse", "scores"} | weighted
     assert after.generation == before.generation + 1
     manifest = json.loads((after.directory / "manifest.json").read_text())
     assert manifest["final_stage"]["mode"] == choice.mode
@@ -161,8 +181,13 @@ def test_the_choice_is_committed_to_the_manifest_and_auto_uses_it(
         assert (after.directory / rel).stat().st_ino == (before.directory / rel).stat().st_ino
     Snapshot.load(directory, choosing).verify()
     assert Pipeline(Snapshot.load(directory, choosing), choosing, encoder).maxsim_mode == choice.mode
-    fixed = choosing.model_copy(update={"maxsim_mode": "replace"})
+    assert manifest["final_stage"]["maxsim_weight"] == choice.maxsim_weight
+    older = {k: v for k, v in manifest["final_stage"].items() if k != "maxsim_weight"}  # before weights were chosen
+    assert FinalStageChoice.from_manifest(older).maxsim_weight == 1.0
+    assert Pipeline(Snapshot.load(directory, choosing), choosing, encoder).maxsim_weight == choice.maxsim_weight
+    fixed = choosing.model_copy(update={"maxsim_mode": "replace", "weight_maxsim": 3.0})
     assert Pipeline(Snapshot.load(directory, fixed), fixed, encoder).maxsim_mode == "replace"
+    assert Pipeline(Snapshot.load(directory, fixed), fixed, encoder).maxsim_weight == 3.0
     # later writes keep the choice; too small an index is not chosen for
     with IndexWriter(directory, choosing, encoder, show_progress=False) as writer:
         writer.upsert(scifact_docs[30:], "papers")

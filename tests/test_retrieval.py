@@ -14,7 +14,7 @@ from rag.index.engine import LocalEngine
 from rag.index.snapshot import Snapshot
 from rag.objects import Document, Filters, Stage
 from rag.pipeline import Pipeline
-from rag.retrieval import MODE_STAGES, QueryInput, Ranking, Recipe, retrieve
+from rag.retrieval import MODE_STAGES, QueryInput, Ranking, Recipe, restaged, retrieve
 from rag.settings import Settings
 
 
@@ -64,6 +64,29 @@ def test_every_other_mode_is_what_that_mode_returns(
             assert asked.rankings[stage] == configured_other.rankings[Stage.FINAL]
             assert stage not in alone.rankings
         assert (Stage.FINAL in alone.rankings) == (mode != "off")
+
+
+def test_another_maxsim_weight_restaged_is_what_the_recipe_with_that_weight_returns(
+    small_index: Path, encoder, settings: Settings, scifact_docs
+) -> None:
+    """The final-stage choice tries MaxSim weights on one run's rankings (``restaged``): each must be
+    the ranking the recipe run with that weight returns, and weight 1 the run's own."""
+    engine = LocalEngine(Snapshot.load(small_index, settings))
+    recipe = replace(Recipe.from_settings(settings, depth=20), maxsim_mode="replace")
+    recipe = replace(recipe, weights={**recipe.weights, Stage.MAXSIM: 1.0})
+    changed = 0
+    for doc in scifact_docs[8:14]:
+        encoded = encoder.encode_questions([doc.title])
+        query = QueryInput(doc.title, encoded.dense[0], partial(_uniform, encoded.tokens[0]))
+        ran = retrieve(engine, query, recipe, alternative=True)
+        for mode in ("fuse", "scores"):
+            assert restaged(ran.stages, mode, recipe) == ran.stages[MODE_STAGES[mode]]
+            for weight in (0.5, 2.0, 3.0):
+                weighted = replace(recipe, maxsim_mode=mode, weights={**recipe.weights, Stage.MAXSIM: weight})
+                again = restaged(ran.stages, mode, weighted)
+                assert again == retrieve(engine, query, weighted).stages[Stage.FINAL], (mode, weight)
+                changed += again != ran.stages[MODE_STAGES[mode]]
+    assert changed > 0  # the weight reorders some of these questions, so the check can fail
 
 
 class ExactEngine:

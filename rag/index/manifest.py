@@ -28,8 +28,8 @@ MANIFEST_FILE = "manifest.json"
 @dataclass(frozen=True)
 class FinalStageChoice:
     """The final stage chosen for an index without labels (indexer/final_stage.py), and why: what
-    ``RAG_MAXSIM_MODE=auto`` uses. ``ndcg`` holds each candidate's nDCG@10 on the held-out
-    pseudo-queries (``off`` is RRF alone)."""
+    ``RAG_MAXSIM_MODE=auto`` and ``RAG_WEIGHT_MAXSIM=auto`` use. ``ndcg`` holds each candidate's
+    nDCG@10 on the held-out pseudo-queries (``off`` is RRF alone, ``fuse@2`` fuse with MaxSim weight 2)."""
 
     mode: str
     reason: str
@@ -38,6 +38,7 @@ class FinalStageChoice:
     seed: int
     seconds: float
     adapted: bool  # chosen with MaxSim over the adapted head's vectors
+    maxsim_weight: float = 1.0  # MaxSim's weight in fuse and scores (manifests from before it: 1)
 
     @classmethod
     def from_manifest(cls, section: Mapping[str, Any]) -> FinalStageChoice:
@@ -49,6 +50,7 @@ class FinalStageChoice:
             seed=int(section["seed"]),
             seconds=float(section["seconds"]),
             adapted=bool(section["adapted"]),
+            maxsim_weight=float(section.get("maxsim_weight", 1.0)),
         )
 
 

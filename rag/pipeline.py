@@ -17,6 +17,7 @@ from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoded, Encoder
 from rag.errors import InputError, RagError
 from rag.generate import make_generator
+from rag.generate.answer_copy import EvidenceCopy
 from rag.generate.answer_text import (
     ABSTENTION,
     CheckedAnswer,
@@ -402,8 +403,9 @@ class Pipeline:
             yield from self._marginal_answer(retrieval, gen, timings, start, odds)
             return
         messages = self._messages(retrieval.question, evidence)
-        instructions, known = instruction_texts(), _known_text(evidence)
+        instructions, known = instruction_texts(), known_text(evidence)
         question, sentences = self._restatable(retrieval.question), self.settings.answer_max_sentences
+        copy = self.evidence_copy(evidence)
         t = time.perf_counter()
         raw, shown = "", ""
         pieces = gen.stream(messages, self.settings.max_answer_tokens, self.settings.temperature)
@@ -412,7 +414,7 @@ class Pipeline:
                 if not raw:
                     timings["first_token"] = (time.perf_counter() - start) * 1000
                 raw += piece
-                now = shown_so_far(raw, instructions, known, question, sentences)
+                now = shown_so_far(raw, instructions, known, question, sentences, copy)
                 if len(now) > len(shown) and now.startswith(shown):
                     yield TokenEvent(now[len(shown) :])
                     shown = now
@@ -423,13 +425,22 @@ class Pipeline:
             if close is not None:
                 close()
         timings["generate"] = (time.perf_counter() - t) * 1000
-        checked = check_answer(raw, len(evidence), instructions, known, question, sentences)
+        checked = check_answer(raw, len(evidence), instructions, known, question, sentences, copy)
         if checked.text.startswith(shown) and len(checked.text) > len(shown):
             yield TokenEvent(checked.text[len(shown) :])  # the rest, so the pieces add up to the answer
         timings["total"] = (time.perf_counter() - start) * 1000
         usage = Usage(sum(gen.count_tokens(m.content) for m in messages), gen.count_tokens(raw) if raw else 0)
         citations = citations_of(checked.numbers, evidence)
         yield AnswerEvent(answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds))
+
+    def evidence_copy(self, evidence: Sequence[Evidence]) -> EvidenceCopy:
+        """What a short answer is copied from: each evidence's text as the prompt shows it."""
+        shown = self.settings.evidence_text
+        return EvidenceCopy(
+            {e.number: f"{e.title}\n{e.highlight if shown == 'highlight' else e.snippet}" for e in evidence},
+            self.settings.answer_copy_max_words,
+            self.settings.answer_copy_min_similarity,
+        )
 
     def _restatable(self, question: str) -> str:
         """The question whose restatement is cut from answers ("": none). Not with the false-premise
@@ -473,9 +484,10 @@ class Pipeline:
                 generation.text,
                 1,
                 instructions,
-                _known_text([alone]),
+                known_text([alone]),
                 self._restatable(question),
                 self.settings.answer_max_sentences,
+                self.evidence_copy([alone]),
             )
             candidates.append(Candidate(one.chunk_id, checked, generation.logprob))
         timings["first_token"] = timings["generate"] = (time.perf_counter() - t) * 1000
@@ -513,7 +525,7 @@ def final_answer(events: Iterable[StreamEvent]) -> Answer:
     raise RuntimeError("the answer stream ended without an answer")
 
 
-def _known_text(evidence: Sequence[Evidence]) -> str:
+def known_text(evidence: Sequence[Evidence]) -> str:
     """What the evidence says, so a URL the answer takes from it is kept."""
     return " ".join(f"{e.url} {e.source} {e.snippet}" for e in evidence)
 

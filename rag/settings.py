@@ -143,6 +143,11 @@ class Settings(BaseSettings):
     # restated question around it is cut (rag/generate/answer_span.py, measured in docs/benchmarks.md).
     answer_max_sentences: int = Field(default=1, ge=0)
     answer_cut_restated_question: bool = True
+    # A short answer (up to this many words; 0: never) that the evidence does not hold word for word is
+    # replaced by the evidence's closest span when at least answer_copy_min_similarity alike
+    # (rag/generate/answer_copy.py; chosen on squad-dev-a questions outside the eval sample: docs/benchmarks.md).
+    answer_copy_max_words: int = Field(default=6, ge=0)
+    answer_copy_min_similarity: float = Field(default=0.75, ge=0.0, le=1.0)
     # single: one prompt with all the evidence, streamed; marginal: RAG-Sequence, one candidate answer per
     # top evidence, the most probable wins (rag/generate/marginal.py; measured in docs/benchmarks.md).
     answer_mode: Literal["single", "marginal"] = "single"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import pytest
 
+from rag.generate.answer_copy import MAX_WORDS, EvidenceCopy, keeps_words
 from rag.generate.answer_text import ABSTENTION, CheckedAnswer, answer_complete, check_answer, cite_as, shown_so_far
 from rag.generate.evidence import SYSTEM_PROMPT, instruction_texts
 from rag.generate.marginal import Candidate, evidence_prior, marginalise
@@ -181,3 +184,73 @@ def test_the_generation_may_stop_once_the_first_sentence_is_written() -> None:
     assert check_answer("The Master is the archenemy. He is a Time Lord [2].", 3, max_sentences=1).text == (
         "The Master is the archenemy [2]."
     )
+
+
+@pytest.fixture(scope="module")
+def squad_passages(squad_dir: Path) -> dict[str, str]:
+    """The squad-dev-a passages behind answers the 1.5B model wrote (eval/results/squad-dev-a-generate-150)."""
+    wanted = {
+        "Doctor_Who_9",
+        "Martin_Luther_4",
+        "Pharmacy_2",
+        "Victoria_(Australia)_14",
+        "Victoria_(Australia)_8",
+        "American_Broadcasting_Company_2",
+        "Super_Bowl_50_20",
+        "Super_Bowl_50_49",
+    }
+    passages = {}
+    with open(squad_dir / "corpus.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            row = json.loads(line)
+            if row["_id"] in wanted:
+                passages[row["_id"]] = f"{row['title']}\n{row['text']}"
+    assert set(passages) == wanted
+    return passages
+
+
+def test_a_short_answer_the_evidence_does_not_hold_becomes_its_closest_span(squad_passages: dict[str, str]) -> None:
+    """The model's slips from squad-dev-a (gold in brackets): '1963-1989' (1963–1989), '1905' (1505),
+    'Healthcare professional' (health care professional), 'Freight service' (freight services)."""
+
+    def copied(raw: str, *ids: str, max_words: int = MAX_WORDS) -> str:
+        copy = EvidenceCopy({n: squad_passages[i] for n, i in enumerate(ids, start=1)}, max_words)
+        return check_answer(raw, len(ids), INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=copy).text
+
+    assert copied("1963-1989 [1].", "Doctor_Who_9") == "1963–1989 [1]."
+    assert copied("1905 [1]", "Martin_Luther_4") == "1505 [1]"
+    assert copied("Healthcare professional [1]", "Pharmacy_2") == "Health care professional [1]"
+    assert copied("Freight service [2]", "Doctor_Who_9", "Victoria_(Australia)_14") == "Freight services [2]"
+    # only the cited evidence is copied from: evidence 1 holds nothing close
+    assert copied("Freight service [1]", "Doctor_Who_9", "Victoria_(Australia)_14") == "Freight service [1]"
+    # what the evidence holds word for word, what is not close enough, and sentences stay as written
+    assert copied("1975 [1]", "Victoria_(Australia)_8") == "1975 [1]"
+    assert copied("8 [1]", "American_Broadcasting_Company_2") == "8 [1]"
+    sentence = "He received a master's degree in 1905 [1]."
+    assert copied(sentence, "Martin_Luther_4") == sentence
+    assert copied("1905 [1]", "Martin_Luther_4", max_words=0) == "1905 [1]"  # off
+    # a span that loses a word of the answer is no copy of it: the model knew the name from elsewhere
+    assert copied("Gary Kubiak [1]", "Super_Bowl_50_20") == "Gary Kubiak [1]"  # not "And Kubiak"
+    assert copied("Cam Newton [1]", "Super_Bowl_50_49") == "Cam Newton [1]"  # not "A Newton"
+    assert keeps_words("By authorizing a half-penny sales tax", "authorized a half-penny sales tax")
+    assert keeps_words("Healthcare professional", "health care professional")
+    assert not keeps_words("The Denver Broncos", "the Broncos") and not keeps_words("2 weeks", "weeks")
+    assert copied("I don't know.", "Martin_Luther_4") == ABSTENTION
+    said = EvidenceCopy({1: "Asked about it, she said: I do not know."})  # close to an abstention: not copied
+    assert check_answer("I don't know.", 1, INSTRUCTIONS, EVIDENCE_TEXT, copy=said).status == "abstained"
+
+
+def test_a_short_answer_is_held_back_while_it_may_still_be_copied(squad_passages: dict[str, str]) -> None:
+    copy = EvidenceCopy({1: squad_passages["Pharmacy_2"]})
+    raw = "Healthcare professional [1]."
+    for end in range(1, len(raw) + 1):
+        assert shown_so_far(raw[:end], INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=copy) == ""
+    assert check_answer(raw, 1, INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=copy).text.startswith("Health care")
+    longer = "A pharmacy technician in the UK is a health care professional [1]."
+    shown = ""
+    for end in range(1, len(longer) + 1):
+        now = shown_so_far(longer[:end], INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=copy)
+        assert now.startswith(shown)  # only ever grows
+        shown = now
+    final = check_answer(longer, 1, INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=copy).text
+    assert final == longer and final.startswith(shown) and len(shown) > 40

@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from rag.generate.answer_copy import EvidenceCopy
 from rag.generate.answer_span import capitalised, first_sentences, sentence_ends, shortest_answer, showable
 from rag.objects import AnswerStatus, Citation, CitedHow, Evidence
 
@@ -61,33 +62,45 @@ def check_answer(
     known_text: str = "",
     question: str = "",
     max_sentences: int = 0,
+    copy: EvidenceCopy | None = None,
 ) -> CheckedAnswer:
     """``raw`` as a user should read it. ``instructions`` are the prompt's own texts (system prompt,
     closing instruction), whose sentences an answer must not repeat; ``known_text`` is everything the
     evidence says, so a URL it holds may stay and any other is removed; ``question`` restated around
     the answer is cut, and only the first ``max_sentences`` sentences are kept (0: all;
-    :mod:`rag.generate.answer_span`)."""
+    :mod:`rag.generate.answer_span`); with ``copy``, a short answer the evidence does not hold word for
+    word becomes the evidence's closest span (:mod:`rag.generate.answer_copy`)."""
     text = _clean(raw, instructions, known_text)
     text, _, dropped = _checked_citations(text, n_evidences)
     text, numbers, _ = _checked_citations(shortest_answer(text, question, max_sentences), n_evidences)
     bare = _CITATION_GROUP.sub(" ", text).strip()
     if not _WORD.search(bare.lower()) or _ABSTAINS.match(bare):
         return CheckedAnswer(ABSTENTION, (), tuple(dropped), "abstained")
+    if copy is not None:  # after the abstention check: "I don't know" is never copied into a span
+        text = copy.apply(text, numbers)
     return CheckedAnswer(text, tuple(numbers), tuple(dropped), "cited" if numbers else "uncited")
 
 
 def shown_so_far(
-    raw: str, instructions: Sequence[str] = (), known_text: str = "", question: str = "", max_sentences: int = 0
+    raw: str,
+    instructions: Sequence[str] = (),
+    known_text: str = "",
+    question: str = "",
+    max_sentences: int = 0,
+    copy: EvidenceCopy | None = None,
 ) -> str:
     """What may be shown of an answer still being written: its cleaned text up to the last whole word,
     holding back a tag or a citation until it is complete, the sentence being written while it could
     still turn out to repeat the instructions, and what may yet be cut as a restated ``question``;
-    nothing past the first ``max_sentences`` sentences."""
+    nothing past the first ``max_sentences`` sentences; with ``copy``, nothing while the answer is short
+    enough to be replaced by an evidence span."""
     text = _shown_text(raw, instructions, known_text)
     text = first_sentences(text, max_sentences)
     if question:
         begin, end = showable(text, question)
         text = capitalised(text[begin:end].rstrip(" ,;:"))
+    if copy is not None and copy.holds_back(text):
+        return ""
     return text
 
 

@@ -1,0 +1,142 @@
+"""A short answer as the evidence words it: the span of the cited evidence it was meant to copy.
+
+The reader is told to copy the shortest span of the evidence word for word, and a 4-bit 1.5B model
+mostly does, but not always exactly: it writes "1905" where the evidence says 1505, "1975" for 1875,
+"Healthcare professional" for "health care professional", "1963-1989" for "1963–1989". A short answer
+that the evidence does not hold word for word is replaced by the evidence's most similar span (by
+:class:`difflib.SequenceMatcher`'s ratio, case and spacing ignored) when that span is close enough;
+otherwise it stays as written. Only short answers: a sentence the model wrote in its own words is
+meant as such, and a span near it would change what it says. And only spans that keep every word of
+the answer but function words, each as itself or a close variant (:func:`keeps_words`): "Cam Newton"
+never becomes "a Newton", nor "The Denver Broncos" "the Broncos", where the closest span lacks a name
+the model knew from elsewhere (measured in docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from itertools import pairwise
+
+from rag.generate.answer_span import capitalised
+
+MAX_WORDS = 6
+MIN_SIMILARITY = 0.75
+_MARKS = re.compile(r"(?:\s*\[\d+\])+")
+_TOKEN = re.compile(r"\S+")
+_EDGE = "\"'()“”‘’,.;:!?"
+_ALNUM = re.compile(r"\w+")
+# Words an answer may lose to its span ("By authorizing ..." → "Authorized ...", "In 'The Space Museum'").
+FUNCTION_WORDS = frozenset(
+    {"a", "an", "the", "by", "in", "on", "at", "of", "to", "and", "or", "for", "from", "with", "as"}
+)
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def holds_words(passage: str, words: str) -> bool:
+    """Whether ``passage`` holds ``words`` as whole words (case and spacing ignored): "freight services"
+    holds "freight services", not "freight service"."""
+    return re.search(rf"(?<!\w){re.escape(_normal(words))}(?!\w)", _normal(passage)) is not None
+
+
+def answer_body(answer: str) -> str:
+    """The answer's words before its first citation mark, without a closing full stop."""
+    marks = _MARKS.search(answer)
+    return (answer[: marks.start()] if marks else answer).strip().rstrip(".!?").strip()
+
+
+def may_be_copied(answer: str, max_words: int = MAX_WORDS) -> bool:
+    """Whether ``answer`` is short enough to be replaced by an evidence span (its body has 1..max_words words)."""
+    return 0 < len(answer_body(answer).split()) <= max_words
+
+
+def closest_span(text: str, passages: Sequence[str]) -> tuple[str, float]:
+    """The span of ``passages`` (whole whitespace-separated words, edge punctuation stripped, from two
+    words fewer to two more than ``text``) most similar to ``text``, and that similarity in [0, 1]."""
+    wanted = _normal(text)
+    n = len(wanted.split())
+    best, best_ratio = "", 0.0
+    matcher = SequenceMatcher(autojunk=False)
+    matcher.set_seq2(wanted)
+    for passage in passages:
+        tokens = list(_TOKEN.finditer(passage))
+        for i in range(len(tokens)):
+            for length in range(max(1, n - 2), n + 3):
+                if i + length > len(tokens):
+                    break
+                span = passage[tokens[i].start() : tokens[i + length - 1].end()].strip(_EDGE)
+                matcher.set_seq1(_normal(span))
+                if matcher.real_quick_ratio() <= best_ratio or matcher.quick_ratio() <= best_ratio:
+                    continue
+                ratio = matcher.ratio()
+                if ratio > best_ratio:
+                    best, best_ratio = span, ratio
+    return best, best_ratio
+
+
+def keeps_words(answer: str, span: str, min_similarity: float = MIN_SIMILARITY) -> bool:
+    """Whether every word of ``answer`` but :data:`FUNCTION_WORDS` has a word in ``span`` (or two
+    adjacent ones joined: "healthcare" in "health care") at least ``min_similarity`` alike."""
+    words = [w.casefold() for w in _ALNUM.findall(span)]
+    variants = words + [a + b for a, b in pairwise(words)]
+    matcher = SequenceMatcher(autojunk=False)
+    for word in _ALNUM.findall(answer):
+        word = word.casefold()
+        if word in FUNCTION_WORDS:
+            continue
+        matcher.set_seq2(word)
+        if not any(_alike(matcher, v, min_similarity) for v in variants):
+            return False
+    return True
+
+
+def _alike(matcher: SequenceMatcher[str], word: str, min_similarity: float) -> bool:
+    matcher.set_seq1(word)
+    return matcher.ratio() >= min_similarity
+
+
+def copied_from_evidence(
+    answer: str, passages: Sequence[str], max_words: int = MAX_WORDS, min_similarity: float = MIN_SIMILARITY
+) -> str:
+    """``answer`` (its citation marks included) with its body replaced by the closest span of
+    ``passages`` when the body is short, not in them word for word, and that span is at least
+    ``min_similarity`` alike and keeps the body's words (:func:`keeps_words`); the citation marks and the
+    closing stop stay."""
+    body = answer_body(answer)
+    if not may_be_copied(answer, max_words) or not passages:
+        return answer
+    if any(holds_words(p, body) for p in passages):
+        return answer
+    span, similarity = closest_span(body, passages)
+    if not span or similarity < min_similarity or not keeps_words(body, span, min_similarity):
+        return answer
+    marks = _MARKS.search(answer)
+    tail = answer[marks.start() :] if marks else answer.rstrip()[len(answer.rstrip().rstrip(".!?")) :]
+    return capitalised(span) + tail
+
+
+@dataclass(frozen=True)
+class EvidenceCopy:
+    """What a short answer is copied from: the text of each evidence as the model read it, by its
+    number, and the rule's bounds (``max_words`` 0: never)."""
+
+    passages: Mapping[int, str]
+    max_words: int = MAX_WORDS
+    min_similarity: float = MIN_SIMILARITY
+
+    def apply(self, answer: str, cited: Sequence[int]) -> str:
+        """``answer`` copied from the evidence it cites (from all of it when it cites none)."""
+        if self.max_words <= 0:
+            return answer
+        texts = [self.passages[n] for n in cited if n in self.passages] or list(self.passages.values())
+        return copied_from_evidence(answer, texts, self.max_words, self.min_similarity)
+
+    def holds_back(self, shown: str) -> bool:
+        """Whether an answer still being written, ``shown`` so far, might yet be replaced by a span: then
+        none of it is shown until it is finished."""
+        return self.max_words > 0 and len(answer_body(shown).split()) <= self.max_words

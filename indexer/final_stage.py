@@ -168,14 +168,10 @@ def stage_scores(pipeline: Pipeline, n_queries: int, seed: int, show_progress: b
         ranked = retrieve(engine, question, recipe, alternative=True)
         for mode, stage in names.items():
             scores[mode].append(document_ndcg(ranked.stages.get(stage, []), doc_ids, passage.document))
-        if Stage.MAXSIM not in ranked.stages:  # no candidates: no MaxSim ranking to weigh
-            for w in WEIGHTS:
-                for mode in WEIGHTED:
-                    scores[candidate(mode, w)].append(0.0)
-            continue
+        maxsim_ran = Stage.MAXSIM in ranked.stages  # not when no path found a candidate
         for w, weighted_recipe in weighted.items():
             for mode in WEIGHTED:
-                ranking = restaged(ranked.stages, mode, weighted_recipe)
+                ranking = restaged(ranked.stages, mode, weighted_recipe) if maxsim_ran else []
                 scores[candidate(mode, w)].append(document_ndcg(ranking, doc_ids, passage.document))
     return scores
 

@@ -49,6 +49,7 @@ from rag.index.snapshot import (
     store_for,
 )
 from rag.index.store import DocKey, DocumentStore, redact_url
+from rag.index.term_statistics import TermChanges, term_changes
 from rag.objects import Chunk, Document, is_iso_date
 from rag.settings import Settings
 
@@ -619,12 +620,20 @@ class IndexWriter:
             sorted(change.removed_chunk_ids),
             snapshot=name,
             before_commit=put_in_place,
+            bm25_terms=self._bm25_term_changes(change, rows, store) if params.engine.kind == "qdrant" else None,
         )
         self._point_current(name, store)
         if params.engine.alias:  # outside clients follow the alias; our readers, their manifest's collection
             self._points(params).point_alias(params.engine.alias)
         self._drop_old_snapshots(generation)
         return generation
+
+    def _bm25_term_changes(self, change: Change, rows: _Rows, store: DocumentStore) -> TermChanges:
+        """The next generation's BM25 statistics as changes to the live one's in the store (every term
+        afresh after a rebuild, or where the store holds none yet: an index written before it did)."""
+        old = None if change.fresh else self.snapshot
+        kept = old is not None and old.engine == "qdrant" and store.bm25_totals(old.generation) is not None
+        return term_changes(old.sparse if kept and old is not None else None, rows.sparse)
 
     def _choose_rows(self, change: Change) -> tuple[np.ndarray, _Rows]:
         """The live snapshot's rows that stay (their indexes, and the dense and BM25 kinds without the rest)."""

@@ -278,15 +278,15 @@ class Pipeline:
         offsets = self.encoder.token_offsets(question)
         if len(offsets) != n_tokens:  # not the tokenisation the vectors came from: stay uniform
             return None
-        sparse, tokenize = self.snapshot.sparse, self.snapshot.bm25_tokenize
-        rarest = float(sparse.idf.max()) if len(sparse.idf) else 1.0
+        statistics, tokenize = self.engine.term_statistics, self.snapshot.bm25_tokenize
+        rarest = statistics.max_idf
 
         def idf(word: str) -> float | None:
             terms = tokenize(word)
             if not terms:
                 return None
-            term_id = sparse.term_ids.get(terms[0])
-            return rarest if term_id is None else float(sparse.idf[term_id])
+            known = statistics.idf_of(terms[0])
+            return rarest if known is None else known
 
         return query_token_weights(question, offsets, idf, mode, skip)
 

@@ -9,11 +9,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
 from indexer.writer import IndexWriter
+from rag.index.bm25 import BM25Index
 from rag.index.engine import LocalEngine, make_engine
 from rag.index.qdrant_engine import QdrantEngine
 from rag.index.snapshot import Snapshot
+from rag.index.term_statistics import StoredTermStatistics, totals_of
 from rag.objects import Document, Filters, Stage
 from rag.pipeline import Pipeline
 from rag.settings import Settings
@@ -386,3 +389,98 @@ def test_a_rebuild_onto_the_embedded_engine_drops_the_collection_with_its_last_s
         writer.upsert(docs[:1], "b")  # generation 3: generation 1's snapshot goes, and its collection
     assert not client.collection_exists(name)
     assert isinstance(_pipeline(index, embedded, encoder).engine, LocalEngine)
+
+
+def _assert_the_store_gives_the_postings_statistics(snapshot: Snapshot) -> StoredTermStatistics:
+    """Every term's id and idf, N and the rest, as the generation's own postings give them."""
+    stored = StoredTermStatistics.of(snapshot.store, snapshot.generation, snapshot.params.bm25)
+    assert stored is not None
+    postings = BM25Index.load(snapshot.directory / "sparse", snapshot.params.bm25)
+    assert stored.totals == totals_of(postings)
+    # every term of the vocabulary twice (weights count repeats), and one the index never held
+    question = [*postings.vocabulary, *postings.vocabulary, "zzzneverindexed"]
+    want_ids, want_weights = postings.query_terms(question)
+    got_ids, got_weights = stored.query_terms(question)
+    assert got_ids.tolist() == want_ids.tolist() and len(want_ids) > 500
+    np.testing.assert_allclose(got_weights, want_weights, rtol=1e-12, atol=0)
+    assert [stored.idf_of(t) for t in postings.vocabulary[:50]] == pytest.approx(
+        [postings.idf_of(t) for t in postings.vocabulary[:50]], rel=1e-12
+    )
+    assert stored.idf_of("zzzneverindexed") is None and stored.max_idf == postings.max_idf
+    return stored
+
+
+@pytest.mark.parametrize("store, variant", [("sqlite", "lucene"), ("postgresql", "okapi")])
+def test_readers_take_bm25_statistics_from_the_store_per_generation(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings, request, store: str, variant: str
+) -> None:
+    """df and N are committed with each generation: a Qdrant reader computes BM25's query side from the
+    store, never loading the folder's postings, and a reader of the kept older generation keeps its own
+    statistics after a newer commit and the purge of what no kept snapshot reads."""
+    from sqlalchemy import func, select
+
+    from rag.index.store import TermRow
+
+    update: dict[str, object] = {"index_engine": "qdrant", "qdrant_path": ":memory:", "token_codec": "float16"}
+    update.update(bm25_variant=variant, keep_snapshots=1)
+    if store == "postgresql":
+        update["store_url"] = request.getfixturevalue("postgres_url")
+    chosen = settings.model_copy(update=update)
+    index, docs = tmp_path / "ix", _documents(squad_dir, 0, 40)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs[:30], "a")
+        writer.upsert(docs[30:], "b")
+    older = _pipeline(index, chosen, encoder)
+    assert older.snapshot.generation == 2
+    older_stats = _assert_the_store_gives_the_postings_statistics(older.snapshot)
+    before = older.retrieve(QUESTIONS[0], top_k=10).rankings[Stage.BM25]
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.delete([d.id for d in docs[:15]], "a")
+    served = _pipeline(index, chosen, encoder)
+    assert served.snapshot.generation == 3
+    assert isinstance(served.engine, QdrantEngine)
+    assert isinstance(served.engine.term_statistics, StoredTermStatistics)
+    bm25 = served.retrieve(QUESTIONS[0], top_k=10).rankings[Stage.BM25]
+    assert bm25 and served.snapshot._sparse is None  # BM25 served without the folder's postings
+    newer_stats = _assert_the_store_gives_the_postings_statistics(served.snapshot)
+    assert newer_stats.totals.n_docs < older_stats.totals.n_docs
+    # generation 2 is kept (RAG_KEEP_SNAPSHOTS=1): its reader scores as before, from its own statistics
+    _assert_the_store_gives_the_postings_statistics(older.snapshot)
+    assert older.retrieve(QUESTIONS[0], top_k=10).rankings[Stage.BM25] == before
+    # generation 1's ended rows are purged; what generations 2 and 3 read is all that is left
+    with Session(served.snapshot.store.engine) as session:
+        ended_before_2 = session.scalar(select(func.count()).select_from(TermRow).where(TermRow.deleted_gen <= 2))
+        kept = int(session.scalar(select(func.count()).select_from(TermRow)) or 0)
+    assert ended_before_2 == 0
+    vocabulary = len(BM25Index.load(served.snapshot.directory / "sparse", served.snapshot.params.bm25).vocabulary)
+    assert vocabulary < kept < 2 * vocabulary  # the live rows, and generation 2's rows that generation 3 ended
+
+
+def test_an_index_whose_store_holds_no_bm25_statistics_reads_its_postings_until_the_next_write(
+    tmp_path: Path, squad_dir: Path, encoder, settings: Settings
+) -> None:
+    """A Qdrant index written before the store kept df and N: its readers take them from the snapshot's
+    postings, and its next writer stores every term, after which readers take them from the store."""
+    from sqlalchemy import delete
+
+    from rag.index.store import BM25TotalsRow, TermRow
+
+    chosen = settings.model_copy(update={"index_engine": "qdrant", "qdrant_path": ":memory:", "token_codec": "float16"})
+    index, docs = tmp_path / "ix", _documents(squad_dir, 0, 30)
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs[:20], "a")
+    store = Snapshot.load(index, chosen).store
+    with Session(store.engine) as session, session.begin():
+        session.execute(delete(TermRow))
+        session.execute(delete(BM25TotalsRow))
+    served = _pipeline(index, chosen, encoder)
+    assert isinstance(served.engine, QdrantEngine)
+    assert isinstance(served.engine.term_statistics, BM25Index)
+    want = served.retrieve(QUESTIONS[0], top_k=10).rankings[Stage.BM25]
+    assert want
+    with IndexWriter(index, chosen, encoder, show_progress=False) as writer:
+        writer.upsert(docs[20:], "b")
+    served = _pipeline(index, chosen, encoder)
+    assert isinstance(served.engine, QdrantEngine)
+    assert isinstance(served.engine.term_statistics, StoredTermStatistics)
+    _assert_the_store_gives_the_postings_statistics(served.snapshot)

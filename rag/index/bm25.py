@@ -37,14 +37,30 @@ class BM25Params:
     epsilon: float = 0.25
 
 
+def okapi_raw_idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """rank_bm25's BM25Okapi idf before its floor: negative for terms in more than half the passages."""
+    return np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+
+
+def okapi_floor(df: np.ndarray, n_docs: int, epsilon: float) -> float:
+    """What BM25Okapi puts in place of a negative idf: ``epsilon`` times the mean idf of the terms present
+    (df > 0). It depends on the whole vocabulary, so an engine that looks terms up one by one stores it."""
+    present = df > 0
+    return float(epsilon * okapi_raw_idf(df[present], n_docs).mean()) if present.any() else 0.0
+
+
+def idf_of_df(df: np.ndarray, n_docs: int, params: BM25Params, floor: float) -> np.ndarray:
+    """The variant's idf of each df (0 for a term absent from the corpus); ``floor`` is
+    :func:`okapi_floor` of the whole vocabulary (unused by ``lucene``)."""
+    if params.variant == "okapi":
+        idf = okapi_raw_idf(df, n_docs)
+        return np.where(df > 0, np.where(idf < 0, floor, idf), 0.0)
+    return idf_lucene(df, n_docs)
+
+
 def idf_okapi(df: np.ndarray, n_docs: int, epsilon: float) -> np.ndarray:
     """rank_bm25's BM25Okapi idf over the terms present in the corpus (df > 0)."""
-    idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
-    present = df > 0
-    if present.any():
-        floor = epsilon * idf[present].mean()
-        idf = np.where(idf < 0, floor, idf)
-    return np.where(present, idf, 0.0)
+    return idf_of_df(df, n_docs, BM25Params("okapi", epsilon=epsilon), okapi_floor(df, n_docs, epsilon))
 
 
 def idf_lucene(df: np.ndarray, n_docs: int) -> np.ndarray:
@@ -86,10 +102,8 @@ class BM25Index:
         self.params = params
         n = len(doc_lengths)
         df = np.diff(indptr).astype(np.float64)
-        if params.variant == "okapi":
-            self.idf = idf_okapi(df, n, params.epsilon)
-        else:
-            self.idf = idf_lucene(df, n)
+        self.okapi_floor = okapi_floor(df, n, params.epsilon) if params.variant == "okapi" else 0.0
+        self.idf = idf_of_df(df, n, params, self.okapi_floor)
         self.avgdl = max(float(doc_lengths.sum()) / n if n else 1.0, 1e-9)
         self.norm = self._length_norm(doc_lengths.astype(np.float64))
         self._impacts: np.ndarray | None = None
@@ -260,6 +274,16 @@ class BM25Index:
                 terms.append(tid)
                 weights.append(count * float(self.idf[tid]))
         return np.asarray(terms, np.int64), np.asarray(weights, np.float64)
+
+    def idf_of(self, term: str) -> float | None:
+        """The term's idf, or None for a term the index never held."""
+        tid = self.term_ids.get(term)
+        return None if tid is None else float(self.idf[tid])
+
+    @property
+    def max_idf(self) -> float:
+        """The rarest term's idf (1.0 for an empty index)."""
+        return float(self.idf.max()) if len(self.idf) else 1.0
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from rag.index.dense import EF_SEARCH
 from rag.index.qdrant import QdrantCollection, connect
 from rag.index.qdrant_engine import QdrantEngine
 from rag.index.snapshot import Snapshot
+from rag.index.term_statistics import TermStatistics
 from rag.objects import Filters
 from rag.retrieval import Ranking
 from rag.settings import Settings
@@ -28,6 +29,11 @@ class LocalEngine:
         self.snapshot = snapshot
         self.ef_search = ef_search
         self.adapted = adapted and snapshot.projected is not None and snapshot.projection is not None
+
+    @property
+    def term_statistics(self) -> TermStatistics:
+        """BM25's query side: the snapshot's postings."""
+        return self.snapshot.sparse
 
     def scope(self, filters: Filters | None) -> RowMask:
         if filters is None or filters.empty:

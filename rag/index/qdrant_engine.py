@@ -2,7 +2,8 @@
 
 Rows are the snapshot's own (``rows/chunk_ids.npy``); Qdrant answers in chunk ids, mapped back here, so
 fusion, the MaxSim modes and every hit's per-path ranks and scores stay in :mod:`rag.retrieval`. The
-BM25 query vector carries the idf from the snapshot's global statistics (:meth:`BM25Index.query_terms`).
+BM25 query vector carries the idf from the generation's global statistics, which the store keeps
+(:mod:`rag.index.term_statistics`; an index written before they were kept there reads its snapshot's postings).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rag.encode.projection import project_tokens
 from rag.errors import IndexCorruptError
 from rag.index.qdrant import ADAPTED_SLOTS, TOKENS, QdrantCollection
 from rag.index.snapshot import Snapshot
+from rag.index.term_statistics import StoredTermStatistics, TermStatistics
 from rag.maxsim import maxsim_packed
 from rag.objects import Filters
 from rag.retrieval import Ranking
@@ -32,6 +34,17 @@ class QdrantEngine:
         self.collection = collection
         self.adapted = adapted and snapshot.projection is not None
         self._rows: dict[str, int] | None = None
+        self._term_statistics: TermStatistics | None = None
+
+    @property
+    def term_statistics(self) -> TermStatistics:
+        """BM25's query side from the store (df, N: committed with the generation), read on first use;
+        the snapshot's postings only for an index whose store does not hold them."""
+        if self._term_statistics is None:
+            snap = self.snapshot
+            stored = StoredTermStatistics.of(snap.store, snap.generation, snap.params.bm25)
+            self._term_statistics = stored if stored is not None else snap.sparse
+        return self._term_statistics
 
     def _late(self, tokens: np.ndarray) -> np.ndarray:
         """Token vectors as this engine's MaxSim compares them: through the head where it is used."""
@@ -64,7 +77,7 @@ class QdrantEngine:
         return [self._ranking(found) for found in self.collection.dense_batch(queries, n, scope)]
 
     def bm25(self, question: str, n: int, scope: Any) -> Ranking:
-        terms, weights = self.snapshot.sparse.query_terms(self.snapshot.bm25_tokenize(question))
+        terms, weights = self.term_statistics.query_terms(self.snapshot.bm25_tokenize(question))
         slot = self.snapshot.params.engine.bm25_slot
         ranking = self._ranking(self.collection.bm25(terms, weights, n, scope, slot))
         return sorted(ranking, key=lambda item: (-item[1], item[0]))  # ties by row, as the embedded BM25

@@ -8,7 +8,7 @@ Layout::
         rows/chunk_ids.npy           (n,) chunk id of each row; row i is row i in every index below
         rows/doc_ids.npy             (n,) document id of each row
         dense/vectors.npy            (n, dim) float32 [+ hnsw.faiss above the ANN threshold]
-        sparse/*.npy, vocabulary.json  BM25 postings
+        sparse/*.npy, vocabulary.json  BM25 postings (on Qdrant the writer's; readers take df and N from the store)
         multivector/vectors.f16      (n_tokens, dim) float16, or codes.u8 (n_tokens, width) uint8 for the
                                      binary and pq codecs, + codec.npz (its state), offsets.npy (n + 1,)
         projected/                   the same tokens through the adapted ColBERT head (`rag adapt`), if any
@@ -68,7 +68,7 @@ class Snapshot:
         chunk_ids: np.ndarray,
         doc_ids: np.ndarray,
         dense: DenseIndex | None,
-        sparse: BM25Index,
+        sparse: BM25Index | None,
         multivector: MultiVectorIndex | None,
         store: DocumentStore,
         projected: MultiVectorIndex | None = None,
@@ -82,7 +82,7 @@ class Snapshot:
         self.chunk_ids = chunk_ids
         self.doc_ids = doc_ids
         self._dense = dense  # None where the engine holds the vectors (Qdrant)
-        self.sparse = sparse  # the global BM25 statistics whichever engine scores it
+        self._sparse = sparse  # None until used where an engine holds the postings (Qdrant)
         self._multivector = multivector
         self.projected = projected  # token vectors through the adapted head, same offsets
         self.projection = projection  # (d_out, d) the head, applied to the query's token vectors
@@ -102,6 +102,14 @@ class Snapshot:
         if self._dense is None:
             raise InputError(f"index {self.index_dir} keeps its dense vectors in {self.engine}, not in arrays")
         return self._dense
+
+    @property
+    def sparse(self) -> BM25Index:
+        """The BM25 postings. On Qdrant they are the writer's (readers take df and N from the store:
+        :mod:`rag.index.term_statistics`), so they are loaded only when something asks."""
+        if self._sparse is None:
+            self._sparse = BM25Index.load(self.directory / "sparse", self.params.bm25)
+        return self._sparse
 
     @property
     def multivector(self) -> MultiVectorIndex:
@@ -149,7 +157,7 @@ class Snapshot:
             chunk_ids=load_array(directory / "rows" / "chunk_ids.npy"),
             doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
             dense=DenseIndex.load(directory / "dense", params.dense) if embedded else None,
-            sparse=BM25Index.load(directory / "sparse", params.bm25),
+            sparse=BM25Index.load(directory / "sparse", params.bm25) if embedded else None,
             multivector=MultiVectorIndex.load(
                 directory / "multivector", MultiVectorParams(params.token_codec, params.multivector_dim)
             )

@@ -11,6 +11,7 @@ the folder's ``CURRENT`` pointer was not written yet (the next writer writes it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
@@ -21,8 +22,10 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ColumnElement,
     DateTime,
+    Double,
     Index,
     Integer,
     Select,
@@ -32,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     delete,
     func,
+    insert,
     inspect,
     or_,
     select,
@@ -42,6 +46,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from rag.errors import IndexBusyError
+from rag.index.term_statistics import BM25Totals, TermChanges
 from rag.objects import Chunk, Document, DocumentFields, PassageFields
 
 _IN_BATCH = 900  # stay under SQLite's bound-parameter limit
@@ -110,6 +115,36 @@ class GenerationRow(_Base):
     committed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
+class TermRow(_Base):
+    """A BM25 term's df over the generations ``added_gen`` up to (not including) ``deleted_gen``, kept for
+    the Qdrant engine's query side (:mod:`rag.index.term_statistics`). Looked up by a 64-bit hash of the
+    term, since a term may be longer than an index entry may be; the term itself settles a collision."""
+
+    __tablename__ = "rag_bm25_terms"
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    term_key: Mapped[int] = mapped_column(BigInteger, index=True)
+    term: Mapped[str] = mapped_column(Text)
+    term_id: Mapped[int] = mapped_column(Integer, index=True)
+    df: Mapped[int] = mapped_column(Integer)
+    added_gen: Mapped[int] = mapped_column(Integer, index=True)
+    deleted_gen: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class BM25TotalsRow(_Base):
+    """The corpus-wide BM25 numbers of a generation that changed them; a generation without a row reads
+    the last one before it."""
+
+    __tablename__ = "rag_bm25_totals"
+    generation: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    n_docs: Mapped[int] = mapped_column(BigInteger)
+    total_length: Mapped[int] = mapped_column(BigInteger)
+    okapi_floor: Mapped[float] = mapped_column(Double)
+    max_idf: Mapped[float] = mapped_column(Double)
+
+
+Versioned = type[DocumentRow] | type[ChunkRow] | type[TermRow]
+
+
 @dataclass(frozen=True)
 class LiveGeneration:
     """What the store says is live: the generation and its snapshot folder's name."""
@@ -140,11 +175,19 @@ class StoredChunk(PassageFields):
     collection: str
 
 
-def _live(row: type[DocumentRow] | type[ChunkRow], generation: int) -> ColumnElement[bool]:
+def _live(row: Versioned, generation: int) -> ColumnElement[bool]:
     return and_(
         row.added_gen <= generation,
         or_(row.deleted_gen.is_(None), row.deleted_gen > generation),
     )
+
+
+_VERSIONED: tuple[Versioned, ...] = (DocumentRow, ChunkRow, TermRow)
+
+
+def term_key(term: str) -> int:
+    """A term's 64-bit lookup key (signed, as SQL's BIGINT)."""
+    return int.from_bytes(hashlib.blake2b(term.encode("utf-8"), digest_size=8).digest(), "big", signed=True)
 
 
 def _document_count(generation: int) -> Select[int]:
@@ -354,16 +397,20 @@ class DocumentStore:
     def recover(self, generation: int) -> None:
         """Undo every change of generations after ``generation`` (a writer that died before committing)."""
         with Session(self.engine) as session, session.begin():
-            for row in (DocumentRow, ChunkRow):
+            for row in _VERSIONED:
                 session.execute(delete(row).where(row.added_gen > generation))
                 session.execute(update(row).where(row.deleted_gen > generation).values(deleted_gen=None))
+            session.execute(delete(BM25TotalsRow).where(BM25TotalsRow.generation > generation))
             session.execute(delete(GenerationRow).where(GenerationRow.generation > generation))
 
     def purge(self, up_to_generation: int) -> None:
         """Physically remove rows deleted at or before ``up_to_generation`` (no snapshot still needs them)."""
         with Session(self.engine) as session, session.begin():
-            for row in (DocumentRow, ChunkRow):
+            for row in _VERSIONED:
                 session.execute(delete(row).where(row.deleted_gen <= up_to_generation))
+            # the oldest kept generation reads the last totals at or before it: keep that row
+            oldest_read = select(func.max(BM25TotalsRow.generation)).where(BM25TotalsRow.generation <= up_to_generation)
+            session.execute(delete(BM25TotalsRow).where(BM25TotalsRow.generation < oldest_read.scalar_subquery()))
             session.execute(delete(GenerationRow).where(GenerationRow.generation < up_to_generation))
 
     def live_documents(self, collection: str, ids: Sequence[str], generation: int) -> dict[str, StoredDocument]:
@@ -422,6 +469,7 @@ class DocumentStore:
         *,
         snapshot: str = "",
         before_commit: Callable[[int], None] | None = None,
+        bm25_terms: TermChanges | None = None,
     ) -> None:
         """Write one generation's changes and make it the live one, in a single transaction: the commit.
 
@@ -430,7 +478,8 @@ class DocumentStore:
         get ``deleted_gen = generation``, as do the listed chunks. Nothing outside the named
         collections is touched. ``snapshot`` is the generation's snapshot folder; ``before_commit`` is
         called inside the transaction, with the generation's live document count, to put that folder in
-        place (what it raises rolls everything back).
+        place (what it raises rolls everything back). ``bm25_terms``, where the engine reads BM25's
+        statistics from the store, are the generation's changes to them.
         """
         now = datetime.now(UTC)
         target = collection or "default"
@@ -488,12 +537,71 @@ class DocumentStore:
                 )
                 for c in chunks
             )
+            if bm25_terms is not None:
+                self._write_term_changes(session, generation, bm25_terms)
             if before_commit is not None:
                 session.flush()
                 before_commit(int(session.scalar(_document_count(generation)) or 0))
             session.add(GenerationRow(generation=generation, snapshot=snapshot, committed_at=now))
 
+    @staticmethod
+    def _write_term_changes(session: Session, generation: int, changes: TermChanges) -> None:
+        ending = update(TermRow).where(TermRow.deleted_gen.is_(None)).values(deleted_gen=generation)
+        if changes.closed is None:
+            session.execute(ending)
+        else:
+            for start in range(0, len(changes.closed), _IN_BATCH):
+                session.execute(ending.where(TermRow.term_id.in_(changes.closed[start : start + _IN_BATCH])))
+        opened = [
+            {"term_key": term_key(term), "term": term, "term_id": tid, "df": df, "added_gen": generation}
+            for term, tid, df in changes.opened
+        ]
+        if opened:
+            session.execute(insert(TermRow), opened)
+        totals = changes.totals
+        session.add(
+            BM25TotalsRow(
+                generation=generation,
+                n_docs=totals.n_docs,
+                total_length=totals.total_length,
+                okapi_floor=totals.okapi_floor,
+                max_idf=totals.max_idf,
+            )
+        )
+
     # --- reader side -------------------------------------------------------------------------
+
+    def bm25_totals(self, generation: int) -> BM25Totals | None:
+        """The BM25 totals ``generation`` reads, or None where the store keeps no BM25 statistics."""
+        if not inspect(self.engine).has_table(BM25TotalsRow.__tablename__):  # a store not migrated yet
+            return None
+        with Session(self.engine) as session:
+            row = session.scalars(
+                select(BM25TotalsRow)
+                .where(BM25TotalsRow.generation <= generation)
+                .order_by(BM25TotalsRow.generation.desc())
+                .limit(1)
+            ).first()
+        if row is None:
+            return None
+        return BM25Totals(row.n_docs, row.total_length, row.okapi_floor, row.max_idf)
+
+    def term_dfs(self, terms: Sequence[str], generation: int) -> dict[str, tuple[int, int]]:
+        """term -> (term id, df) in ``generation``, for the ``terms`` it holds."""
+        wanted = set(terms)
+        keys = sorted({term_key(t) for t in wanted})
+        found: dict[str, tuple[int, int]] = {}
+        with Session(self.engine) as session:
+            for start in range(0, len(keys), _IN_BATCH):
+                rows = session.execute(
+                    select(TermRow.term, TermRow.term_id, TermRow.df).where(
+                        TermRow.term_key.in_(keys[start : start + _IN_BATCH]), _live(TermRow, generation)
+                    )
+                )
+                found.update((term, (tid, df)) for term, tid, df in rows if term in wanted)
+        return found
+
+    # --- reader side: documents and chunks ----------------------------------------------------
 
     def get_document(self, collection: str, document_id: str, generation: int) -> StoredDocument | None:
         return self.live_documents(collection, [document_id], generation).get(document_id)

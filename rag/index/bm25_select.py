@@ -1,12 +1,13 @@
 """Exact BM25 top-n of a query with many postings: the postings summed in compiled code, then only the
 rows that can be in the top n sorted.
 
-The query's postings become one sparse (rows × query terms) matrix of their impacts and one
-matrix-vector product with the terms' counts sums them: SciPy adds each term's column in the query's
-order, the exhaustive path's order, so every score is its float, bit for bit. A lower bound on the n-th
-best score, taken from a sample of rows, keeps the selection to the few rows above it instead of every
-row the query touched. At 1M chunks this measured 10.9 / 25.2 ms p50 / p95 against 13.1 / 32.6 for
-term-at-a-time MaxScore, which it replaced (docs/benchmarks.md: BM25 at 1M chunks).
+Each query term's postings are added into one accumulator by SciPy's compiled sparse kernel
+(``csc_matvec``: ``y += A x`` for the term's column, ``x`` its count in the question), on views of the
+index's arrays, in the query's order: the exhaustive path's order and arithmetic, so every score is its
+float, bit for bit. A lower bound on the n-th best score, taken from a sample of rows, keeps the
+selection to the few rows above it instead of every row the query touched (docs/benchmarks.md: BM25 at
+1M chunks). Building one sparse matrix of the query's postings first, as this did before, copied them
+all and cost 2-3 times as much.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import scipy.sparse as sp
+from scipy.sparse._sparsetools import csc_matvec
 
 # Rows whose scores bound the n-th best from below: any n real scores do, and a few tens of thousands
 # leave about n x (rows / SAMPLE_ROWS) rows above the bound to sort.
@@ -26,19 +27,15 @@ def summed_impacts(
 ) -> np.ndarray:
     """(n_rows,) float64: ``sum count * impact`` over the query ``terms`` ((term id, count), in query
     order), 0 where a row has none of them."""
-    if not terms:
-        return np.zeros(n_rows, np.float64)
-    spans = [(int(indptr[t]), int(indptr[t + 1])) for t, _ in terms]
-    offsets = np.concatenate([[0], np.cumsum([hi - lo for lo, hi in spans])]).astype(np.int64)
-    matrix = sp.csc_matrix(
-        (
-            np.concatenate([impacts[lo:hi] for lo, hi in spans]),
-            np.concatenate([rows[lo:hi] for lo, hi in spans]).astype(np.int64),
-            offsets,
-        ),
-        shape=(n_rows, len(terms)),
-    )
-    return np.asarray(matrix @ np.asarray([count for _, count in terms], np.float64))
+    summed = np.zeros(n_rows, np.float64)
+    count_of = np.zeros(1, np.float64)
+    for term, count in terms:
+        lo, hi = int(indptr[term]), int(indptr[term + 1])
+        term_rows = rows[lo:hi]
+        count_of[0] = count
+        # y += A x for the term's one column, on views of the postings: nothing is copied
+        csc_matvec(n_rows, 1, np.array([0, hi - lo], term_rows.dtype), term_rows, impacts[lo:hi], count_of, summed)
+    return summed
 
 
 def rows_that_can_reach(scores: np.ndarray, n: int, allowed: np.ndarray | None = None) -> np.ndarray:

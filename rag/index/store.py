@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -558,16 +558,7 @@ class DocumentStore:
         ]
         if opened:
             session.execute(insert(TermRow), opened)
-        totals = changes.totals
-        session.add(
-            BM25TotalsRow(
-                generation=generation,
-                n_docs=totals.n_docs,
-                total_length=totals.total_length,
-                okapi_floor=totals.okapi_floor,
-                max_idf=totals.max_idf,
-            )
-        )
+        session.add(BM25TotalsRow(generation=generation, **asdict(changes.totals)))
 
     # --- reader side -------------------------------------------------------------------------
 

@@ -203,8 +203,8 @@ def make_training_data(
     ``work_dir`` takes the passages' token vectors on the Qdrant engine (:func:`passage_tokens`), and
     ``index_dir`` keeps written questions (``--queries generated|both``; default: beside ``work_dir``)."""
     rng = random.Random(options.seed)
-    n = len(snapshot)
-    rows = sorted(rng.sample(range(n), min(n, options.max_passages)))
+    live = snapshot.live_rows().tolist()
+    rows = sorted(rng.sample(live, min(len(live), options.max_passages)))
     chunk_ids = [str(snapshot.chunk_ids[r]) for r in rows]
     stored = snapshot.store.get_chunks(chunk_ids, snapshot.generation)
     present = [(r, stored[c]) for r, c in zip(rows, chunk_ids, strict=True) if c in stored]
@@ -311,8 +311,9 @@ def _labelled_queries(snapshot: Snapshot, pairs: Sequence[tuple[str, str]]) -> l
     if not pairs:
         return []
     first_row: dict[str, int] = {}
-    for row, doc in enumerate(np.asarray(snapshot.doc_ids)):
-        first_row.setdefault(str(doc), row)
+    doc_ids = np.asarray(snapshot.doc_ids)
+    for row in snapshot.live_rows().tolist():
+        first_row.setdefault(str(doc_ids[row]), row)
     return [PseudoQuery(text, first_row[doc]) for text, doc in pairs if doc in first_row and text.strip()]
 
 
@@ -334,6 +335,7 @@ def mine_negatives(
     recipe = replace(Recipe.from_settings(settings, depth), maxsim_mode="off")
     dense = engine.dense(query_dense, recipe.depth, engine.scope(None))
     out = np.empty((len(queries), options.negatives), np.int64)
+    live = snapshot.live_rows()
     for i, (query, text) in enumerate(
         tqdm(
             list(zip(queries, query_texts, strict=True)),
@@ -347,7 +349,7 @@ def mine_negatives(
         own = doc_ids[query.row]
         pool = [row for row, _ in ranked.stages[Stage.RRF] if doc_ids[row] != own][: options.negative_depth]
         while len(pool) < options.negatives:  # a tiny corpus: any other document's passage
-            candidate = rng.randrange(len(doc_ids))
+            candidate = int(live[rng.randrange(len(live))])
             if doc_ids[candidate] != own or len(set(doc_ids.tolist())) == 1:
                 pool.append(candidate)
         out[i] = rng.sample(pool, options.negatives)

@@ -137,6 +137,8 @@ def stats(index: IndexOption, as_json: Annotated[bool, typer.Option("--json", he
     typer.echo(f"index        {index} (generation {info['generation']})")
     typer.echo(f"documents    {info['documents']}")
     typer.echo(f"chunks       {info['chunks']}")
+    if info["deleted_rows"]:
+        typer.echo(f"deleted rows {info['deleted_rows']} (tombstones, compacted by the next add)")
     typer.echo(f"token vecs   {info['token_vectors']} ({info['token_codec']}, {info['bytes_per_token_vector']} B each)")
     for part, size in info["bytes"].items():
         typer.echo(f"bytes.{part:<7}{size:>14,}")

@@ -114,7 +114,8 @@ def held_out_queries(pipeline: Pipeline, n_queries: int, seed: int) -> list[tupl
     """Up to ``n_queries`` inverse-cloze queries (sentence removed from the passage), seeded."""
     snapshot = pipeline.snapshot
     rng = random.Random(seed)
-    rows = sorted(rng.sample(range(len(snapshot)), min(len(snapshot), 2 * n_queries)))
+    live = snapshot.live_rows().tolist()
+    rows = sorted(rng.sample(live, min(len(live), 2 * n_queries)))
     chunk_ids = [str(snapshot.chunk_ids[r]) for r in rows]
     stored = snapshot.store.get_chunks(chunk_ids, snapshot.generation)
     present = [(r, stored[c]) for r, c in zip(rows, chunk_ids, strict=True) if c in stored]

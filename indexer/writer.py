@@ -37,11 +37,12 @@ from rag.index.arrays import fsync_dir, save_array, write_text_atomic
 from rag.index.bm25 import BM25Index
 from rag.index.codecs import TokenCodec, make_codec
 from rag.index.dense import DenseIndex
-from rag.index.manifest import MANIFEST_FILE, EngineParams, FinalStageChoice, IndexParams, Manifest, now_iso
+from rag.index.manifest import MANIFEST_FILE, EngineParams, FileEntry, FinalStageChoice, IndexParams, Manifest, now_iso
 from rag.index.multivector import MultiVectorIndex, MultiVectorWriter
 from rag.index.qdrant import QdrantCollection, collection_name, connect, day_number
 from rag.index.snapshot import (
     CURRENT_FILE,
+    DELETED_ROWS_FILE,
     PROJECTED_DIR,
     SNAPSHOTS_DIR,
     Snapshot,
@@ -55,6 +56,10 @@ from rag.settings import Settings
 
 ENCODE_BLOCK = 1024  # chunks per encoder call: long enough for length-sorted batching, short for memory
 PROJECT_BLOCK = 256  # Qdrant points projected through a new head per round trip
+# Share of a snapshot's rows that may be deleted rows kept as tombstones: a delete below it links the
+# arrays of the live snapshot and marks rows (seconds at 1M chunks, where copying them took minutes);
+# past it, or at the next change that writes arrays anyway (an add, a replace), they are compacted away.
+TOMBSTONE_SHARE = 0.10
 
 
 @dataclass(frozen=True)
@@ -597,16 +602,25 @@ class IndexWriter:
         store, params = self._live_store(), change.params
         generation, name, tmp = self._next_snapshot_dir()
         tmp.mkdir(parents=True)
+        tombstones = self._tombstones(change)
+        rows: _Rows | None = None
+        linked: dict[str, FileEntry] = {}
         try:
-            keep_rows, rows = self._choose_rows(change)
-            self._write_token_vectors(change, keep_rows, rows, tmp)
-            self._write_arrays(rows, tmp)
+            if tombstones is not None:
+                linked = self._link_arrays(tmp, tombstones)
+            else:
+                keep_rows, rows = self._choose_rows(change)
+                self._write_token_vectors(change, keep_rows, rows, tmp)
+                self._write_arrays(rows, tmp)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
         def put_in_place(documents: int) -> None:
-            self._write_manifest(change, generation, rows, store, documents, tmp)
+            if rows is not None:
+                self._write_manifest(change, generation, rows, store, documents, tmp)
+            else:
+                self._write_tombstoned_manifest(generation, store, documents, tmp, linked)
             self._move_into_place(name, tmp)
 
         # The commit: the store's rows and the live generation in one transaction. Until it, readers and
@@ -620,7 +634,9 @@ class IndexWriter:
             sorted(change.removed_chunk_ids),
             snapshot=name,
             before_commit=put_in_place,
-            bm25_terms=self._bm25_term_changes(change, rows, store) if params.engine.kind == "qdrant" else None,
+            bm25_terms=self._bm25_term_changes(change, rows, store)
+            if rows is not None and params.engine.kind == "qdrant"
+            else None,
         )
         self._point_current(name, store)
         if params.engine.alias:  # outside clients follow the alias; our readers, their manifest's collection
@@ -635,6 +651,59 @@ class IndexWriter:
         kept = old is not None and old.engine == "qdrant" and store.bm25_totals(old.generation) is not None
         return term_changes(old.sparse if kept and old is not None else None, rows.sparse)
 
+    def _tombstones(self, change: Change) -> np.ndarray | None:
+        """The next snapshot's deleted rows when ``change`` only deletes, on the embedded engine, and
+        the deleted share stays within :data:`TOMBSTONE_SHARE`; None when it writes arrays."""
+        old = self.snapshot
+        if old is None or old.engine != "embedded" or change.fresh or change.new_chunks or change.reweight_bm25:
+            return None
+        if not change.removed_chunk_ids or change.params != old.params:
+            return None
+        deleted = np.zeros(old.n_rows, bool) if old.deleted is None else old.deleted.copy()
+        deleted |= np.isin(np.asarray(old.chunk_ids), list(change.removed_chunk_ids))
+        return deleted if np.count_nonzero(deleted) <= TOMBSTONE_SHARE * old.n_rows else None
+
+    def _link_arrays(self, tmp: Path, deleted: np.ndarray) -> dict[str, FileEntry]:
+        """The live snapshot's files linked into ``tmp`` (copied where links cannot be made), with the
+        new ``deleted`` rows; returns the manifest entries of the linked files."""
+        old = self.snapshot
+        assert old is not None
+        entries = Manifest.from_json(old.manifest, old.directory).files
+        linked = {rel: entry for rel, entry in entries.items() if rel != DELETED_ROWS_FILE}
+        for rel in linked:
+            target = tmp / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(old.directory / rel, target)
+            except OSError:
+                shutil.copy2(old.directory / rel, target)
+        save_array(tmp / DELETED_ROWS_FILE, deleted)
+        return linked
+
+    def _write_tombstoned_manifest(
+        self, generation: int, store: DocumentStore, documents: int, tmp: Path, linked: dict[str, FileEntry]
+    ) -> None:
+        """The live snapshot's manifest, for its linked files and the new deleted rows."""
+        old = self.snapshot
+        assert old is not None
+        before = Manifest.from_json(old.manifest, old.directory)
+        deleted = np.load(tmp / DELETED_ROWS_FILE)
+        n_deleted = int(np.count_nonzero(deleted))
+        manifest = Manifest.create(
+            tmp,
+            generation=generation,
+            params=before.params,
+            dense_kind=before.dense_kind,
+            store_backend=store.engine.url.get_backend_name(),
+            store_url=redact_url(store.url),
+            documents=documents,
+            chunks=len(deleted) - n_deleted,
+            token_vectors=before.token_vectors,
+            deleted_rows=n_deleted,
+            linked=linked,
+        )
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest.to_json(), indent=2), "utf-8")
+
     def _choose_rows(self, change: Change) -> tuple[np.ndarray, _Rows]:
         """The live snapshot's rows that stay (their indexes, and the dense and BM25 kinds without the rest)."""
         old, params = None if change.fresh else self.snapshot, change.params
@@ -648,6 +717,8 @@ class IndexWriter:
             )
             return np.zeros(0, np.int64), empty
         removed = np.isin(np.asarray(old.chunk_ids), list(change.removed_chunk_ids))
+        if old.deleted is not None:  # rows deleted before, kept as tombstones: compacted away now
+            removed |= old.deleted
         keep_rows, removed_rows = np.flatnonzero(~removed), np.flatnonzero(removed)
         rows = _Rows(
             old.dense.delete(removed_rows) if embedded else None,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from indexer import writer as writer_module
 from indexer.writer import IndexWriter
 from rag.encode.encoder import Encoder
 from rag.errors import IndexBusyError, IndexCorruptError, IndexNotFoundError, InputError
@@ -78,7 +79,7 @@ def test_delete_then_search_never_returns_it(tmp_path, encoder, scifact_docs, in
     snapshot.verify()
     after = _search_all_paths(snapshot, encoder, target.title, n=len(snapshot))
     assert target.id not in after["dense"] and target.id not in after["bm25"]
-    assert target.id not in {str(d) for d in snapshot.doc_ids}
+    assert target.id not in {str(snapshot.doc_ids[r]) for r in snapshot.live_rows()}
     assert snapshot.store.get_document("default", target.id, snapshot.generation) is None
     assert snapshot.stats()["documents"] == 11
 
@@ -148,6 +149,7 @@ def test_one_writer_at_a_time_and_missing_index(tmp_path, encoder, settings) -> 
 HOLDING_WRITER = """
 import sys, time
 from pathlib import Path
+from indexer import writer as writer_module
 from indexer.writer import IndexWriter
 from rag.settings import Settings
 
@@ -261,10 +263,13 @@ def test_a_store_from_before_collection_keys_is_migrated(tmp_path, encoder, scif
     assert sorted(set(collections.tolist())) == ["docs", "news"] and (collections == "docs").sum() >= 4
 
 
-def test_a_delete_keeps_the_hnsw_graph_and_never_finds_the_deleted(tmp_path, encoder, scifact_docs, settings) -> None:
-    """Above the ANN threshold a delete tombstones the graph's nodes: the new snapshot links the old graph
-    file instead of rebuilding it, verifies, and no path returns the deleted document; the deleted passages'
-    own text finds the survivors."""
+def test_a_delete_keeps_the_hnsw_graph_and_never_finds_the_deleted(
+    tmp_path, encoder, scifact_docs, settings, monkeypatch
+) -> None:
+    """Above the ANN threshold a compacting delete tombstones the graph's nodes: the new snapshot links the
+    old graph file instead of rebuilding it, verifies, and no path returns the deleted document; the deleted
+    passages' own text finds the survivors."""
+    monkeypatch.setattr(writer_module, "TOMBSTONE_SHARE", 0.0)  # every delete compacts the rows here
     hnsw = settings.model_copy(update={"dense_ann_threshold": 20})
     with IndexWriter(tmp_path / "ix", hnsw, encoder, show_progress=False) as writer:
         writer.upsert(scifact_docs, "default")
@@ -286,6 +291,62 @@ def test_a_delete_keeps_the_hnsw_graph_and_never_finds_the_deleted(tmp_path, enc
         rows, _ = reloaded.dense.search_batch(encoder.encode([scifact_docs[4].text]).dense, 1)
         assert str(reloaded.doc_ids[rows[0, 0]]) == scifact_docs[4].id
         reloaded.store.close()
+
+
+def _bm25_by_chunk(snapshot: Snapshot, text: str) -> dict[str, float]:
+    rows, scores = snapshot.sparse.scores(snapshot.bm25_tokenize(text))
+    return {str(snapshot.chunk_ids[r]): float(s) for r, s in zip(rows, scores, strict=True)}
+
+
+def _dense_by_chunk(snapshot: Snapshot, encoder: Encoder, text: str) -> dict[str, float]:
+    rows, scores = snapshot.dense.search_batch(encoder.encode([text]).dense, len(snapshot))
+    return {str(snapshot.chunk_ids[r]): float(s) for r, s in zip(rows[0], scores[0], strict=True) if r >= 0}
+
+
+def test_a_small_delete_links_the_arrays_and_scores_as_if_the_rows_were_gone(
+    tmp_path, encoder, scifact_docs, settings
+) -> None:
+    """A delete of a few rows links every array of the live snapshot and marks the rows deleted instead of
+    copying the arrays without them. Searches then give exactly what an index written without the deleted
+    documents gives (BM25's df, N and mean length are those of the live rows); the next add compacts the
+    rows away, and so does a delete past the tombstone share."""
+    kept = [d for i, d in enumerate(scifact_docs[:30]) if i not in (5, 6)]
+    with IndexWriter(tmp_path / "ref", settings, encoder, show_progress=False) as writer:
+        writer.upsert(kept)
+    reference = Snapshot.load(tmp_path / "ref", settings)
+    with IndexWriter(tmp_path / "ix", settings, encoder, show_progress=False) as writer:
+        writer.upsert(scifact_docs[:30])
+        before = writer.snapshot
+        assert before is not None
+        summary = writer.delete([scifact_docs[5].id, scifact_docs[6].id])
+        after = writer.snapshot
+        assert after is not None and after.deleted is not None
+        assert int(after.deleted.sum()) == summary.chunks_removed >= 2
+        assert len(after) == len(before) - summary.chunks_removed == len(reference)
+        for rel in ("dense/vectors.npy", "sparse/rows.npy", "multivector/offsets.npy", "rows/chunk_ids.npy"):
+            assert (after.directory / rel).stat().st_ino == (before.directory / rel).stat().st_ino, rel
+        after.verify()
+        stats = after.stats()
+        assert stats["chunks"] == len(reference) and stats["deleted_rows"] == summary.chunks_removed
+        assert stats["token_vectors"] == reference.stats()["token_vectors"]  # the live rows' only
+        for doc in scifact_docs[3:9]:  # the deleted documents' own text among the questions
+            assert _bm25_by_chunk(after, doc.title) == _bm25_by_chunk(reference, doc.title)
+            dense, expected = _dense_by_chunk(after, encoder, doc.text), _dense_by_chunk(reference, encoder, doc.text)
+            assert dense.keys() == expected.keys()
+            assert np.allclose([dense[c] for c in expected], list(expected.values()), atol=1e-5)
+        assert {str(after.doc_ids[r]) for r in after.live_rows()} == {d.id for d in kept}
+
+        added = writer.upsert([scifact_docs[30]])  # an add writes the arrays anyway: the deleted rows go
+        compacted = writer.snapshot
+        assert compacted is not None and compacted.deleted is None
+        assert compacted.n_rows == len(compacted) == len(reference) + added.chunks_added
+        assert {str(d) for d in compacted.doc_ids} == {d.id for d in [*kept, scifact_docs[30]]}
+        compacted.verify()
+
+        writer.delete([d.id for d in scifact_docs[10:16]])  # a fifth of the rows: past the share
+        assert writer.snapshot is not None and writer.snapshot.deleted is None
+        writer.snapshot.verify()
+    reference.store.close()
 
 
 def test_replace_all_is_one_commit_that_readers_see_as_one_switch(tmp_path, encoder, scifact_docs, settings) -> None:
@@ -332,6 +393,7 @@ DYING_AFTER_ITS_COMMIT = """
 import os, signal, sys
 from pathlib import Path
 import indexer.writer
+from indexer import writer as writer_module
 from indexer.writer import IndexWriter
 from rag.objects import Document
 from rag.settings import Settings

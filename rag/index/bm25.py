@@ -92,7 +92,11 @@ class BM25Index:
         tfs: np.ndarray,
         doc_lengths: np.ndarray,
         params: BM25Params,
+        deleted: np.ndarray | None = None,
     ) -> None:
+        """``deleted`` (n_rows,) bool: rows deleted since the postings were written (tombstones). They
+        are never returned, and df, N and the mean length are those of the other rows, so scores equal
+        those of an index written without them."""
         self.vocabulary = vocabulary
         self.term_ids = {t: i for i, t in enumerate(vocabulary)}
         self.indptr = indptr  # (n_terms + 1,) int64
@@ -100,13 +104,35 @@ class BM25Index:
         self.tfs = tfs  # (n_postings,) float32
         self.doc_lengths = doc_lengths  # (n_rows,) int32, tokens per row
         self.params = params
-        n = len(doc_lengths)
-        df = np.diff(indptr).astype(np.float64)
+        self.deleted = deleted if deleted is not None and deleted.any() else None
+        self.live = None if self.deleted is None else ~self.deleted  # (n_rows,) bool, None: every row
+        n = self.n_live
+        df = self._document_frequencies()
         self.okapi_floor = okapi_floor(df, n, params.epsilon) if params.variant == "okapi" else 0.0
         self.idf = idf_of_df(df, n, params, self.okapi_floor)
-        self.avgdl = max(float(doc_lengths.sum()) / n if n else 1.0, 1e-9)
+        live_length = doc_lengths.sum() if self.live is None else np.asarray(doc_lengths)[self.live].sum()
+        self.avgdl = max(float(live_length) / n if n else 1.0, 1e-9)
         self.norm = self._length_norm(doc_lengths.astype(np.float64))
         self._impacts: np.ndarray | None = None
+
+    @property
+    def n_live(self) -> int:
+        """Rows not deleted: BM25's N."""
+        return len(self.doc_lengths) if self.live is None else int(np.count_nonzero(self.live))
+
+    def _document_frequencies(self) -> np.ndarray:
+        """(n_terms,) float64: each term's count of live rows."""
+        indptr = np.asarray(self.indptr)
+        if self.live is None:
+            return np.diff(indptr).astype(np.float64)
+        live_postings = np.concatenate([[0], np.cumsum(self.live[np.asarray(self.rows)], dtype=np.int64)])
+        return (live_postings[indptr[1:]] - live_postings[indptr[:-1]]).astype(np.float64)
+
+    def _allowed(self, allowed: np.ndarray | None) -> np.ndarray | None:
+        """The caller's row mask without the deleted rows."""
+        if self.live is None:
+            return allowed
+        return self.live if allowed is None else allowed & self.live
 
     def _length_norm(self, lengths: np.ndarray) -> np.ndarray:
         """``k1 * (1 - b + b * length / avgdl)`` per passage length."""
@@ -160,7 +186,9 @@ class BM25Index:
         )
 
     def add(self, token_lists: Sequence[Sequence[str]]) -> BM25Index:
-        """A new index with rows appended for ``token_lists``."""
+        """A new index with rows appended for ``token_lists`` (deleted rows are dropped first)."""
+        if self.deleted is not None:
+            return self.delete(np.zeros(0, np.int64)).add(token_lists)
         vocabulary = list(self.vocabulary)
         term_ids = dict(self.term_ids)
         indptr, cols, data = [0], [], []
@@ -183,8 +211,11 @@ class BM25Index:
         return self._from_matrix(vocabulary, sp.vstack([old, new], format="csc"), lengths, self.params)
 
     def delete(self, rows: np.ndarray) -> BM25Index:
-        """A new index without ``rows``, the others renumbered from 0 in their order."""
-        keep_rows = np.setdiff1d(np.arange(len(self)), np.asarray(rows, np.int64))
+        """A new index without ``rows`` nor the deleted rows, the others renumbered from 0 in their order."""
+        gone = np.asarray(rows, np.int64)
+        if self.deleted is not None:
+            gone = np.union1d(gone, np.flatnonzero(self.deleted))
+        keep_rows = np.setdiff1d(np.arange(len(self)), gone)
         return self._from_matrix(
             self.vocabulary, self._matrix()[keep_rows], np.asarray(self.doc_lengths)[keep_rows], self.params
         )
@@ -216,6 +247,7 @@ class BM25Index:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         rows = np.flatnonzero(touched)
         scores = scores_all[rows]
+        allowed = self._allowed(allowed)
         if allowed is not None:
             ok = allowed[rows]
             rows, scores = rows[ok], scores[ok]
@@ -244,7 +276,7 @@ class BM25Index:
         postings = sum(int(self.indptr[t + 1] - self.indptr[t]) for t, _ in terms)
         if postings >= SELECT_MIN_POSTINGS and n < len(self) and all(self.idf[t] > 0 for t, _ in terms):
             summed = summed_impacts(np.asarray(self.indptr), self.rows, self.impacts, len(self), terms)
-            rows = rows_that_can_reach(summed, n, allowed)
+            rows = rows_that_can_reach(summed, n, self._allowed(allowed))
             scores = summed[rows]
         else:
             rows, scores = self.scores(query_tokens, allowed)
@@ -294,7 +326,8 @@ class BM25Index:
         (directory / "vocabulary.json").write_text(json.dumps(self.vocabulary, ensure_ascii=False), "utf-8")
 
     @classmethod
-    def load(cls, directory: Path, params: BM25Params) -> BM25Index:
+    def load(cls, directory: Path, params: BM25Params, deleted: np.ndarray | None = None) -> BM25Index:
+        """The postings saved in ``directory``; ``deleted`` marks the rows deleted since (the snapshot's)."""
         vocabulary = json.loads((directory / "vocabulary.json").read_text("utf-8"))
         return cls(
             vocabulary,
@@ -303,4 +336,5 @@ class BM25Index:
             load_array(directory / "tfs.npy"),
             load_array(directory / "doc_lengths.npy"),
             params,
+            deleted,
         )

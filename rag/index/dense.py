@@ -78,11 +78,14 @@ class DenseIndex:
         faiss_index: Any | None = None,
         node_rows: np.ndarray | None = None,
         graph_file: Path | None = None,
+        deleted: np.ndarray | None = None,
     ) -> None:
         """``node_rows``: the row of each HNSW node, -1 for a deleted one (None: node i is row i).
-        ``graph_file``: where ``faiss_index`` was read from, while it is unchanged (saved as a link)."""
+        ``graph_file``: where ``faiss_index`` was read from, while it is unchanged (saved as a link).
+        ``deleted`` (n_rows,) bool: rows deleted since the vectors were written, never returned."""
         self.vectors = vectors
         self.params = params
+        self.deleted = deleted if deleted is not None and deleted.any() else None
         self.kind: Kind = params.kind_for(len(vectors))
         self._faiss_index = faiss_index if self.kind == "hnsw" else None
         self.node_rows = node_rows if self._faiss_index is not None else None
@@ -123,7 +126,10 @@ class DenseIndex:
         return cls(np.ascontiguousarray(vectors, dtype=np.float32), params)
 
     def add(self, vectors: np.ndarray) -> DenseIndex:
-        """A new index with ``vectors`` appended; an HNSW graph grows in place of a rebuild."""
+        """A new index with ``vectors`` appended (deleted rows are dropped first); an HNSW graph grows in
+        place of a rebuild."""
+        if self.deleted is not None:
+            return self.delete(np.zeros(0, np.int64)).add(vectors)
         merged = np.concatenate([np.asarray(self.vectors, np.float32), vectors.astype(np.float32)])
         if self.params.kind_for(len(merged)) != "hnsw" or self.kind != "hnsw" or self._faiss_index is None:
             return DenseIndex(merged, self.params)
@@ -137,8 +143,11 @@ class DenseIndex:
     def delete(self, rows: np.ndarray) -> DenseIndex:
         """A new index without ``rows`` (later rows move up). An HNSW graph keeps the deleted rows' nodes
         as tombstones, until they pass :data:`TOMBSTONE_REBUILD` of it; then it is rebuilt lazily. The
-        graph moves to the new index (this one would build its own again if searched)."""
+        graph moves to the new index (this one would build its own again if searched). The rows deleted
+        before (:attr:`deleted`) go too."""
         rows = np.asarray(rows, np.int64)
+        if self.deleted is not None:
+            rows = np.union1d(rows, np.flatnonzero(self.deleted))
         kept = np.delete(np.asarray(self.vectors), rows, axis=0)
         if self.kind != "hnsw" or self._faiss_index is None or self.params.kind_for(len(kept)) != "hnsw":
             return DenseIndex(kept, self.params)
@@ -169,6 +178,8 @@ class DenseIndex:
         faiss = _faiss()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         n = min(n, len(self))
+        if self.deleted is not None:
+            allowed = ~self.deleted if allowed is None else allowed & ~self.deleted
         if n == 0:
             return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32)
         if self.kind == "flat" and len(queries) <= SMALL_BATCH:
@@ -217,14 +228,15 @@ class DenseIndex:
         return True
 
     @classmethod
-    def load(cls, directory: Path, params: DenseParams) -> DenseIndex:
+    def load(cls, directory: Path, params: DenseParams, deleted: np.ndarray | None = None) -> DenseIndex:
+        """The index saved in ``directory``; ``deleted`` marks the rows deleted since (the snapshot's)."""
         vectors = load_array(directory / "vectors.npy")
         hnsw = directory / GRAPH_FILE
         if params.kind_for(len(vectors)) != "hnsw" or not hnsw.exists():
-            return cls(vectors, params)
+            return cls(vectors, params, deleted=deleted)
         faiss = _faiss()
         structure = faiss.read_index(str(hnsw), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
         node_rows = (
             load_array(directory / NODE_ROWS_FILE, mmap=False) if (directory / NODE_ROWS_FILE).exists() else None
         )
-        return cls(vectors, params, structure, node_rows, hnsw)
+        return cls(vectors, params, structure, node_rows, hnsw, deleted)

@@ -218,6 +218,9 @@ class Manifest:
     token_vectors: int
     files: dict[str, FileEntry]  # every file of the snapshot but the manifest, by relative path
     format_version: int = FORMAT_VERSION
+    # rows kept in the arrays as tombstones: not counted in ``chunks``; their vectors are in ``token_vectors``,
+    # which is the token file's shape
+    deleted_rows: int = 0
 
     @classmethod
     def create(
@@ -231,8 +234,11 @@ class Manifest:
         documents: int,
         chunks: int,
         token_vectors: int,
+        deleted_rows: int = 0,
+        linked: Mapping[str, FileEntry] | None = None,
     ) -> Manifest:
-        """The manifest of a snapshot whose files are all written (they are checksummed here)."""
+        """The manifest of a snapshot whose files are all written (they are checksummed here, but for
+        those ``linked`` from an earlier snapshot, whose entries it gives)."""
         return cls(
             generation=generation,
             created_at=now_iso(),
@@ -243,7 +249,8 @@ class Manifest:
             documents=documents,
             chunks=chunks,
             token_vectors=token_vectors,
-            files=file_entries(snapshot_dir),
+            files=file_entries(snapshot_dir, linked or {}),
+            deleted_rows=deleted_rows,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -253,7 +260,12 @@ class Manifest:
             "created_at": self.created_at,
             **self.params.to_manifest(self.dense_kind),
             "store": {"backend": self.store_backend, "url": self.store_url},
-            "counts": {"documents": self.documents, "chunks": self.chunks, "token_vectors": self.token_vectors},
+            "counts": {
+                "documents": self.documents,
+                "chunks": self.chunks,
+                "token_vectors": self.token_vectors,
+                "deleted_rows": self.deleted_rows,
+            },
             "multivector_shape": [self.token_vectors, self.params.multivector_dim],
             "files": {rel: asdict(entry) for rel, entry in self.files.items()},
         }
@@ -277,6 +289,7 @@ class Manifest:
                 chunks=int(counts["chunks"]),
                 token_vectors=int(counts["token_vectors"]),
                 files={rel: FileEntry(int(e["bytes"]), str(e["sha256"])) for rel, e in data["files"].items()},
+                deleted_rows=int(counts.get("deleted_rows", 0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorruptError(f"the manifest of {where} lacks or garbles {exc}") from exc
@@ -286,10 +299,16 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def file_entries(snapshot_dir: Path) -> dict[str, FileEntry]:
-    """Size and sha256 of every file of a snapshot except the manifest, keyed by relative path."""
-    return {
-        str(p.relative_to(snapshot_dir)): FileEntry(p.stat().st_size, sha256_file(p))
-        for p in sorted(snapshot_dir.rglob("*"))
-        if p.is_file() and p.name != MANIFEST_FILE
-    }
+def file_entries(snapshot_dir: Path, linked: Mapping[str, FileEntry]) -> dict[str, FileEntry]:
+    """Size and sha256 of every file of a snapshot except the manifest, keyed by relative path; a file
+    ``linked`` from an earlier snapshot keeps that one's entry (the same bytes: hashing gigabytes again
+    is what a delete at 1M chunks would spend its time on)."""
+    entries = {}
+    for path in sorted(snapshot_dir.rglob("*")):
+        if not path.is_file() or path.name == MANIFEST_FILE:
+            continue
+        rel = str(path.relative_to(snapshot_dir))
+        known = linked.get(rel)
+        size = path.stat().st_size
+        entries[rel] = known if known is not None and known.bytes == size else FileEntry(size, sha256_file(path))
+    return entries

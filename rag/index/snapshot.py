@@ -7,6 +7,8 @@ Layout::
         manifest.json                versions, model, params, counts, file sizes and checksums
         rows/chunk_ids.npy           (n,) chunk id of each row; row i is row i in every index below
         rows/doc_ids.npy             (n,) document id of each row
+        rows/deleted.npy             (n,) bool, rows deleted since the arrays were written (tombstones;
+                                     absent when none): a delete links the arrays of the snapshot before
         dense/vectors.npy            (n, dim) float32 [+ hnsw.faiss above the ANN threshold]
         sparse/*.npy, vocabulary.json  BM25 postings (on Qdrant the writer's; readers take df and N from the store)
         multivector/vectors.f16      (n_tokens, dim) float16, or codes.u8 (n_tokens, width) uint8 for the
@@ -40,6 +42,7 @@ CURRENT_FILE = "CURRENT"
 SNAPSHOTS_DIR = "snapshots"
 STORE_FILE = "store.db"
 PROJECTED_DIR = "projected"
+DELETED_ROWS_FILE = "rows/deleted.npy"
 
 
 def store_for(index_dir: Path, settings: Settings) -> DocumentStore:
@@ -73,7 +76,9 @@ class Snapshot:
         store: DocumentStore,
         projected: MultiVectorIndex | None = None,
         projection: np.ndarray | None = None,
+        deleted: np.ndarray | None = None,
     ) -> None:
+        """``deleted`` (n_rows,) bool: the rows deleted since the arrays were written (None: none)."""
         self.index_dir = index_dir
         self.directory = directory
         self.manifest = manifest
@@ -81,6 +86,7 @@ class Snapshot:
         self.generation = int(manifest["generation"])
         self.chunk_ids = chunk_ids
         self.doc_ids = doc_ids
+        self.deleted = deleted if deleted is not None and deleted.any() else None
         self._dense = dense  # None where the engine holds the vectors (Qdrant)
         self._sparse = sparse  # None until used where an engine holds the postings (Qdrant)
         self._multivector = multivector
@@ -91,7 +97,18 @@ class Snapshot:
         self._row_fields: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def __len__(self) -> int:
+        """Live chunks (rows deleted since the arrays were written not counted)."""
+        return self.n_rows - (0 if self.deleted is None else int(np.count_nonzero(self.deleted)))
+
+    @property
+    def n_rows(self) -> int:
+        """The row space of every array, deleted rows included."""
         return len(self.chunk_ids)
+
+    def live_rows(self) -> np.ndarray:
+        """(n_live,) int64: the rows a query can return, in order."""
+        every = np.arange(self.n_rows, dtype=np.int64)
+        return every if self.deleted is None else every[~self.deleted]
 
     @property
     def engine(self) -> str:
@@ -108,7 +125,7 @@ class Snapshot:
         """The BM25 postings. On Qdrant they are the writer's (readers take df and N from the store:
         :mod:`rag.index.term_statistics`), so they are loaded only when something asks."""
         if self._sparse is None:
-            self._sparse = BM25Index.load(self.directory / "sparse", self.params.bm25)
+            self._sparse = BM25Index.load(self.directory / "sparse", self.params.bm25, self.deleted)
         return self._sparse
 
     @property
@@ -143,6 +160,8 @@ class Snapshot:
             store = store_for(index_dir, settings)
         params = IndexParams.from_manifest(manifest)
         embedded = params.engine.kind == "embedded"
+        tombstoned = DELETED_ROWS_FILE in manifest["files"]
+        deleted = load_array(directory / DELETED_ROWS_FILE, mmap=False) if tombstoned else None
         projected = projection = None
         if params.late_projection:
             projection = load_head(index_dir / params.late_projection)
@@ -156,8 +175,8 @@ class Snapshot:
             manifest=manifest,
             chunk_ids=load_array(directory / "rows" / "chunk_ids.npy"),
             doc_ids=load_array(directory / "rows" / "doc_ids.npy"),
-            dense=DenseIndex.load(directory / "dense", params.dense) if embedded else None,
-            sparse=BM25Index.load(directory / "sparse", params.bm25) if embedded else None,
+            dense=DenseIndex.load(directory / "dense", params.dense, deleted) if embedded else None,
+            sparse=BM25Index.load(directory / "sparse", params.bm25, deleted) if embedded else None,
             multivector=MultiVectorIndex.load(
                 directory / "multivector", MultiVectorParams(params.token_codec, params.multivector_dim)
             )
@@ -166,6 +185,7 @@ class Snapshot:
             store=store,
             projected=projected,
             projection=projection,
+            deleted=deleted,
         )
 
     def row_fields(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,8 +206,10 @@ class Snapshot:
         for rel, entry in self.manifest["files"].items():
             if sha256_file(self.directory / rel) != entry["sha256"]:
                 raise IndexCorruptError(f"checksum mismatch in {self.directory / rel}")
-        n = len(self.chunk_ids)
+        n = self.n_rows
         sizes = {"doc_ids": len(self.doc_ids), "sparse": len(self.sparse)}
+        if self.deleted is not None:
+            sizes["deleted"] = len(self.deleted)
         if self._dense is not None and self._multivector is not None:
             sizes.update(dense=len(self._dense), multivector=len(self._multivector))
         if self.projected is not None:
@@ -196,7 +218,7 @@ class Snapshot:
                 raise IndexCorruptError("the projected token vectors do not match the raw ones")
         if any(size != n for size in sizes.values()):
             raise IndexCorruptError(f"row counts disagree: chunk_ids={n}, {sizes}")
-        if self.store.count_chunks(self.generation) != n:
+        if self.store.count_chunks(self.generation) != len(self):
             raise IndexCorruptError("the store's live chunks do not match the snapshot's rows")
 
     def committed_ahead(self) -> int | None:
@@ -206,14 +228,22 @@ class Snapshot:
         live = self.store.live_generation()
         return live.generation if live is not None and live.generation > self.generation else None
 
+    def _live_token_vectors(self) -> int:
+        """Token vectors of the live rows (the manifest counts the file's, deleted rows' included)."""
+        if self.deleted is None:
+            return int(self.manifest["counts"]["token_vectors"])
+        lengths = np.diff(np.asarray(self.multivector.offsets))
+        return int(lengths[~self.deleted].sum())
+
     def stats(self) -> dict[str, Any]:
         def size(sub: str) -> int:
             return sum(e["bytes"] for rel, e in self.manifest["files"].items() if rel.startswith(sub + "/"))
 
         return {
             "documents": self.store.count_documents(self.generation),
-            "chunks": len(self.chunk_ids),
-            "token_vectors": int(self.manifest["counts"]["token_vectors"]),
+            "chunks": len(self),
+            "deleted_rows": self.n_rows - len(self),  # kept in the arrays until the next add compacts them
+            "token_vectors": self._live_token_vectors(),
             "token_codec": self.params.token_codec,
             "bytes_per_token_vector": self.multivector.codec.bytes_per_vector
             if self._multivector

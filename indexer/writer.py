@@ -620,7 +620,8 @@ class IndexWriter:
             if rows is not None:
                 self._write_manifest(change, generation, rows, store, documents, tmp)
             else:
-                self._write_tombstoned_manifest(generation, store, documents, tmp, linked)
+                assert tombstones is not None
+                self._write_tombstoned_manifest(generation, store, documents, tmp, linked, tombstones)
             self._move_into_place(name, tmp)
 
         # The commit: the store's rows and the live generation in one transaction. Until it, readers and
@@ -681,13 +682,18 @@ class IndexWriter:
         return linked
 
     def _write_tombstoned_manifest(
-        self, generation: int, store: DocumentStore, documents: int, tmp: Path, linked: dict[str, FileEntry]
+        self,
+        generation: int,
+        store: DocumentStore,
+        documents: int,
+        tmp: Path,
+        linked: dict[str, FileEntry],
+        deleted: np.ndarray,
     ) -> None:
-        """The live snapshot's manifest, for its linked files and the new deleted rows."""
+        """The live snapshot's manifest, for its linked files and the new ``deleted`` rows."""
         old = self.snapshot
         assert old is not None
         before = Manifest.from_json(old.manifest, old.directory)
-        deleted = np.load(tmp / DELETED_ROWS_FILE)
         n_deleted = int(np.count_nonzero(deleted))
         manifest = Manifest.create(
             tmp,

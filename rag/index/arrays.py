@@ -9,6 +9,11 @@ from pathlib import Path
 import numpy as np
 
 
+def marked_rows(mask: np.ndarray | None) -> np.ndarray | None:
+    """``mask`` where it marks a row, None where it marks none (so that "no row deleted" is one case)."""
+    return mask if mask is not None and mask.any() else None
+
+
 def save_array(path: Path, array: np.ndarray) -> None:
     """Write ``array`` as ``.npy`` (never pickled) to a temporary name, fsync, then rename."""
     tmp = path.with_name(path.name + ".part")

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from rag.index.arrays import load_array, save_array
+from rag.index.arrays import load_array, marked_rows, save_array
 from rag.index.bm25_select import rows_that_can_reach, summed_impacts
 
 # From this many postings a query's postings are summed in compiled code and only the rows that can
@@ -104,7 +104,7 @@ class BM25Index:
         self.tfs = tfs  # (n_postings,) float32
         self.doc_lengths = doc_lengths  # (n_rows,) int32, tokens per row
         self.params = params
-        self.deleted = deleted if deleted is not None and deleted.any() else None
+        self.deleted = marked_rows(deleted)
         self.live = None if self.deleted is None else ~self.deleted  # (n_rows,) bool, None: every row
         n = self.n_live
         df = self._document_frequencies()

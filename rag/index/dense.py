@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from rag.index.arrays import load_array, save_array
+from rag.index.arrays import load_array, marked_rows, save_array
 
 Kind = Literal["flat", "hnsw"]
 
@@ -85,7 +85,8 @@ class DenseIndex:
         ``deleted`` (n_rows,) bool: rows deleted since the vectors were written, never returned."""
         self.vectors = vectors
         self.params = params
-        self.deleted = deleted if deleted is not None and deleted.any() else None
+        self.deleted = marked_rows(deleted)
+        self.live = None if self.deleted is None else ~self.deleted  # once, not per search
         self.kind: Kind = params.kind_for(len(vectors))
         self._faiss_index = faiss_index if self.kind == "hnsw" else None
         self.node_rows = node_rows if self._faiss_index is not None else None
@@ -178,8 +179,8 @@ class DenseIndex:
         faiss = _faiss()
         queries = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
         n = min(n, len(self))
-        if self.deleted is not None:
-            allowed = ~self.deleted if allowed is None else allowed & ~self.deleted
+        if self.live is not None:
+            allowed = self.live if allowed is None else allowed & self.live
         if n == 0:
             return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32)
         if self.kind == "flat" and len(queries) <= SMALL_BATCH:

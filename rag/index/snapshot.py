@@ -30,7 +30,7 @@ import numpy as np
 
 from rag.encode.projection import load_head
 from rag.errors import IndexCorruptError, IndexNotFoundError, InputError
-from rag.index.arrays import load_array, sha256_file
+from rag.index.arrays import load_array, marked_rows, sha256_file
 from rag.index.bm25 import BM25Index
 from rag.index.dense import DenseIndex
 from rag.index.manifest import MANIFEST_FILE, IndexParams, Manifest
@@ -86,7 +86,7 @@ class Snapshot:
         self.generation = int(manifest["generation"])
         self.chunk_ids = chunk_ids
         self.doc_ids = doc_ids
-        self.deleted = deleted if deleted is not None and deleted.any() else None
+        self.deleted = marked_rows(deleted)
         self._dense = dense  # None where the engine holds the vectors (Qdrant)
         self._sparse = sparse  # None until used where an engine holds the postings (Qdrant)
         self._multivector = multivector

@@ -225,7 +225,7 @@ def test_a_short_answer_the_evidence_does_not_hold_becomes_its_closest_span(squa
     assert copied("Freight service [1]", "Doctor_Who_9", "Victoria_(Australia)_14") == "Freight service [1]"
     # what the evidence holds word for word, what is not close enough, and sentences stay as written
     assert copied("1975 [1]", "Victoria_(Australia)_8") == "1975 [1]"
-    assert copied("8 [1]", "American_Broadcasting_Company_2") == "8 [1]"
+    assert copied("Victoria [1]", "American_Broadcasting_Company_2") == "Victoria [1]"
     sentence = "He received a master's degree in 1905 [1]."
     assert copied(sentence, "Martin_Luther_4") == sentence
     assert copied("1905 [1]", "Martin_Luther_4", max_words=0) == "1905 [1]"  # off
@@ -238,6 +238,20 @@ def test_a_short_answer_the_evidence_does_not_hold_becomes_its_closest_span(squa
     assert copied("I don't know.", "Martin_Luther_4") == ABSTENTION
     said = EvidenceCopy({1: "Asked about it, she said: I do not know."})  # close to an abstention: not copied
     assert check_answer("I don't know.", 1, INSTRUCTIONS, EVIDENCE_TEXT, copy=said).status == "abstained"
+
+
+def test_a_small_number_is_written_as_its_evidence_writes_it(squad_passages: dict[str, str]) -> None:
+    """'8' for 'eight' (squad-dev-a: "The television network has eight owned-and-operated ... stations"):
+    no spelling is alike enough for the closest span, so the number is mapped."""
+    abc = EvidenceCopy({1: squad_passages["American_Broadcasting_Company_2"]})
+    assert check_answer("8 [1]", 1, INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=abc).text == "Eight [1]"
+    digits = EvidenceCopy({1: "It won 4 of its 7 games.", 2: "Four judges sat."})
+    assert digits.apply("Four [1].", [1]) == "4 [1]."  # the cited evidence's form
+    assert digits.apply("Four [2].", [2]) == "Four [2]."  # already as written there
+    assert digits.apply("4 [2]", [2]) == "Four [2]"
+    assert digits.apply("Nine [1]", [1]) == "Nine [1]"  # written neither way: left as the model wrote it
+    assert digits.apply("Twelve [1]", [1]) == "Twelve [1]" and digits.apply("4 games [1]", [1]) == "4 games [1]"
+    assert EvidenceCopy({1: "He was one of 3 brothers."}).apply("1 [1]", [1]) == "One [1]"
 
 
 def test_a_short_answer_is_held_back_while_it_may_still_be_copied(squad_passages: dict[str, str]) -> None:

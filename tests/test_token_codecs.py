@@ -52,6 +52,23 @@ def test_binary_codes_are_signs_around_the_centre() -> None:
         BinaryCodec(12)
 
 
+def test_binary_scoring_follows_a_refit_and_a_reloaded_state() -> None:
+    """The lookup table is built once per state: fitting again or loading another state replaces it."""
+    rng = np.random.default_rng(2)
+    first, second, query = _unit_tokens(rng, 400, 16), _unit_tokens(rng, 400, 16) * -1.0, _unit_tokens(rng, 3, 16)
+    codec = BinaryCodec(16)
+    codec.fit(first)
+    codes = codec.encode(first)
+    before = codec.similarities(query, codes)
+    codec.fit(second)
+    np.testing.assert_allclose(codec.similarities(query, codes), codec.decode(codes) @ query.T, atol=1e-5)
+    assert not np.allclose(codec.similarities(query, codes), before)
+    other = BinaryCodec(16)
+    other.fit(first)
+    codec.load_state(other.state())
+    np.testing.assert_array_equal(codec.similarities(query, codes), before)
+
+
 def test_pq_reconstructs_better_than_chance_and_reloads(tmp_path) -> None:
     rng = np.random.default_rng(2)
     vectors = _unit_tokens(rng, 4000)

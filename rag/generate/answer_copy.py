@@ -9,7 +9,9 @@ otherwise it stays as written. Only short answers: a sentence the model wrote in
 meant as such, and a span near it would change what it says. And only spans that keep every word of
 the answer but function words, each as itself or a close variant (:func:`keeps_words`): "Cam Newton"
 never becomes "a Newton", nor "The Denver Broncos" "the Broncos", where the closest span lacks a name
-the model knew from elsewhere (measured in docs/benchmarks.md).
+the model knew from elsewhere (measured in docs/benchmarks.md). A small number is written as the
+evidence writes it: "8" becomes "eight" when the cited evidence holds "eight" and not "8" (and the other
+way round), since no spelling is alike enough to the other for the span rule.
 """
 
 from __future__ import annotations
@@ -32,6 +34,17 @@ _ALNUM = re.compile(r"\w+")
 FUNCTION_WORDS = frozenset(
     {"a", "an", "the", "by", "in", "on", "at", "of", "to", "and", "or", "for", "from", "with", "as"}
 )
+_ZERO_TO_TWENTY = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen twenty"
+)
+_TENS = "thirty forty fifty sixty seventy eighty ninety"
+# The numbers a text may write either way: 0-20 and the tens to 90, as digits and as words.
+NUMBER_WORDS: dict[str, str] = {
+    **{str(n): word for n, word in enumerate(_ZERO_TO_TWENTY.split())},
+    **{str(10 * n): word for n, word in enumerate(_TENS.split(), start=3)},
+}
+_NUMBER_OF_WORD = {word: digits for digits, word in NUMBER_WORDS.items()}
 
 
 def _normal(text: str) -> str:
@@ -79,6 +92,16 @@ def closest_span(text: str, passages: Sequence[str]) -> tuple[str, float]:
     return best, best_ratio
 
 
+def number_as_written(text: str, passages: Sequence[str]) -> str | None:
+    """``text``, a small number in digits or in words, as ``passages`` write it when they hold only the
+    other form ("8" → "eight"); None when ``text`` is no such number or the passages hold neither form."""
+    word = _normal(text)
+    other = NUMBER_WORDS.get(word) or _NUMBER_OF_WORD.get(word)
+    if other is None or any(holds_words(p, word) for p in passages):
+        return None
+    return other if any(holds_words(p, other) for p in passages) else None
+
+
 def keeps_words(answer: str, span: str, min_similarity: float = MIN_SIMILARITY) -> bool:
     """Whether every word of ``answer`` but :data:`FUNCTION_WORDS` has a word in ``span`` (or two
     adjacent ones joined: "healthcare" in "health care") at least ``min_similarity`` alike."""
@@ -105,16 +128,18 @@ def copied_from_evidence(
 ) -> str:
     """``answer`` (its citation marks included) with its body replaced by the closest span of
     ``passages`` when the body is short, not in them word for word, and that span is at least
-    ``min_similarity`` alike and keeps the body's words (:func:`keeps_words`); the citation marks and the
-    closing stop stay."""
+    ``min_similarity`` alike and keeps the body's words (:func:`keeps_words`), or by the passages' way of
+    writing a small number (:func:`number_as_written`); the citation marks and the closing stop stay."""
     body = answer_body(answer)
     if not may_be_copied(answer, max_words) or not passages:
         return answer
     if any(holds_words(p, body) for p in passages):
         return answer
-    span, similarity = closest_span(body, passages)
-    if not span or similarity < min_similarity or not keeps_words(body, span, min_similarity):
-        return answer
+    span = number_as_written(body, passages)
+    if span is None:
+        span, similarity = closest_span(body, passages)
+        if not span or similarity < min_similarity or not keeps_words(body, span, min_similarity):
+            return answer
     marks = _MARKS.search(answer)
     tail = answer[marks.start() :] if marks else answer.rstrip()[len(answer.rstrip().rstrip(".!?")) :]
     return capitalised(span) + tail

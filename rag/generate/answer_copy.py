@@ -93,13 +93,11 @@ def closest_span(text: str, passages: Sequence[str]) -> tuple[str, float]:
 
 
 def number_as_written(text: str, passages: Sequence[str]) -> str | None:
-    """``text``, a small number in digits or in words, as ``passages`` write it when they hold only the
-    other form ("8" → "eight"); None when ``text`` is no such number or the passages hold neither form."""
+    """``text``, a small number in digits or in words that ``passages`` do not hold as written (the
+    caller's check), in the other form when they hold that ("8" → "eight"); else None."""
     word = _normal(text)
     other = NUMBER_WORDS.get(word) or _NUMBER_OF_WORD.get(word)
-    if other is None or any(holds_words(p, word) for p in passages):
-        return None
-    return other if any(holds_words(p, other) for p in passages) else None
+    return other if other is not None and any(holds_words(p, other) for p in passages) else None
 
 
 def keeps_words(answer: str, span: str, min_similarity: float = MIN_SIMILARITY) -> bool:

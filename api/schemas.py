@@ -91,6 +91,10 @@ class UsageOut(BaseModel):
     answerable_log_odds: float | None = Field(
         description="The generator's log p(yes) - log p(no) that the evidence holds the answer; null: not asked."
     )
+    retrieval_confidence: float | None = Field(
+        description="How far retrieval's best candidate stands out: its standardised dense, BM25 and MaxSim "
+        "scores summed; with the log-odds it decides whether to answer. Null: not asked."
+    )
 
 
 class QueryOut(BaseModel):

@@ -92,18 +92,35 @@ def answer_record(
         "answer_tokens": answer.answer_tokens,
         "generator": answer.generator,
         "answerable_log_odds": answer.answerable_log_odds,
+        "retrieval_confidence": answer.retrieval_confidence,
     }
     if abstention:
-        gold_docs = {doc for doc, grade in qrels.items() if grade > 0}
-        without_gold = [h for h in retrieval.hits if h.doc_id not in gold_docs][:top_k]
-        unanswerable = final_answer(pipeline.stream_answer(replace(retrieval, hits=without_gold)))
+        # as if the collection lacked the gold documents: their passages gone from the hits and from every
+        # stage's ranking, so retrieval's confidence is not measured against a gold passage left out
+        unanswerable = final_answer(pipeline.stream_answer(without_gold(pipeline, retrieval, qrels, top_k)))
         record.update(
             without_gold_prediction=unanswerable.answer,
             without_gold_abstained=unanswerable.status == "abstained",
             without_gold_total_ms=unanswerable.timings_ms.get("total"),
             without_gold_log_odds=unanswerable.answerable_log_odds,
+            without_gold_retrieval_confidence=unanswerable.retrieval_confidence,
         )
     return record
+
+
+def without_gold(pipeline: Pipeline, retrieval: Retrieval, qrels: Mapping[str, int], top_k: int) -> Retrieval:
+    """``retrieval`` without any passage of the question's gold documents, its top ``top_k`` hits kept."""
+    gold_docs = [doc for doc, grade in qrels.items() if grade > 0]
+    snapshot = pipeline.snapshot
+    collections = {h.collection for h in retrieval.hits}
+    gold = {
+        c
+        for name in collections
+        for ids in snapshot.store.live_chunk_ids(name, gold_docs, snapshot.generation).values()
+        for c in ids
+    }
+    left = retrieval.without(gold)
+    return replace(left, hits=left.hits[:top_k])
 
 
 def _bare(answer: Answer) -> str:

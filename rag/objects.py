@@ -8,7 +8,7 @@ of typed events (:data:`StreamEvent`).
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
@@ -177,6 +177,17 @@ class Retrieval:
     elapsed_ms: dict[str, float]
     final_stage: Stage
 
+    def without(self, chunk_ids: set[str]) -> Retrieval:
+        """This retrieval as if the collection lacked ``chunk_ids``: gone from the hits and from every
+        stage's ranking (evaluation's questions without their gold passages)."""
+        return replace(
+            self,
+            hits=[h for h in self.hits if h.chunk_id not in chunk_ids],
+            rankings={
+                stage: [(c, s) for c, s in ranking if c not in chunk_ids] for stage, ranking in self.rankings.items()
+            },
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class Evidence(PassageFields):
@@ -220,6 +231,8 @@ class Answer:
     prompt_tokens: int = 0  # what the generator read (all candidates' prompts, when marginalising)
     answer_tokens: int = 0
     answerable_log_odds: float | None = None  # the generator's log p(yes) - log p(no) that the evidence answers
+    # how far retrieval's best candidate stands out (rag/answerability.py); None: not computed
+    retrieval_confidence: float | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from rag.answerability import answerability_score, retrieval_confidence
 from rag.encode.cache import EncodingCache
 from rag.encode.colbert import ColBERTEncoder
 from rag.encode.encoder import Encoded, Encoder
@@ -393,14 +394,17 @@ class Pipeline:
         evidence = self.evidence(retrieval.question, retrieval.hits, gen)
         timings["evidence"] = (time.perf_counter() - t) * 1000
         odds = self._answerable_log_odds(retrieval.question, evidence, gen, timings)
-        if odds is not None and odds < self.settings.answerability_threshold:
+        confidence = None if odds is None else self.retrieval_confidence(retrieval)
+        if odds is not None and self._abstains(odds, confidence):
             abstained = CheckedAnswer(ABSTENTION, (), (), "abstained")
             yield TokenEvent(abstained.text)
             timings["first_token"] = timings["total"] = (time.perf_counter() - start) * 1000
-            yield AnswerEvent(answer_from(retrieval, abstained, [], evidence, timings, gen.name, odds=odds))
+            yield AnswerEvent(
+                answer_from(retrieval, abstained, [], evidence, timings, gen.name, odds=odds, confidence=confidence)
+            )
             return
         if self.settings.answer_mode == "marginal":
-            yield from self._marginal_answer(retrieval, gen, timings, start, odds)
+            yield from self._marginal_answer(retrieval, gen, timings, start, odds, confidence)
             return
         messages = self._messages(retrieval.question, evidence)
         instructions, known = instruction_texts(), known_text(evidence)
@@ -431,7 +435,9 @@ class Pipeline:
         timings["total"] = (time.perf_counter() - start) * 1000
         usage = Usage(sum(gen.count_tokens(m.content) for m in messages), gen.count_tokens(raw) if raw else 0)
         citations = citations_of(checked.numbers, evidence)
-        yield AnswerEvent(answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds))
+        yield AnswerEvent(
+            answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds, confidence)
+        )
 
     def evidence_copy(self, evidence: Sequence[Evidence]) -> EvidenceCopy:
         """What a short answer is copied from: each evidence's text as the prompt shows it."""
@@ -447,6 +453,19 @@ class Pipeline:
         check: "The Eiffel Tower is in Paris, not London" corrects the question by restating it."""
         settings = self.settings
         return question if settings.answer_cut_restated_question and not settings.false_premise_check else ""
+
+    def retrieval_confidence(self, retrieval: Retrieval) -> float | None:
+        """How far the best candidate of ``retrieval`` stands out (rag/answerability.py), on this
+        pipeline's path weights."""
+        weights = Recipe.from_settings(self.settings, None, self.chosen_mode, self.chosen_weight).weights
+        return retrieval_confidence(retrieval.rankings, weights)
+
+    def _abstains(self, odds: float, confidence: float | None) -> bool:
+        settings = self.settings
+        score = answerability_score(
+            odds, confidence, settings.answerability_retrieval_weight, settings.answerability_retrieval_reference
+        )
+        return score < settings.answerability_threshold
 
     def _answerable_log_odds(
         self, question: str, evidence: Sequence[Evidence], gen: Generator, timings: dict[str, float]
@@ -464,7 +483,13 @@ class Pipeline:
         return odds
 
     def _marginal_answer(
-        self, retrieval: Retrieval, gen: Generator, timings: dict[str, float], start: float, odds: float | None
+        self,
+        retrieval: Retrieval,
+        gen: Generator,
+        timings: dict[str, float],
+        start: float,
+        odds: float | None,
+        confidence: float | None,
     ) -> Iterator[TokenEvent | AnswerEvent]:
         """RAG-Sequence (Lewis et al. 2020): one candidate answer per top evidence, read alone; the best by
         p(evidence | question) · p(answer | question, evidence) summed over the evidences that gave it."""
@@ -504,7 +529,9 @@ class Pipeline:
             citations = citations_of([number], evidence, "selected")
         yield TokenEvent(checked.text)
         timings["total"] = (time.perf_counter() - start) * 1000
-        yield AnswerEvent(answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds))
+        yield AnswerEvent(
+            answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds, confidence)
+        )
 
     def answer(
         self,
@@ -545,6 +572,7 @@ def answer_from(
     generator: str | None = None,
     usage: Usage = Usage(0, 0),
     odds: float | None = None,
+    confidence: float | None = None,
 ) -> Answer:
     return Answer(
         question=retrieval.question,
@@ -560,6 +588,7 @@ def answer_from(
         prompt_tokens=usage.prompt,
         answer_tokens=usage.answer,
         answerable_log_odds=odds,
+        retrieval_confidence=confidence,
     )
 
 

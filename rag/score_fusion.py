@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from rag.fusion import Fused
+from rag.fusion import Fused, Id
 
-Ranking = Sequence[tuple[int, float]]  # (row, score), best first
+Ranking = Sequence[tuple[Id, float]]  # (row or chunk id, score), best first
 
 
-def standardised(ranking: Ranking) -> dict[int, float]:
+def standardised(ranking: Ranking[Id]) -> dict[Id, float]:
     """Each row's score as (score - mean) / standard deviation over the ranking; all 0 when the
     scores do not spread."""
     if not ranking:
@@ -30,15 +30,15 @@ def standardised(ranking: Ranking) -> dict[int, float]:
 
 
 def score_fusion(
-    rankings: Mapping[str, Ranking],
-    candidates: Sequence[int],
+    rankings: Mapping[str, Ranking[Id]],
+    candidates: Sequence[Id],
     weights: Mapping[str, float] | None = None,
-) -> list[Fused[int]]:
+) -> list[Fused[Id]]:
     """``score(d) = sum_p w_p * z_p(d)`` over ``candidates``, best first; ``contributions`` holds each
     path's weighted share. Ties keep the candidates' order."""
     standard = {path: standardised(ranking) for path, ranking in rankings.items()}
     floor = {path: min(z.values(), default=0.0) for path, z in standard.items()}
-    fused: list[tuple[float, int, int, dict[str, float]]] = []
+    fused: list[tuple[float, int, Id, dict[str, float]]] = []
     for position, row in enumerate(candidates):
         shares = {
             path: (1.0 if weights is None else float(weights.get(path, 1.0))) * z.get(row, floor[path])

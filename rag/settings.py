@@ -151,11 +151,17 @@ class Settings(BaseSettings):
     # single: one prompt with all the evidence, streamed; marginal: RAG-Sequence, one candidate answer per
     # top evidence, the most probable wins (rag/generate/marginal.py; measured in docs/benchmarks.md).
     answer_mode: Literal["single", "marginal"] = "single"
-    # Before answering, the generator is asked whether the evidence holds the answer; below this log-odds
-    # of yes over no the answer is "I don't know." (chosen on squad-dev-a questions outside the eval
-    # sample: docs/benchmarks.md). Generators that cannot tell (remote, transformers) skip the check.
+    # Before answering, the generator is asked whether the evidence holds the answer; its log-odds of yes
+    # over no, plus answerability_retrieval_weight times how far retrieval's best candidate stands out
+    # beyond answerability_retrieval_reference (rag/answerability.py), below answerability_threshold
+    # make the answer "I don't know." Chosen on squad-dev-a questions outside the reported sample, with
+    # no more refusals of scifact and cisi questions whose evidence is relevant than the log-odds alone
+    # (bench/abstention_signals.py, docs/benchmarks.md). Generators that cannot tell (remote,
+    # transformers) skip the check.
     answerability_check: bool = True
     answerability_threshold: float = 1.0
+    answerability_retrieval_weight: float = Field(default=0.07, ge=0.0)  # 0: the log-odds alone
+    answerability_retrieval_reference: float = 12.0
     marginal_candidates: int = Field(default=3, ge=1)
     temperature: float = 0.0
     # GGUF path, or a bundled model: "qwen2.5-coder-1.5b" (shipped in hash-pinned parts, joined and checked

@@ -143,6 +143,69 @@ def test_the_answerability_check_abstains_without_citations(squad_index, setting
     assert unchecked.answerable_log_odds is None and "answerability" not in unchecked.timings_ms
 
 
+def test_retrieval_confidence_is_the_scores_stage_top_in_every_mode(squad_index, settings, encoder) -> None:
+    """The confidence the answerability rule reads is the standardised-score top whatever the final stage,
+    none without MaxSim; and leaving passages out of a retrieval (evaluation's questions without their
+    gold document) gives the confidence of a retrieval over a collection that lacks them."""
+    scores = _pipeline(squad_index, settings, encoder, maxsim_mode="scores")
+    retrieval = scores.retrieve(OIL_QUESTION, top_k=settings.candidate_depth)
+    confidence = scores.retrieval_confidence(retrieval)
+    assert confidence is not None and confidence > 0
+    assert confidence == pytest.approx(retrieval.rankings[Stage.FINAL][0][1])
+    replace = _pipeline(squad_index, settings, encoder, maxsim_mode="replace")
+    assert replace.retrieval_confidence(replace.retrieve(OIL_QUESTION)) == pytest.approx(confidence)
+    off = _pipeline(squad_index, settings, encoder, maxsim_mode="off")
+    assert off.retrieval_confidence(off.retrieve(OIL_QUESTION)) is None
+
+    snapshot = scores.snapshot
+    collections = dict(zip(snapshot.chunk_ids.tolist(), snapshot.row_fields()[0].tolist(), strict=True))
+    assert len(collections) <= settings.candidate_depth  # every path returns every row it matches
+    oil = {chunk for chunk, collection in collections.items() if collection == "oil"}
+    left = retrieval.without(oil)
+    assert left.hits and not {h.chunk_id for h in left.hits} & oil
+    assert all(not {c for c, _ in ranking} & oil for ranking in left.rankings.values())
+    lacking = scores.retrieve(OIL_QUESTION, filters=Filters(collection="other"))
+    assert {c for c, _ in left.rankings["rrf"]} == {c for c, _ in lacking.rankings["rrf"]}
+    assert scores.retrieval_confidence(left) == pytest.approx(scores.retrieval_confidence(lacking))
+
+
+def test_a_weak_retrieval_raises_the_bar_to_answer(squad_index, settings, encoder) -> None:
+    """The rule is log-odds + weight x (confidence - reference) against the threshold: the same odds answer
+    after a retrieval that stands out and abstain after one that does not."""
+    answered = _pipeline(squad_index, settings, encoder, answerability_check=True, answerability_threshold=-1e9)
+    first = answered.answer(OIL_QUESTION)
+    odds, confidence = first.answerable_log_odds, first.retrieval_confidence
+    assert odds is not None and confidence is not None and "generate" in first.timings_ms
+
+    def answers(reference: float) -> bool:
+        """Whether the check lets the generator answer (the test model may still say it does not know)."""
+        pipeline = _pipeline(
+            squad_index,
+            settings,
+            encoder,
+            answerability_check=True,
+            answerability_threshold=odds - 0.5,
+            answerability_retrieval_weight=1.0,
+            answerability_retrieval_reference=reference,
+        )
+        answer = pipeline.answer(OIL_QUESTION)
+        assert answer.answerable_log_odds == odds and answer.retrieval_confidence == confidence
+        return "generate" in answer.timings_ms
+
+    assert not answers(confidence + 1.0)  # odds - 1 < odds - 0.5
+    assert answers(confidence - 1.0)  # odds + 1
+    unweighted = _pipeline(
+        squad_index,
+        settings,
+        encoder,
+        answerability_check=True,
+        answerability_threshold=odds - 0.5,
+        answerability_retrieval_weight=0.0,
+        answerability_retrieval_reference=confidence + 1.0,
+    )
+    assert "generate" in unweighted.answer(OIL_QUESTION).timings_ms  # the log-odds alone
+
+
 def test_marginal_answers_cite_the_evidence_that_won(squad_index, settings, encoder) -> None:
     pipeline = _pipeline(
         squad_index, settings, encoder, answer_mode="marginal", answerability_check=False, marginal_candidates=2

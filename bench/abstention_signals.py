@@ -12,12 +12,14 @@ and from every stage's ranking: rag/objects.py ``Retrieval.without``), and compu
 the answer: retrieval's confidence (rag/answerability.py), each path's best score among the evidence,
 and how much of the question the evidence's highlights cover.
 
-The rule's weight (retrieval's confidence against the log-odds) is a logistic fit, and its threshold
-the one that maximises 0.8 F1 + 0.2 abstention (answerable questions taken as four in five of those
-asked; the lowest threshold within 0.005 of the best), both on the ``--choose-on`` questions that are
-not in ``--answers``; AUCs and the rule are reported on ``--answers``, where an answerable question the
-rule abstains on scores 0 and one it answers keeps its stored answer's EM and F1. Prints tables and
-writes bench/results/<NAME>.json.
+The rule is log-odds + weight x confidence against a threshold. Its weight (0 to 0.2) and threshold
+are those with the best 0.8 F1 + 0.2 abstention (answerable questions taken as four in five of those
+asked) on the ``--choose-on`` questions that are not in ``--answers``, among the rules that refuse at
+most 0.05 more than the log-odds alone of ``--judged`` questions of each of ``--collections`` whose
+evidence holds a relevant document; the next ``--judged`` such questions check it. The logistic fit's
+weight, unbounded, is shown beside it. AUCs and rules are reported on ``--answers``, where an answerable
+question a rule abstains on scores 0 and one it answers keeps its stored answer's EM and F1. Prints
+tables and writes bench/results/<NAME>.json.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ def outcome(scores: np.ndarray, rows: Sequence[dict[str, Any]], threshold: float
     }
 
 
+def combined(rows: Sequence[dict[str, Any]], weight: float) -> np.ndarray:
+    """Each row's log-odds + ``weight`` x retrieval's confidence."""
+    return np.array([r["log_odds"] + weight * r["confidence"] for r in rows])
+
+
 def refused(collection: dict[str, Any], weight: float, threshold: float) -> float | None:
     """The share of a collection's judged questions (relevant evidence found) that a rule refuses."""
     if not collection["odds"]:
@@ -131,7 +138,7 @@ def chosen_rule(
     limits = [(c, (refused(c, 0.0, before) or 0.0) + REFUSAL_MARGIN) for c in collections]
     best: tuple[float, float, float] | None = None
     for weight in weights:
-        scores = np.array([r["log_odds"] + weight * r["confidence"] for r in rows])
+        scores = combined(rows, weight)
         for threshold in np.round(np.arange(0.0, 4.5, 0.02), 2):
             if any((refused(c, weight, threshold) or 0.0) > limit + 1e-9 for c, limit in limits):
                 continue
@@ -219,9 +226,6 @@ def main() -> None:
     scale = model.named_steps["standardscaler"].scale_
     odds_coef, confidence_coef = model.named_steps["logisticregression"].coef_[0] / scale
     weight = float(confidence_coef / odds_coef)
-
-    def combined(rows: Sequence[dict[str, Any]], w: float) -> np.ndarray:
-        return np.array([r["log_odds"] + w * r["confidence"] for r in rows])
 
     names_of = [n for n in args.collections.split(",") if n]
     choosing_sets = [judged_questions(settings, n, 300, args.judged) for n in names_of]

@@ -60,6 +60,10 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
         "the 1.5B behind llama.cpp's OpenAI-compatible server on 127.0.0.1 (RAG_GENERATOR=remote)",
         {"generator": "remote"},
     ),
+    "remote-no-answerability-check": (
+        "the same remote without the yes/no question (remote answers before stop 47)",
+        {"generator": "remote", "answerability_check": False},
+    ),
 }
 
 
@@ -157,7 +161,7 @@ def main() -> None:
     for name in args.levers.split(","):
         overrides = LEVERS[name][1]
         with ExitStack() as stack:
-            if name == "remote":
+            if overrides.get("generator") == "remote":
                 overrides = {**overrides, "remote_url": stack.enter_context(llama_server(base.local_model))}
             try:
                 rows.append(run_lever(name, overrides, base, args.index, encoder, args.questions))

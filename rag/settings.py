@@ -156,8 +156,8 @@ class Settings(BaseSettings):
     # beyond answerability_retrieval_reference (rag/answerability.py), below answerability_threshold
     # make the answer "I don't know." Chosen on squad-dev-a questions outside the reported sample, with
     # no more refusals of scifact and cisi questions whose evidence is relevant than the log-odds alone
-    # (bench/abstention_signals.py, docs/benchmarks.md). Generators that cannot tell (remote,
-    # transformers) skip the check.
+    # (bench/abstention_signals.py, docs/benchmarks.md). Every generator can be asked: a remote server
+    # through its top_logprobs; one that returns none skips the check (a warning says so).
     answerability_check: bool = True
     answerability_threshold: float = 1.0
     answerability_retrieval_weight: float = Field(default=0.07, ge=0.0)  # 0: the log-odds alone

@@ -13,6 +13,7 @@ from rag.objects import AnswerEvent, Document, Filters, Stage, TokenEvent
 from rag.pipeline import Pipeline
 from rag.settings import Settings
 from tests.conftest import read_jsonl
+from tests.servers import start_llm
 
 OIL_QUESTION = "What was the price of oil in March of 1974?"
 
@@ -204,6 +205,24 @@ def test_a_weak_retrieval_raises_the_bar_to_answer(squad_index, settings, encode
         answerability_retrieval_reference=confidence + 1.0,
     )
     assert "generate" in unweighted.answer(OIL_QUESTION).timings_ms  # the log-odds alone
+
+
+def test_a_remote_generator_is_asked_whether_to_answer_too(squad_index, settings, encoder, tmp_path) -> None:
+    """Through llama.cpp's OpenAI-compatible server (``rag llm-server``), the check reads the server's
+    top log-probabilities: the answer carries the log-odds and the rule decides on them."""
+    server = start_llm(tmp_path / "llm.log", context=2048)
+    try:
+        remote = {"generator": "remote", "remote_url": server.base_url, "remote_context_tokens": 2048}
+        checked = dict(remote, answerability_check=True, answerability_retrieval_weight=0.0)
+        refusing = _pipeline(squad_index, settings, encoder, **checked, answerability_threshold=float("inf"))
+        refused = refusing.answer(OIL_QUESTION)
+        odds = refused.answerable_log_odds
+        assert refused.status == "abstained" and odds is not None and "answerability" in refused.timings_ms
+        answering = _pipeline(squad_index, settings, encoder, **checked, answerability_threshold=odds - 0.5)
+        answered = answering.answer(OIL_QUESTION)
+        assert answered.answerable_log_odds == pytest.approx(odds, abs=0.1) and "generate" in answered.timings_ms
+    finally:
+        server.stop()
 
 
 def test_marginal_answers_cite_the_evidence_that_won(squad_index, settings, encoder) -> None:

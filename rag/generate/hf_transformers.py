@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
-from rag.generate.protocol import Generation, Message, as_dicts
+from rag.generate.protocol import NO_TOKENS, YES_TOKENS, Generation, Message, as_dicts, yes_no_log_odds
 from rag.generate.worker import stream_in_worker
 
 
@@ -80,6 +80,18 @@ class TransformersGenerator:
         new = output[0][prompt_tokens:]
         finish = "stop" if len(new) < max_tokens else "length"
         return Generation(tokenizer.decode(new, skip_special_tokens=True), self.name, prompt_tokens, len(new), finish)
+
+    def yes_log_odds(self, messages: Sequence[Message]) -> float:
+        """log p(yes) − log p(no) of the first reply token (either case), from one forward pass."""
+        import torch
+
+        tokenizer, model = self._load()
+        first = {w: tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in YES_TOKENS + NO_TOKENS}
+        with self._lock, torch.inference_mode():
+            logits = model(**self._inputs(messages)).logits[0, -1].double()
+        return yes_no_log_odds(
+            (float(logits[first[w]]) for w in YES_TOKENS), (float(logits[first[w]]) for w in NO_TOKENS)
+        )
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         import torch

@@ -14,7 +14,7 @@ import numpy as np
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
 from rag.generate.bundled import BUNDLED, bundled_model_path
-from rag.generate.protocol import Generation, Message, as_dicts
+from rag.generate.protocol import NO_TOKENS, YES_TOKENS, Generation, Message, as_dicts, yes_no_log_odds
 from rag.generate.worker import stream_in_worker
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -127,15 +127,14 @@ class LlamaCppGenerator:
         """log p(yes) − log p(no) of the first reply token (either case), from one forward step."""
         llama = self.llama
         if self._yes_no is None:
-            ids = {w: llama.tokenize(w.encode(), add_bos=False, special=False) for w in ("yes", "Yes", "no", "No")}
-            self._yes_no = ([ids["yes"][0], ids["Yes"][0]], [ids["no"][0], ids["No"][0]])
+            first = {w: llama.tokenize(w.encode(), add_bos=False, special=False)[0] for w in YES_TOKENS + NO_TOKENS}
+            self._yes_no = ([first[w] for w in YES_TOKENS], [first[w] for w in NO_TOKENS])
         yes, no = self._yes_no
         odds: list[float] = []
 
         def first_step(input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
             if not odds:
-                logits = scores.astype(np.float64)
-                odds.append(float(np.logaddexp.reduce(logits[yes]) - np.logaddexp.reduce(logits[no])))
+                odds.append(yes_no_log_odds((float(scores[i]) for i in yes), (float(scores[i]) for i in no)))
             return scores
 
         self._complete(messages, 1, 0.0, [first_step])

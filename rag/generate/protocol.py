@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from rag.objects import Generation, Message
@@ -29,6 +30,25 @@ def as_dicts(messages: Sequence[Message]) -> list[dict[str, str]]:
 @runtime_checkable
 class AnswerabilityJudge(Protocol):
     """A generator that can say how sure it is that the evidence holds the answer: log p(yes) − log
-    p(no) of its first reply token to the answerability question."""
+    p(no) of its first reply token to the answerability question; None where it cannot tell (a remote
+    server that returns no log-probabilities)."""
 
-    def yes_log_odds(self, messages: Sequence[Message]) -> float: ...
+    def yes_log_odds(self, messages: Sequence[Message]) -> float | None: ...
+
+
+# The first reply tokens read as yes and as no, in every runtime: the chat template starts the reply, so
+# the token carries no leading space.
+YES_TOKENS = ("yes", "Yes")
+NO_TOKENS = ("no", "No")
+
+
+def yes_no_log_odds(yes: Iterable[float], no: Iterable[float]) -> float:
+    """log Σ exp(yes) − log Σ exp(no): the log-odds of yes from the yes and no tokens' logits or
+    log-probabilities (the softmax's normaliser cancels)."""
+    return _log_sum_exp(yes) - _log_sum_exp(no)
+
+
+def _log_sum_exp(values: Iterable[float]) -> float:
+    values = list(values)
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -10,9 +11,11 @@ from typing import Any
 import httpx
 
 from rag.errors import GeneratorError, GeneratorUnavailableError
-from rag.generate.protocol import Generation, Message, as_dicts
+from rag.generate.protocol import NO_TOKENS, YES_TOKENS, Generation, Message, as_dicts, yes_no_log_odds
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+TOP_LOGPROBS = 20  # the most OpenAI's API lists
+log = logging.getLogger("rag.generate")
 
 
 class RemoteGenerator:
@@ -41,6 +44,7 @@ class RemoteGenerator:
         self.context_tokens = context_tokens
         self.retries = retries
         self.backoff_s = backoff_s
+        self._told_no_logprobs = False
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(
             base_url=self.base_url,
@@ -66,6 +70,7 @@ class RemoteGenerator:
 
     def _with_retries(self, attempt: Any) -> Any:
         last: Exception | None = None
+        cause: Exception | None = None
         for n in range(self.retries + 1):
             if n:
                 time.sleep(self.backoff_s * 2 ** (n - 1))
@@ -73,12 +78,14 @@ class RemoteGenerator:
                 return attempt()
             except httpx.TimeoutException as exc:
                 last = GeneratorUnavailableError(f"generator at {self.base_url} timed out ({exc.__class__.__name__})")
+                cause = exc
             except httpx.TransportError as exc:
                 last = GeneratorUnavailableError(f"generator at {self.base_url} is unreachable: {exc}")
+                cause = exc
             except _RetryableStatus as exc:
-                last = GeneratorUnavailableError(str(exc))
+                last, cause = GeneratorUnavailableError(str(exc)), exc
         assert last is not None
-        raise last
+        raise last from cause
 
     def _check(self, response: httpx.Response) -> None:
         if response.status_code in _RETRY_STATUS:
@@ -113,6 +120,48 @@ class RemoteGenerator:
             completion_tokens=int(usage.get("completion_tokens", 0)),
             finish_reason=str(choice.get("finish_reason") or ""),
         )
+
+    def yes_log_odds(self, messages: Sequence[Message]) -> float | None:
+        """log p(yes) − log p(no) of the first reply token, from the server's ``top_logprobs`` (OpenAI,
+        vLLM and llama.cpp's servers list them). A side missing from the list is given the least listed
+        log-probability, an upper bound for it. None, said once in the log, where the server answers
+        with an error status (after the usual retries) or lists neither yes nor no: the answer is then
+        given without the check. An unreachable server raises, as the answer would."""
+        payload = {**self._payload(messages, 1, 0.0, False), "logprobs": True, "top_logprobs": TOP_LOGPROBS}
+
+        def attempt() -> httpx.Response:
+            response = self._client.post("/chat/completions", json=payload)
+            self._check(response)
+            return response
+
+        try:
+            body = self._with_retries(attempt).json()
+            top = body["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+            listed = [(str(entry["token"]).strip(), float(entry["logprob"])) for entry in top]
+        except GeneratorUnavailableError as exc:
+            if not isinstance(exc.__cause__, _RetryableStatus):
+                raise  # unreachable or timed out: the answer would fail the same way
+            self._tell_no_log_odds(str(exc))  # a server without logits_all answers HTTP 500
+            return None
+        except (GeneratorError, ValueError, KeyError, IndexError, TypeError) as exc:
+            self._tell_no_log_odds(f"{exc.__class__.__name__}: {exc}")
+            return None
+        yes = [logprob for token, logprob in listed if token in YES_TOKENS]
+        no = [logprob for token, logprob in listed if token in NO_TOKENS]
+        if not yes and not no:
+            self._tell_no_log_odds(f"neither yes nor no among {[token for token, _ in listed][:5]}")
+            return None
+        floor = min(logprob for _, logprob in listed)
+        return yes_no_log_odds(yes or [floor], no or [floor])
+
+    def _tell_no_log_odds(self, why: str) -> None:
+        if not self._told_no_logprobs:
+            self._told_no_logprobs = True
+            log.warning(
+                "generator at %s gave no yes/no log-probabilities (%s): answers skip the answerability check",
+                self.base_url,
+                why[:200],
+            )
 
     def stream(self, messages: Sequence[Message], max_tokens: int, temperature: float = 0.0) -> Iterator[str]:
         payload = self._payload(messages, max_tokens, temperature, True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
+
+import numpy as np
 
 from rag.objects import Generation, Message
 
@@ -45,10 +46,4 @@ NO_TOKENS = ("no", "No")
 def yes_no_log_odds(yes: Iterable[float], no: Iterable[float]) -> float:
     """log Σ exp(yes) − log Σ exp(no): the log-odds of yes from the yes and no tokens' logits or
     log-probabilities (the softmax's normaliser cancels)."""
-    return _log_sum_exp(yes) - _log_sum_exp(no)
-
-
-def _log_sum_exp(values: Iterable[float]) -> float:
-    values = list(values)
-    top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values))
+    return float(np.logaddexp.reduce(list(yes), dtype=np.float64) - np.logaddexp.reduce(list(no), dtype=np.float64))

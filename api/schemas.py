@@ -70,7 +70,8 @@ class CitationOut(PassageFieldsOut):
     doc_id: str
     collection: str = Field(description="A document is (collection, doc_id).")
     how: CitedHow = Field(
-        description="model: cited in the answer's text; selected: the evidence whose own candidate answer won "
+        description="model: cited in the answer's text; matched: the evidence that holds a short answer word for "
+        "word, where the one the model cited does not; selected: the evidence whose own candidate answer won "
         "(answer marginalisation)."
     )
 

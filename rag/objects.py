@@ -33,7 +33,7 @@ class Stage(StrEnum):
 # replace: MaxSim orders the fused candidates; fuse: MaxSim joins RRF as a third ranking; scores: the
 # three paths' standardised scores summed over the fused candidates (rag/score_fusion.py); off: RRF.
 MaxSimMode = Literal["replace", "fuse", "scores", "off"]
-CitedHow = Literal["model", "selected"]
+CitedHow = Literal["model", "selected", "matched"]
 # cited: the answer cites valid evidence; uncited: it cites none (shown as such, never attributed by
 # guesswork); abstained: "I don't know", with no citation; not_generated: retrieval only.
 AnswerStatus = Literal["cited", "uncited", "abstained", "not_generated"]
@@ -203,7 +203,8 @@ class Evidence(PassageFields):
 
 @dataclass(frozen=True, kw_only=True)
 class Citation(PassageFields):
-    """An evidence the answer relies on; ``how`` is ``model`` (cited in the answer's text) or
+    """An evidence the answer relies on; ``how`` is ``model`` (cited in the answer's text), ``matched``
+    (the evidence that holds a short answer word for word, where the one the model cited does not) or
     ``selected`` (the evidence whose own candidate answer won the marginalisation)."""
 
     number: int

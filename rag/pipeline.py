@@ -434,18 +434,20 @@ class Pipeline:
             yield TokenEvent(checked.text[len(shown) :])  # the rest, so the pieces add up to the answer
         timings["total"] = (time.perf_counter() - start) * 1000
         usage = Usage(sum(gen.count_tokens(m.content) for m in messages), gen.count_tokens(raw) if raw else 0)
-        citations = citations_of(checked.numbers, evidence)
+        citations = citations_of(checked.numbers, evidence, checked.how)
         yield AnswerEvent(
             answer_from(retrieval, checked, citations, evidence, timings, gen.name, usage, odds, confidence)
         )
 
     def evidence_copy(self, evidence: Sequence[Evidence]) -> EvidenceCopy:
-        """What a short answer is copied from: each evidence's text as the prompt shows it."""
+        """What a short answer is copied from: each evidence's text as the prompt shows it, and its passage
+        as its citation shows it."""
         shown = self.settings.evidence_text
         return EvidenceCopy(
             {e.number: f"{e.title}\n{e.highlight if shown == 'highlight' else e.snippet}" for e in evidence},
             self.settings.answer_copy_max_words,
             self.settings.answer_copy_min_similarity,
+            whole={e.number: f"{e.title}\n{e.snippet}" for e in evidence},
         )
 
     def _restatable(self, question: str) -> str:
@@ -524,7 +526,7 @@ class Pipeline:
             citations: list[Citation] = []
         else:
             number = next(e.number for e in evidence if e.chunk_id == chosen.chunk_id)
-            text = cite_as(chosen.checked.text, number)
+            text = cite_as(chosen.checked.text, [number])
             checked = CheckedAnswer(text, (number,), (), "cited")
             citations = citations_of([number], evidence, "selected")
         yield TokenEvent(checked.text)

@@ -86,8 +86,9 @@ def test_what_is_shown_while_streaming_adds_up_to_the_answer() -> None:
 
 
 def test_cite_as_replaces_the_candidate_own_marks() -> None:
-    assert cite_as("October 1973 [1].", 3) == "October 1973 [3]."
-    assert cite_as("October 1973", 2) == "October 1973 [2]"
+    assert cite_as("October 1973 [1].", [3]) == "October 1973 [3]."
+    assert cite_as("October 1973", [2]) == "October 1973 [2]"
+    assert cite_as("The Broncos [1][3]", [2, 3]) == "The Broncos [2][3]"
 
 
 def _candidate(chunk: str, raw: str, logprob: float | None) -> Candidate:
@@ -268,3 +269,53 @@ def test_a_short_answer_is_held_back_while_it_may_still_be_copied(squad_passages
         shown = now
     final = check_answer(longer, 1, INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=copy).text
     assert final == longer and final.startswith(shown) and len(shown) > 40
+
+
+def test_a_short_answer_cites_the_evidence_that_holds_it(squad_passages: dict[str, str]) -> None:
+    """The model cites the wrong number at times ("Soap [2]" where evidence 3 holds "Soap"): a short answer
+    that its cited evidence neither holds nor yields a close span of cites the evidences that hold it word
+    for word, and says so (``matched``)."""
+    copy = EvidenceCopy(
+        {
+            1: squad_passages["Martin_Luther_4"],
+            2: squad_passages["Super_Bowl_50_49"],
+            3: squad_passages["Super_Bowl_50_20"],
+        }
+    )
+
+    def answered(raw: str, evidence: EvidenceCopy = copy) -> tuple[str, tuple[int, ...], str]:
+        result = check_answer(raw, 3, INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=evidence)
+        return result.text, result.numbers, result.how
+
+    assert answered("Graham Gano [1]") == ("Graham Gano [2]", (2,), "matched")
+    assert answered("Ted Ginn [3].") == ("Ted Ginn [2].", (2,), "matched")
+    assert answered("1505 [2]") == ("1505 [1]", (1,), "matched")
+    assert answered("The Broncos [1]") == ("The Broncos [2][3]", (2, 3), "matched")  # every one that holds it
+    # what the cited evidence holds, or yields a close span of, keeps the model's citation
+    assert answered("Graham Gano [2]") == ("Graham Gano [2]", (2,), "model")
+    assert answered("Broncos [3][1]") == ("Broncos [3][1]", (3, 1), "model")
+    assert answered("1905 [1]") == ("1505 [1]", (1,), "model")
+    # held by no evidence, too long to be a span, cited nowhere, or the rule off: as the model wrote it
+    assert answered("Peyton Manning [1]") == ("Peyton Manning [1]", (1,), "model")
+    sentence = "Gano hit the uprights on a field goal attempt [1]."
+    assert answered(sentence) == (sentence, (1,), "model")
+    assert answered("Graham Gano") == ("Graham Gano", (), "model")
+    off = EvidenceCopy(copy.passages, max_words=0)
+    assert answered("Graham Gano [1]", off) == ("Graham Gano [1]", (1,), "model")
+
+
+def test_a_citation_whose_whole_passage_holds_the_answer_stays(squad_passages: dict[str, str]) -> None:
+    """The model reads highlights, its reader the whole passage: an answer that the cited evidence's
+    highlight lacks but its whole passage holds keeps the model's citation."""
+    passage = squad_passages["Super_Bowl_50_49"]
+    miss = passage.index("After the miss")
+    highlights = {1: passage[:miss], 2: passage[miss : passage.index("lead.") + 5]}  # Sanders: the second
+    assert "Emmanuel Sanders" not in highlights[1] and "Emmanuel Sanders" in highlights[2]
+
+    def cited(evidence: EvidenceCopy) -> tuple[str, tuple[int, ...], str]:
+        result = check_answer("Emmanuel Sanders [1]", 2, INSTRUCTIONS, EVIDENCE_TEXT, max_sentences=1, copy=evidence)
+        return result.text, result.numbers, result.how
+
+    assert cited(EvidenceCopy(highlights)) == ("Emmanuel Sanders [2]", (2,), "matched")
+    whole = {1: passage, 2: squad_passages["Super_Bowl_50_20"]}
+    assert cited(EvidenceCopy(highlights, whole=whole)) == ("Emmanuel Sanders [1]", (1,), "model")

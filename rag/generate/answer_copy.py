@@ -12,13 +12,19 @@ never becomes "a Newton", nor "The Denver Broncos" "the Broncos", where the clos
 the model knew from elsewhere (measured in docs/benchmarks.md). A small number is written as the
 evidence writes it: "8" becomes "eight" when the cited evidence holds "eight" and not "8" (and the other
 way round), since no spelling is alike enough to the other for the span rule.
+
+The model also cites the wrong number at times: "Soap [2]" where evidence 3 holds "Soap" and evidence 2
+does not. A short answer that no cited evidence holds word for word (neither the highlight the model
+read nor the whole passage its citation shows), nor yields a close span, cites the evidences whose
+highlight holds it word for word instead (:meth:`EvidenceCopy.holders`); one that no evidence holds
+keeps the model's citation, and an answer that cites nothing is never attributed.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from itertools import pairwise
 
@@ -30,6 +36,7 @@ _MARKS = re.compile(r"(?:\s*\[\d+\])+")
 _TOKEN = re.compile(r"\S+")
 _EDGE = "\"'()“”‘’,.;:!?"
 _ALNUM = re.compile(r"\w+")
+_LEADING_ARTICLE = re.compile(r"^(?:a|an|the)\s+", re.IGNORECASE)
 # Words an answer may lose to its span ("By authorizing ..." → "Authorized ...", "In 'The Space Museum'").
 FUNCTION_WORDS = frozenset(
     {"a", "an", "the", "by", "in", "on", "at", "of", "to", "and", "or", "for", "from", "with", "as"}
@@ -146,11 +153,13 @@ def copied_from_evidence(
 @dataclass(frozen=True)
 class EvidenceCopy:
     """What a short answer is copied from: the text of each evidence as the model read it, by its
-    number, and the rule's bounds (``max_words`` 0: never)."""
+    number, and the rule's bounds (``max_words`` 0: never); ``whole``: each evidence's passage as its
+    citation shows it, where that is more than the model read (a highlight)."""
 
     passages: Mapping[int, str]
     max_words: int = MAX_WORDS
     min_similarity: float = MIN_SIMILARITY
+    whole: Mapping[int, str] = field(default_factory=dict)
 
     def apply(self, answer: str, cited: Sequence[int]) -> str:
         """``answer`` copied from the evidence it cites (from all of it when it cites none)."""
@@ -158,6 +167,20 @@ class EvidenceCopy:
             return answer
         texts = [self.passages[n] for n in cited if n in self.passages] or list(self.passages.values())
         return copied_from_evidence(answer, texts, self.max_words, self.min_similarity)
+
+    def holders(self, answer: str, cited: Sequence[int]) -> tuple[int, ...]:
+        """The evidence numbers whose text, as the model read it, holds the short ``answer``'s words as
+        written (a leading article aside: "The Broncos" is held by "the Denver Broncos"), when it cites
+        some and none of those it cites holds them, neither as read nor as its citation shows the whole
+        passage ((): keep its citations)."""
+        if self.max_words <= 0 or not cited or not may_be_copied(answer, self.max_words):
+            return ()
+        body = _LEADING_ARTICLE.sub("", answer_body(answer)) or answer_body(answer)
+        texts = [self.passages[n] for n in cited if n in self.passages]
+        texts += [self.whole[n] for n in cited if n in self.whole]
+        if any(holds_words(text, body) for text in texts):
+            return ()
+        return tuple(n for n, passage in sorted(self.passages.items()) if holds_words(passage, body))
 
     def holds_back(self, shown: str) -> bool:
         """Whether an answer still being written, ``shown`` so far, might yet be replaced by a span: then

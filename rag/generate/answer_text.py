@@ -3,8 +3,9 @@ citations checked against the evidence, an abstention recognised as one.
 
 Small models leak their prompt: an ``<evidence id="2">`` tag, a ``<ref>`` with a URL no evidence holds,
 a ``question:`` line, a sentence of the instructions. None of that is the answer. A citation mark that
-names no evidence is dropped; an answer that cites nothing is reported as uncited, never attributed by
-guesswork; an answer that says it does not know carries no citation.
+names no evidence is dropped; a short answer that its cited evidence does not hold, but another does word
+for word, cites that one (:mod:`rag.generate.answer_copy`); an answer that cites nothing is reported as
+uncited, never attributed by guesswork; an answer that says it does not know carries no citation.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ _MIN_ECHO_WORDS = 4  # a sentence this long found word for word in the instructi
 @dataclass(frozen=True)
 class CheckedAnswer:
     """The readable answer, the evidence numbers it cites (valid ones, first-cited order), the numbers
-    it cited that name no evidence, and whether it is cited, uncited or an abstention."""
+    it cited that name no evidence, whether it is cited, uncited or an abstention, and how its citations
+    were found (``matched``: the evidence that holds it, in place of the one the model named)."""
 
     text: str
     numbers: tuple[int, ...]
     dropped: tuple[int, ...]
     status: AnswerStatus
+    how: CitedHow = "model"
 
 
 def check_answer(
@@ -69,16 +72,23 @@ def check_answer(
     evidence says, so a URL it holds may stay and any other is removed; ``question`` restated around
     the answer is cut, and only the first ``max_sentences`` sentences are kept (0: all;
     :mod:`rag.generate.answer_span`); with ``copy``, a short answer the evidence does not hold word for
-    word becomes the evidence's closest span (:mod:`rag.generate.answer_copy`)."""
+    word becomes the evidence's closest span, or else cites the evidence that holds it
+    (:mod:`rag.generate.answer_copy`)."""
     text = _clean(raw, instructions, known_text)
     text, _, dropped = _checked_citations(text, n_evidences)
     text, numbers, _ = _checked_citations(shortest_answer(text, question, max_sentences), n_evidences)
     bare = _CITATION_GROUP.sub(" ", text).strip()
     if not _WORD.search(bare.lower()) or _ABSTAINS.match(bare):
         return CheckedAnswer(ABSTENTION, (), tuple(dropped), "abstained")
+    how: CitedHow = "model"
     if copy is not None:  # after the abstention check: "I don't know" is never copied into a span
-        text = copy.apply(text, numbers)
-    return CheckedAnswer(text, tuple(numbers), tuple(dropped), "cited" if numbers else "uncited")
+        copied = copy.apply(text, numbers)
+        holders = copy.holders(text, numbers) if copied == text else ()
+        if holders:
+            text, numbers, how = cite_as(text, holders), list(holders), "matched"
+        else:
+            text = copied
+    return CheckedAnswer(text, tuple(numbers), tuple(dropped), "cited" if numbers else "uncited", how)
 
 
 def shown_so_far(
@@ -213,9 +223,10 @@ def answer_key_text(text: str) -> str:
     return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]+", " ", _CITATION_GROUP.sub(" ", text))).strip()
 
 
-def cite_as(text: str, number: int) -> str:
-    """``text`` citing evidence ``number`` alone: its own marks replaced, one added if it had none."""
+def cite_as(text: str, numbers: Sequence[int]) -> str:
+    """``text`` citing evidence ``numbers`` alone: its own marks replaced by theirs, added if it had none."""
     bare = answer_key_text(text)
+    marks = "".join(f"[{n}]" for n in numbers)
     if bare and bare[-1] in ".!?":
-        return f"{bare[:-1]} [{number}]{bare[-1]}"
-    return f"{bare} [{number}]"
+        return f"{bare[:-1]} {marks}{bare[-1]}"
+    return f"{bare} {marks}"

@@ -86,6 +86,8 @@ def answer_record(
         "f1": token_f1(_bare(answer), query.answers),
         "cited": bool(answer.citations),
         "citation_correct": cited_correctly(answer, query.answers),
+        # model: as the model cited; matched: re-cited to the evidence that holds it; selected: marginalisation
+        "cited_how": answer.citations[0].how if answer.citations else None,
         "first_token_ms": answer.timings_ms.get("first_token"),
         "total_ms": answer.timings_ms.get("total"),
         "prompt_tokens": answer.prompt_tokens,
@@ -153,6 +155,8 @@ def score_answers(answers: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "cited": mean("cited"),  # share of answers that cite some evidence
         "citation_accuracy": mean("citation_correct", cited),  # of those, share citing a gold-bearing passage
         "citation_accuracy_all": mean("citation_correct"),  # over every answer
+        # of the citing answers, the share re-cited to the evidence that holds them (rows before stop 48: 0)
+        "cited_matched": float(np.mean([a.get("cited_how") == "matched" for a in cited])) if cited else None,
         "abstained_with_gold": float(np.mean([a["status"] == "abstained" for a in generated])),
         # share "I don't know" with the gold documents removed
         "abstention": mean("without_gold_abstained", [a for a in generated if "without_gold_abstained" in a]),

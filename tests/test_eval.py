@@ -114,6 +114,11 @@ def test_run_writes_report_with_every_stage(tmp_path, squad_dir, settings) -> No
     answers = report["answers"]
     assert answers["n"] == 8 and 0.0 <= answers["em"] <= answers["f1"] + 1e-9 <= 1.0
     assert 0.5 <= answers["answer_recall@5"] <= 1.0
+    stored = read_jsonl(tmp_path / "run" / "answers.jsonl")
+    assert all((row["cited_how"] is None) == (not row["cited"]) for row in stored)  # how each answer was cited
+    cited_how = [row["cited_how"] for row in stored if row["cited"]]
+    assert set(cited_how) <= {"model", "matched", "selected"}
+    assert answers["cited_matched"] == (cited_how.count("matched") / len(cited_how) if cited_how else None)
     for name in ("report.json", "report.md", "per_query.json", "answers.jsonl", "metrics_per_stage.png", "latency.png"):
         assert (tmp_path / "run" / name).stat().st_size > 0
     assert "| rrf+maxsim |" in (tmp_path / "run" / "report.md").read_text()

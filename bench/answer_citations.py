@@ -20,16 +20,13 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
-from bench.common import DATASETS, ROOT, print_table, read_jsonl, write_result
+from bench.answer_copy import replay_pipeline
+from bench.common import ROOT, print_table, read_jsonl, write_result
 from eval.answers import answer_in_evidence, exact_match, token_f1
-from eval.datasets import load_dataset
-from eval.runner import ensure_index
-from rag.encode.encoder import Encoder
 from rag.generate.answer_text import answer_key_text, check_answer
 from rag.generate.evidence import instruction_texts
 from rag.objects import Evidence
 from rag.pipeline import Pipeline, known_text
-from rag.settings import Settings
 
 Found = tuple[list[Evidence], dict[str, str]]  # a question's evidence, and its hits' whole texts by chunk
 
@@ -98,9 +95,7 @@ def main() -> None:
     parser.add_argument("--result", default="answer_citations")
     args = parser.parse_args()
     answers = args.answers or ["eval/results/squad-dev-a-generate-150-copy/answers.jsonl"]
-    settings = Settings()
-    snapshot = ensure_index(load_dataset(DATASETS / "squad-dev-a"), ROOT / args.index, settings, show_progress=True)
-    pipeline = Pipeline(snapshot, settings, Encoder.from_settings(settings, snapshot.params.encoder_model))
+    pipeline = replay_pipeline(args.index)
     left_out = {row["question"] for row in read_jsonl(ROOT / args.leave_out)} if args.leave_out else set()
     rows_out = []
     for path in answers:

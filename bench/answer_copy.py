@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from bench.common import DATASETS, ROOT, print_table, read_jsonl, write_result
@@ -22,7 +23,6 @@ from eval.answers import exact_match, token_f1
 from eval.datasets import load_dataset
 from eval.runner import ensure_index
 from rag.encode.encoder import Encoder
-from rag.generate.answer_copy import EvidenceCopy
 from rag.generate.answer_text import answer_key_text, check_answer
 from rag.generate.evidence import instruction_texts
 from rag.objects import Evidence
@@ -32,6 +32,14 @@ from rag.settings import Settings
 GRID: tuple[tuple[int, float], ...] = tuple(
     (words, similarity) for words in (3, 6, 10) for similarity in (0.6, 0.7, 0.75, 0.8, 0.9)
 )
+
+
+def replay_pipeline(index: str) -> Pipeline:
+    """The default pipeline over squad-dev-a's index at ``index`` (built there if missing), as answers are
+    replayed on it."""
+    settings = Settings()
+    snapshot = ensure_index(load_dataset(DATASETS / "squad-dev-a"), ROOT / index, settings, show_progress=True)
+    return Pipeline(snapshot, settings, Encoder.from_settings(settings, snapshot.params.encoder_model))
 
 
 def evidence_of(pipeline: Pipeline, rows: Sequence[dict[str, Any]]) -> list[list[Evidence]]:
@@ -49,7 +57,7 @@ def scored(
     em = f1 = 0.0
     changed, better, worse, examples = 0, 0, 0, []
     for row, found in zip(rows, evidence, strict=True):
-        copy = EvidenceCopy(pipeline.evidence_copy(found).passages, words, similarity)
+        copy = replace(pipeline.evidence_copy(found), max_words=words, min_similarity=similarity)
         known = known_text(found)
         text = check_answer(row["prediction"], len(found), instructions, known, row["question"], sentences, copy).text
         before, after = answer_key_text(row["prediction"]), answer_key_text(text)
@@ -83,9 +91,7 @@ def main() -> None:
     parser.add_argument("--index", default="data/squad-dev-a-index")
     parser.add_argument("--result", default="answer_copy")
     args = parser.parse_args()
-    settings = Settings()
-    snapshot = ensure_index(load_dataset(DATASETS / "squad-dev-a"), ROOT / args.index, settings, show_progress=True)
-    pipeline = Pipeline(snapshot, settings, Encoder.from_settings(settings, snapshot.params.encoder_model))
+    pipeline = replay_pipeline(args.index)
     reported = read_jsonl(ROOT / args.answers)  # abstentions too, so EM and F1 are the eval's
     held = {r["id"] for r in reported}
     choosing = [r for r in read_jsonl(ROOT / args.choose_on) if r["id"] not in held]

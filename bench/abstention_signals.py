@@ -70,7 +70,9 @@ def signals(pipeline: Pipeline, retrieval: Retrieval) -> dict[str, float]:
         "dense_best": best(Stage.DENSE),
         "bm25_best": best(Stage.BM25),
         "maxsim_best": best(Stage.MAXSIM),
-        "coverage": coverage(terms, [highlight(terms, h.text, tokenize, sentences) for h in shown], tokenize),
+        "coverage": coverage(
+            terms, [highlight(dict.fromkeys(terms, 1.0), h.text, tokenize, sentences) for h in shown], tokenize
+        ),
     }
 
 

@@ -37,7 +37,7 @@ def evidence_sets(n_questions: int, short: bool) -> list[tuple[str, list[Evidenc
         others = [r for r in corpus.values() if r["title"] == gold["title"] and r["_id"] != gold["_id"]][:2]
         evidences = []
         for number, record in enumerate([*others[:1], gold, *others[1:]], start=1):
-            marked = highlight(set(tokenize(query["text"])), record["text"], tokenize)
+            marked = highlight(dict.fromkeys(tokenize(query["text"]), 1.0), record["text"], tokenize)
             evidences.append(
                 Evidence(
                     number=number,

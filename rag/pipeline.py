@@ -279,17 +279,19 @@ class Pipeline:
         offsets = self.encoder.token_offsets(question)
         if len(offsets) != n_tokens:  # not the tokenisation the vectors came from: stay uniform
             return None
-        statistics, tokenize = self.engine.term_statistics, self.snapshot.bm25_tokenize
-        rarest = statistics.max_idf
+        tokenize = self.snapshot.bm25_tokenize
 
         def idf(word: str) -> float | None:
             terms = tokenize(word)
-            if not terms:
-                return None
-            known = statistics.idf_of(terms[0])
-            return rarest if known is None else known
+            return self._idf(terms[0]) if terms else None
 
         return query_token_weights(question, offsets, idf, mode, skip)
+
+    def _idf(self, term: str) -> float:
+        """A BM25 term's idf in the live generation; a term the index never held counts as the rarest."""
+        statistics = self.engine.term_statistics
+        known = statistics.idf_of(term)
+        return statistics.max_idf if known is None else known
 
     def _hits(
         self, rankings: Rankings, top: list[tuple[int, float]], chunk_ids: list[str], stored: Mapping[str, StoredChunk]
@@ -330,7 +332,8 @@ class Pipeline:
     def _ranked_evidence(self, question: str, hits: Sequence[Hit], generator: Generator | None) -> list[Evidence]:
         """The evidence that fits, in rank order."""
         tokenize = self.snapshot.bm25_tokenize
-        terms = set(tokenize(question))
+        by_idf = self.settings.evidence_highlight_weights == "idf"
+        term_weights = {term: self._idf(term) if by_idf else 1.0 for term in set(tokenize(question))}
         sentences = self.settings.evidence_highlight_sentences
         candidates = [
             Evidence(
@@ -339,7 +342,7 @@ class Pipeline:
                 doc_id=h.doc_id,
                 collection=h.collection,
                 snippet=h.text,
-                highlight=highlight(terms, h.text, tokenize, sentences),
+                highlight=highlight(term_weights, h.text, tokenize, sentences),
                 **h.passage_fields(),
             )
             for i, h in enumerate(hits[: self.settings.evidence_max], start=1)

@@ -129,6 +129,9 @@ class Settings(BaseSettings):
     # passage: FreshPrompt's snippet and highlight; highlight: the highlighted sentences alone (shortest).
     evidence_text: Literal["highlight", "passage"] = "highlight"
     evidence_highlight_sentences: int = Field(default=2, ge=1)
+    # uniform: a sentence scores the count of the question terms it shares; idf: their summed idf, which
+    # gained on squad-dev-a and lost on one article's passages (docs/benchmarks.md)
+    evidence_highlight_weights: Literal["uniform", "idf"] = "uniform"
     # Demonstrations (a short cited answer, "I don't know.", a false premise) sit in the fixed system
     # message, whose KV cache is reused: after the first question they cost nothing.
     fewshot_demos: int = 3

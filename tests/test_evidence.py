@@ -55,8 +55,20 @@ def test_budget_keeps_best_ranked_that_fit() -> None:
 
 def test_highlight_picks_matching_sentences_in_order() -> None:
     text = "Cats sleep a lot. The oil price rose to $12 in March 1974. Dogs bark. Oil was scarce in 1974."
-    got = highlight(set(TOKENIZE("price of oil in March 1974")), text, TOKENIZE)
+    got = highlight(dict.fromkeys(TOKENIZE("price of oil in March 1974"), 1.0), text, TOKENIZE)
     assert got == "The oil price rose to $12 in March 1974. Oil was scarce in 1974."
+
+
+def test_highlight_prefers_the_sentence_sharing_the_rarer_terms() -> None:
+    text = "The oil price was high in the west. The embargo ended in March. Cats sleep."
+    question = TOKENIZE("when did the oil price embargo end")
+    common = {"the", "oil", "price", "when", "did", "end"}
+    idf = {term: 0.2 if term in common else 3.0 for term in question}
+    assert highlight(idf, text, TOKENIZE, max_sentences=1) == "The embargo ended in March."
+    # counted alike, the sentence with more of the question's common words wins
+    assert highlight(dict.fromkeys(question, 1.0), text, TOKENIZE, max_sentences=1) == (
+        "The oil price was high in the west."
+    )
 
 
 def test_prompt_layout_delimits_documents_and_puts_question_last() -> None:

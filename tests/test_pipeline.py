@@ -276,3 +276,17 @@ def test_ef_search_is_a_search_time_setting_of_an_existing_hnsw_index(
         return int(stats.ndis)
 
     assert distances_computed(1) < distances_computed(512)
+
+
+def test_highlights_count_shared_terms_by_default_and_idf_is_a_setting(squad_index, settings, encoder) -> None:
+    """Why the default counts: over one article's passages a function word can be rare ("did", idf 3.3
+    here) and weighed by idf it picks a sentence that lacks the answer (docs/benchmarks.md)."""
+    question = "By which year did the American cars mpg start to improve?"
+    shown = {}
+    for weights in ("uniform", "idf"):
+        pipeline = _pipeline(squad_index, settings, encoder, evidence_highlight_weights=weights)
+        hits = pipeline.retrieve(question).hits
+        shown[weights] = {e.chunk_id: e.highlight for e in pipeline.evidence(question, hits, None)}[hits[0].chunk_id]
+    assert settings.evidence_highlight_weights == "uniform"
+    assert shown["uniform"].startswith("By 1985, the average American vehicle moved 17.4 miles per gallon")
+    assert "1985" not in shown["idf"] and "did not recover" in shown["idf"]

@@ -15,7 +15,7 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date as date_type
 from pathlib import Path
@@ -53,12 +53,16 @@ def load_demos() -> list[dict[str, Any]]:
     return demos
 
 
-def highlight(question_terms: set[str], text: str, tokenize: Callable[[str], list[str]], max_sentences: int = 2) -> str:
-    """The sentences of ``text`` that share most distinct terms with the question, in text order."""
+def highlight(
+    term_weights: Mapping[str, float], text: str, tokenize: Callable[[str], list[str]], max_sentences: int = 2
+) -> str:
+    """The sentences of ``text`` whose distinct terms shared with the question weigh most, in text order
+    (ties: the earlier). ``term_weights``: each question term's weight, 1 each or its idf
+    (``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS``)."""
     parts = sentences(text)
     if not parts:
         return ""
-    scored = [(len(question_terms & set(tokenize(s))), i) for i, s in enumerate(parts)]
+    scored = [(sum(term_weights.get(t, 0.0) for t in set(tokenize(s))), i) for i, s in enumerate(parts)]
     best = sorted(scored, key=lambda x: (-x[0], x[1]))[:max_sentences]
     chosen = sorted(i for score, i in best if score > 0) or [best[0][1]]
     return " ".join(parts[i] for i in chosen)

@@ -51,7 +51,9 @@ def with_weights(pipeline: Pipeline, weights: str) -> Pipeline:
 
 
 def highlights(pipeline: Pipeline, question: str, hits: Sequence[Hit]) -> list[str]:
-    return [e.highlight for e in pipeline.evidence(question, hits[:DEPTH], None)]
+    """The top hits' highlights in rank order (the evidence itself is ordered oldest first)."""
+    shown = {e.chunk_id: e.highlight for e in pipeline.evidence(question, hits[:DEPTH], None)}
+    return [shown[h.chunk_id] for h in hits[:DEPTH]]
 
 
 def coverage(pipelines: dict[str, Pipeline], queries: Sequence[Query]) -> list[dict[str, Any]]:

@@ -62,7 +62,8 @@ def highlight(
     parts = sentences(text)
     if not parts:
         return ""
-    scored = [(sum(term_weights.get(t, 0.0) for t in set(tokenize(s))), i) for i, s in enumerate(parts)]
+    # summed in sorted order: a set's order varies between processes, and so would a float sum's last bit
+    scored = [(sum(term_weights.get(t, 0.0) for t in sorted(set(tokenize(s)))), i) for i, s in enumerate(parts)]
     best = sorted(scored, key=lambda x: (-x[0], x[1]))[:max_sentences]
     chosen = sorted(i for score, i in best if score > 0) or [best[0][1]]
     return " ".join(parts[i] for i in chosen)

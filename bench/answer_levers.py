@@ -46,6 +46,12 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
     "passage": ("FreshPrompt's whole snippet beside the highlight", {"evidence_text": "passage"}),
     "evidence-3": ("3 passages, not 5", {"evidence_max": 3}),
     "highlight-1": ("1 highlighted sentence a passage, not 2", {"evidence_highlight_sentences": 1}),
+    "highlight-3": ("3 highlighted sentences a passage, not 2", {"evidence_highlight_sentences": 3}),
+    "budget-600": ("an evidence budget of 600 tokens, not 400", {"evidence_token_budget": 600}),
+    "highlight-3-budget-600": (
+        "3 highlighted sentences a passage in 600 tokens",
+        {"evidence_highlight_sentences": 3, "evidence_token_budget": 600},
+    ),
     "no-prefix-reuse": ("the system prompt's KV cache dropped before each question", {}),
     "threads-1": ("1 llama.cpp thread", {"local_threads": 1}),
     "batch-128": ("n_batch 128", {"local_batch_tokens": 128}),

@@ -15,7 +15,7 @@ PIP=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # (editable: reinstalling maps packages added since, e.g. api/ and ui/)
 
 # llama.cpp compiles at install (several minutes), for this CPU: AVX2/FMA/F16C kernels everywhere (a generic
-# build is several times slower), AVX-512 where the CPU has it (prompt processing ~1.5x faster on Zen 4);
+# build is several times slower), AVX-512 where the CPU has it (prompt processing ~1.4x faster on Zen 4);
 # scripts/llama_cpu.py chooses, RAG_LLAMA_CPU=avx2 forces the portable build. Each build has its own folder
 # in a wheel cache that later installs reuse.
 LLAMA_VERSION=0.3.36

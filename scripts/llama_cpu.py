@@ -1,10 +1,11 @@
-"""The llama.cpp kernels scripts/install.sh compiles for this CPU: prints the build's name and its CMake arguments.
+"""The llama.cpp kernels scripts/install.sh compiles for this CPU: prints the build's name and its CMake
+arguments.
 
 llama.cpp compiles at install, so it can use what the installing CPU has. AVX2/FMA/F16C everywhere (a
 generic build is several times slower), and AVX-512 with whichever of VNNI, VBMI and BF16 the CPU has
 (prompt processing of the bundled 1.5B model, docs/benchmarks.md). ``RAG_LLAMA_CPU=avx2`` forces the
-portable build, for an image or a wheel cache that moves to another CPU. Standard library only: it runs before the
-project is installed.
+portable build, for an image or a wheel cache that moves to another CPU. Standard library only: it runs
+before the project is installed.
 """
 
 from __future__ import annotations

@@ -44,6 +44,14 @@ LEVERS: dict[str, tuple[str, dict[str, Any]]] = {
         {},
     ),
     "passage": ("FreshPrompt's whole snippet beside the highlight", {"evidence_text": "passage"}),
+    "highlight-maxsim": (
+        "highlights by shared terms + 4 x the sentence's MaxSim with the question",
+        {"evidence_highlight_maxsim_weight": 4.0},
+    ),
+    "demos-5": (
+        "5 demonstrations, not 3: two more short spans taken from inside a long evidence sentence",
+        {"fewshot_demos": 5},
+    ),
     "evidence-3": ("3 passages, not 5", {"evidence_max": 3}),
     "highlight-1": ("1 highlighted sentence a passage, not 2", {"evidence_highlight_sentences": 1}),
     "highlight-3": ("3 highlighted sentences a passage, not 2", {"evidence_highlight_sentences": 3}),

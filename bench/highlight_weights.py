@@ -1,11 +1,16 @@
-"""Which sentences of a passage the generator reads: question terms weighed by idf or all alike.
+"""Which sentences of a passage the generator reads: shared question terms (counted or weighed by idf),
+plus the sentence's MaxSim with the question.
 
     python -m bench.highlight_weights [--answers eval/results/squad-dev-a-generate-150-cite/answers.jsonl] \
-        [--index data/squad-dev-a-index] [--result highlight_weights]
+        [--index data/squad-dev-a-index] [--variants uniform,idf,uniform+4maxsim,maxsim] \
+        [--result highlight_weights]
 
 Evidence shows each passage's ``RAG_EVIDENCE_HIGHLIGHT_SENTENCES`` best-matching sentences
-(rag/generate/evidence.py ``highlight``). ``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS`` scores a sentence by the
-question terms it shares: ``uniform`` counts them, ``idf`` sums their idf.
+(``Pipeline._highlights``). A sentence scores the question terms it shares, weighed as
+``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS`` says (``uniform`` counts them, ``idf`` sums their idf), plus
+``RAG_EVIDENCE_HIGHLIGHT_MAXSIM_WEIGHT`` times its mean MaxSim with the question
+(rag/generate/sentence_match.py). ``maxsim`` (weight 1000) is MaxSim alone, shared terms breaking its
+ties. The first variant is the baseline.
 
 1. Coverage, without the generator: the share of questions whose gold answer appears in the highlights
    of the top 1…5 passages, on 300 development questions (outside ``rag eval run --limit 300``'s sample),
@@ -13,11 +18,13 @@ question terms it shares: ``uniform`` counts them, ``idf`` sums their idf.
    article's passages and 40 others (as tests/test_pipeline.py builds it), where idf is measured
    within one subject; with the highlights' words per question.
 2. End to end on the answers a ``rag eval run --generate`` stored (made with ``uniform``): each question
-   whose highlights differ between the two, with its gold passages or without them, is answered again
-   with both; the others keep their stored answer (the same prompt gives the same answer at temperature
+   whose highlights differ between the variants, with its gold passages or without them, is answered
+   again with each; the others keep their stored answer (the same prompt gives the same answer at temperature
    0). EM, F1, citation accuracy and abstention over every stored question.
 
-``--answers ''`` measures coverage only. Prints tables and writes bench/results/<NAME>.json.
+``--answers ''`` measures coverage only; ``--no-abstention`` answers again only with the retrieved
+passages (half the generations; the abstention column then keeps the stored answers').
+Prints tables and writes bench/results/<NAME>.json.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.answer_copy import replay_pipeline
 from bench.answer_levers import development_questions
 from bench.common import DATASETS, ROOT, print_table, read_jsonl, write_result
@@ -37,14 +46,24 @@ from eval.runner import sample_queries
 from rag.objects import Hit
 from rag.pipeline import Pipeline
 
-WEIGHTS = ("uniform", "idf")
+VARIANTS: dict[str, dict[str, Any]] = {
+    "uniform": {"evidence_highlight_weights": "uniform", "evidence_highlight_maxsim_weight": 0.0},
+    "idf": {"evidence_highlight_weights": "idf", "evidence_highlight_maxsim_weight": 0.0},
+    **{
+        f"uniform+{w}maxsim": {"evidence_highlight_weights": "uniform", "evidence_highlight_maxsim_weight": float(w)}
+        for w in (1, 2, 4, 8)
+    },
+    "idf+4maxsim": {"evidence_highlight_weights": "idf", "evidence_highlight_maxsim_weight": 4.0},
+    # shared terms only break ties
+    "maxsim": {"evidence_highlight_weights": "uniform", "evidence_highlight_maxsim_weight": 1000.0},
+}
 DEPTH = 5
 ARTICLE = "1973 oil crisis"
 
 
-def with_weights(pipeline: Pipeline, weights: str) -> Pipeline:
-    """``pipeline`` with ``weights`` for its highlights; snapshot, encoder and loaded generators shared."""
-    settings = pipeline.settings.model_copy(update={"evidence_highlight_weights": weights})
+def with_variant(pipeline: Pipeline, variant: str) -> Pipeline:
+    """``pipeline`` with ``variant``'s highlights; snapshot, encoder and loaded generators shared."""
+    settings = pipeline.settings.model_copy(update=VARIANTS[variant])
     return Pipeline(
         pipeline.snapshot, settings, pipeline.encoder, pipeline.generators, query_cache=pipeline.query_cache
     )
@@ -57,19 +76,29 @@ def highlights(pipeline: Pipeline, question: str, hits: Sequence[Hit]) -> list[s
 
 
 def coverage(pipelines: dict[str, Pipeline], queries: Sequence[Query]) -> list[dict[str, Any]]:
-    """Per weighting: the share of ``queries`` with a gold answer in the top k passages' highlights."""
+    """Per variant: the share of ``queries`` with a gold answer in the top k passages' highlights, the
+    highlights' words, and the milliseconds choosing them took (median over the questions)."""
     found = {w: [0.0] * DEPTH for w in pipelines}
     words = dict.fromkeys(pipelines, 0)
+    took: dict[str, list[float]] = {w: [] for w in pipelines}
+    baseline = next(iter(pipelines.values()))
     for query in queries:
-        hits = pipelines["uniform"].retrieve(query.text).hits
-        for weights, pipeline in pipelines.items():
+        hits = baseline.retrieve(query.text).hits
+        for variant, pipeline in pipelines.items():
+            started = time.perf_counter()
             shown = highlights(pipeline, query.text, hits)
-            words[weights] += sum(len(h.split()) for h in shown)
+            took[variant].append((time.perf_counter() - started) * 1000)
+            words[variant] += sum(len(h.split()) for h in shown)
             for k in range(DEPTH):
-                found[weights][k] += answer_in_evidence(query.answers, shown[: k + 1])
+                found[variant][k] += answer_in_evidence(query.answers, shown[: k + 1])
     n = len(queries)
     return [
-        {"weights": w, **{f"top {k + 1}": found[w][k] / n for k in range(DEPTH)}, "words": words[w] / n}
+        {
+            "variant": w,
+            **{f"top {k + 1}": found[w][k] / n for k in range(DEPTH)},
+            "words": words[w] / n,
+            "ms p50": float(np.median(took[w])),
+        }
         for w in pipelines
     ]
 
@@ -92,45 +121,51 @@ def one_article_index(dataset: Dataset, base: Pipeline, index: Path) -> tuple[Pi
     return Pipeline(Snapshot.load(index, base.settings), base.settings, base.encoder), queries
 
 
-def end_to_end(pipelines: dict[str, Pipeline], dataset: Dataset, stored: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The stored answers, with every question whose highlights differ between the weightings answered
-    again with each."""
+def end_to_end(
+    pipelines: dict[str, Pipeline], dataset: Dataset, stored: Sequence[dict[str, Any]], abstention: bool = True
+) -> dict[str, Any]:
+    """The stored answers, with every question whose highlights differ between the variants answered
+    again with each; without ``abstention``, only with its retrieved passages (the stored answers without
+    the gold passages are kept, and so is their abstention score)."""
     queries = {q.id: q for q in dataset.queries}
-    uniform = pipelines["uniform"]
+    names = list(pipelines)
+    baseline = pipelines[names[0]]
     records: dict[str, list[dict[str, Any]]] = {w: [] for w in pipelines}
     changed: list[dict[str, Any]] = []
     for row in stored:
         query, qrels = queries[row["id"]], dataset.qrels[row["id"]]
         # as rag eval run retrieves: deep enough that the evidence without the gold has as many passages
-        retrieval = uniform.retrieve(query.text, top_k=max(ANSWER_K, uniform.settings.top_k) + ABSTENTION_SPARE)
-        blind = without_gold(uniform, retrieval, qrels, uniform.settings.top_k)
+        retrieval = baseline.retrieve(query.text, top_k=max(ANSWER_K, baseline.settings.top_k) + ABSTENTION_SPARE)
+        blind = without_gold(baseline, retrieval, qrels, baseline.settings.top_k)
         differs = any(
-            highlights(uniform, query.text, r.hits) != highlights(pipelines["idf"], query.text, r.hits)
-            for r in (retrieval, blind)
+            highlights(baseline, query.text, r.hits) != highlights(other, query.text, r.hits)
+            for r in ((retrieval, blind) if abstention else (retrieval,))
+            for other in list(pipelines.values())[1:]
         )
         if not differs:
-            for weights in pipelines:
-                records[weights].append(row)
+            for variant in pipelines:
+                records[variant].append(row)
             continue
         again = {}
-        for weights, pipeline in pipelines.items():
-            again[weights] = {**row, **answer_record(pipeline, retrieval, query, qrels, time.perf_counter())}
-            records[weights].append(again[weights])
+        for variant, pipeline in pipelines.items():
+            fresh = answer_record(pipeline, retrieval, query, qrels, time.perf_counter(), abstention)
+            again[variant] = {**row, **fresh}
+            records[variant].append(again[variant])
         changed.append(
             {
                 "question": query.text,
                 "gold": query.answers[0] if query.answers else "",
                 **{f"{w} answer": again[w]["prediction"] for w in pipelines},
                 **{f"{w} f1": again[w]["f1"] for w in pipelines},
-                **{f"{w} abstained without gold": again[w]["without_gold_abstained"] for w in pipelines},
+                **{f"{w} abstained without gold": again[w].get("without_gold_abstained") for w in pipelines},
             }
         )
     rows = []
-    for weights, rows_of in records.items():
+    for variant, rows_of in records.items():
         scores = score_answers(rows_of)
         rows.append(
             {
-                "weights": weights,
+                "variant": variant,
                 "em": scores["em"],
                 "f1": scores["f1"],
                 "citation_accuracy": scores["citation_accuracy"],
@@ -138,8 +173,8 @@ def end_to_end(pipelines: dict[str, Pipeline], dataset: Dataset, stored: Sequenc
                 "answered again": len(changed),
             }
         )
-    better = sum(c["idf f1"] > c["uniform f1"] for c in changed)
-    worse = sum(c["idf f1"] < c["uniform f1"] for c in changed)
+    better = {w: sum(c[f"{w} f1"] > c[f"{names[0]} f1"] for c in changed) for w in names[1:]}
+    worse = {w: sum(c[f"{w} f1"] < c[f"{names[0]} f1"] for c in changed) for w in names[1:]}
     return {"rows": rows, "better": better, "worse": worse, "changed": changed}
 
 
@@ -148,21 +183,29 @@ def main() -> None:
     parser.add_argument("--answers", default="eval/results/squad-dev-a-generate-150-cite/answers.jsonl")
     parser.add_argument("--index", default="data/squad-dev-a-index")
     parser.add_argument("--questions", type=int, default=300, help="development and sample questions for coverage")
+    parser.add_argument(
+        "--variants", default="uniform,idf", help=f"of {', '.join(VARIANTS)}; the first is the baseline"
+    )
+    parser.add_argument("--no-abstention", action="store_true", help="answer again only with the retrieved passages")
     parser.add_argument("--result", default="highlight_weights")
     args = parser.parse_args()
 
+    variants = args.variants.split(",")
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}: expected some of {', '.join(VARIANTS)}")
     base = replay_pipeline(args.index)
-    pipelines = {w: with_weights(base, w) for w in WEIGHTS}
+    pipelines = {w: with_variant(base, w) for w in variants}
     dataset = load_dataset(DATASETS / "squad-dev-a")
     article, article_queries = one_article_index(dataset, base, ROOT / "data" / "squad-one-article-index")
     covered = {
         f"{args.questions} development": coverage(pipelines, development_questions(dataset, args.questions)),
         f"{args.questions} eval sample": coverage(pipelines, sample_queries(dataset.queries, args.questions, seed=13)),
         f"{len(article_queries)} one article ({ARTICLE})": coverage(
-            {w: with_weights(article, w) for w in WEIGHTS}, article_queries
+            {w: with_variant(article, w) for w in variants}, article_queries
         ),
     }
-    columns = ["weights", *(f"top {k + 1}" for k in range(DEPTH)), "words"]
+    columns = ["variant", *(f"top {k + 1}" for k in range(DEPTH)), "words", "ms p50"]
     for name, table in covered.items():
         print(f"\ngold answer in the highlights of the top k passages, {name} questions")
         print_table(table, columns)
@@ -171,12 +214,12 @@ def main() -> None:
         write_result(args.result, {"coverage": covered})
         return
     stored = read_jsonl(ROOT / Path(args.answers))
-    answered = end_to_end(pipelines, dataset, stored)
+    answered = end_to_end(pipelines, dataset, stored, abstention=not args.no_abstention)
     print(
         f"\nend to end, {len(stored)} stored answers ({args.answers}); better {answered['better']}, "
         f"worse {answered['worse']} of {len(answered['changed'])} answered again"
     )
-    print_table(answered["rows"], ["weights", "em", "f1", "citation_accuracy", "abstention", "answered again"])
+    print_table(answered["rows"], ["variant", "em", "f1", "citation_accuracy", "abstention", "answered again"])
     write_result(args.result, {"answers": args.answers, "coverage": covered, **answered})
 
 

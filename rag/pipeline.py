@@ -30,15 +30,17 @@ from rag.generate.answer_text import (
 )
 from rag.generate.evidence import (
     ANSWERABILITY_QUESTION,
+    best_sentences,
     build_messages,
-    highlight,
     instruction_texts,
     load_demos,
     order_oldest_first,
     select_within_budget,
+    term_scores,
 )
 from rag.generate.marginal import Candidate, marginalise
 from rag.generate.protocol import AnswerabilityJudge, Generator
+from rag.generate.sentence_match import maxsim_sentence_scores
 from rag.index.engine import make_engine
 from rag.index.snapshot import Snapshot
 from rag.index.store import StoredChunk
@@ -60,6 +62,7 @@ from rag.objects import (
 )
 from rag.query_weights import query_token_weights
 from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode, resolve_weight, retrieve
+from rag.sentences import sentences
 from rag.settings import Settings
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
@@ -325,16 +328,18 @@ class Pipeline:
 
     # --- evidence and answers ----------------------------------------------------------------
 
-    def evidence(self, question: str, hits: Sequence[Hit], generator: Generator | None) -> list[Evidence]:
-        """Top hits as FreshPrompt evidence within the generator's token budget, oldest first."""
-        return order_oldest_first(self._ranked_evidence(question, hits, generator))
+    def evidence(
+        self, question: str, hits: Sequence[Hit], generator: Generator | None, by_meaning: bool = True
+    ) -> list[Evidence]:
+        """Top hits as FreshPrompt evidence within the generator's token budget, oldest first.
+        ``by_meaning=False``: highlights by shared terms alone (see :meth:`_highlights`)."""
+        return order_oldest_first(self._ranked_evidence(question, hits, generator, by_meaning))
 
-    def _ranked_evidence(self, question: str, hits: Sequence[Hit], generator: Generator | None) -> list[Evidence]:
+    def _ranked_evidence(
+        self, question: str, hits: Sequence[Hit], generator: Generator | None, by_meaning: bool = True
+    ) -> list[Evidence]:
         """The evidence that fits, in rank order."""
-        tokenize = self.snapshot.bm25_tokenize
-        by_idf = self.settings.evidence_highlight_weights == "idf"
-        term_weights = {term: self._idf(term) if by_idf else 1.0 for term in set(tokenize(question))}
-        sentences = self.settings.evidence_highlight_sentences
+        shown = hits[: self.settings.evidence_max]
         candidates = [
             Evidence(
                 number=i,
@@ -342,10 +347,10 @@ class Pipeline:
                 doc_id=h.doc_id,
                 collection=h.collection,
                 snippet=h.text,
-                highlight=highlight(term_weights, h.text, tokenize, sentences),
+                highlight=marked,
                 **h.passage_fields(),
             )
-            for i, h in enumerate(hits[: self.settings.evidence_max], start=1)
+            for i, (h, marked) in enumerate(zip(shown, self._highlights(question, shown, by_meaning), strict=True), 1)
         ]
         if generator is None:
             return candidates
@@ -359,6 +364,24 @@ class Pipeline:
             )
         budget = min(self.settings.evidence_token_budget, room)
         return select_within_budget(candidates, budget, generator.count_tokens, self.settings.evidence_text)
+
+    def _highlights(self, question: str, hits: Sequence[Hit], by_meaning: bool) -> list[str]:
+        """Each hit's ``evidence_highlight_sentences`` sentences that match the question best: the question
+        terms a sentence shares (counted, or weighed by idf), plus, ``by_meaning``,
+        ``evidence_highlight_maxsim_weight`` times its mean MaxSim with the question."""
+        tokenize = self.snapshot.bm25_tokenize
+        by_idf = self.settings.evidence_highlight_weights == "idf"
+        term_weights = {term: self._idf(term) if by_idf else 1.0 for term in set(tokenize(question))}
+        parts = [sentences(h.text) for h in hits]
+        scores = [term_scores(term_weights, p, tokenize) for p in parts]
+        weight = self.settings.evidence_highlight_maxsim_weight
+        if by_meaning and weight > 0:
+            flat = [s for p in parts for s in p]
+            _, question_tokens = self.query_cache.encode([question], self.encoder.encode_questions)[0]
+            meaning = iter(maxsim_sentence_scores(question_tokens, self.encoder.encode(flat).tokens).tolist())
+            scores = [[terms + weight * next(meaning) for terms in per_hit] for per_hit in scores]
+        count = self.settings.evidence_highlight_sentences
+        return [best_sentences(p, s, count) for p, s in zip(parts, scores, strict=True)]
 
     def _messages(self, question: str, evidence: Sequence[Evidence]) -> list[Message]:
         return build_messages(
@@ -388,7 +411,8 @@ class Pipeline:
         start = time.perf_counter() if start is None else start
         timings = dict(retrieval.timings_ms)
         if not generate:
-            evidence = self.evidence(retrieval.question, retrieval.hits, None)
+            # shown, not read by a model: encoding every sentence would cost more than the retrieval did
+            evidence = self.evidence(retrieval.question, retrieval.hits, None, by_meaning=False)
             timings["total"] = (time.perf_counter() - start) * 1000
             yield AnswerEvent(answer_from(retrieval, CheckedAnswer("", (), (), "not_generated"), [], evidence, timings))
             return

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     # uniform: a sentence scores the count of the question terms it shares; idf: their summed idf, which
     # gained on squad-dev-a and lost on one article's passages (docs/benchmarks.md)
     evidence_highlight_weights: Literal["uniform", "idf"] = "uniform"
+    # a sentence's mean MaxSim with the question (in [-1, 1]) times this is added to its shared terms'
+    # score, so a sentence that answers in other words can be shown; 0: terms alone, nothing encoded.
+    # 4 shows the gold answer more often and answered no better end to end (docs/benchmarks.md)
+    evidence_highlight_maxsim_weight: float = Field(default=0.0, ge=0)
     # Demonstrations (a short cited answer, "I don't know.", a false premise) sit in the fixed system
     # message, whose KV cache is reused: after the first question they cost nothing.
     fewshot_demos: int = 3

@@ -7,6 +7,7 @@ import pytest
 
 from rag.generate.evidence import (
     Evidence,
+    best_sentences,
     build_messages,
     format_evidence,
     highlight,
@@ -14,6 +15,7 @@ from rag.generate.evidence import (
     order_oldest_first,
     select_within_budget,
 )
+from rag.generate.sentence_match import maxsim_sentence_scores
 from rag.index.bm25_tokenizer import make_tokenizer
 
 TOKENIZE = make_tokenizer()
@@ -57,6 +59,25 @@ def test_highlight_picks_matching_sentences_in_order() -> None:
     text = "Cats sleep a lot. The oil price rose to $12 in March 1974. Dogs bark. Oil was scarce in 1974."
     got = highlight(dict.fromkeys(TOKENIZE("price of oil in March 1974"), 1.0), text, TOKENIZE)
     assert got == "The oil price rose to $12 in March 1974. Oil was scarce in 1974."
+
+
+def test_best_sentences_keep_text_order_break_ties_early_and_leave_out_non_matches() -> None:
+    parts = ["A.", "B.", "C.", "D."]
+    assert best_sentences(parts, [1.0, 3.0, 0.0, 3.0], 2) == "B. D."
+    assert best_sentences(parts, [2.0, 1.0, 1.0, 0.5], 2) == "A. B."  # B and C tie: the earlier
+    assert best_sentences(parts, [0.0, 2.0, -1.0, 0.0], 2) == "B."  # nothing that scores 0 or less
+    assert best_sentences(parts, [0.0, -0.5, 0.0, 0.0], 2) == "A."  # unless nothing scores more
+    assert best_sentences([], [], 2) == ""
+
+
+def test_maxsim_sentence_scores_rank_a_paraphrase_above_an_unrelated_sentence(encoder) -> None:
+    """Mean MaxSim of real MiniLM token vectors: no word of the answer is the question's but "writer"."""
+    question = encoder.encode_questions(["What happens when a writer is killed?"]).tokens[0]
+    said = ["The bridge opened to traffic in 1932.", "The next writer removes what the dead one left."]
+    unrelated, paraphrase = maxsim_sentence_scores(question, encoder.encode(said).tokens)
+    assert paraphrase > unrelated
+    assert -1.0 <= unrelated <= 1.0 and -1.0 <= paraphrase <= 1.0
+    assert maxsim_sentence_scores(question, []).shape == (0,)
 
 
 def test_highlight_prefers_the_sentence_sharing_the_rarer_terms() -> None:

@@ -284,9 +284,53 @@ def test_highlights_count_shared_terms_by_default_and_idf_is_a_setting(squad_ind
     question = "By which year did the American cars mpg start to improve?"
     shown = {}
     for weights in ("uniform", "idf"):
-        pipeline = _pipeline(squad_index, settings, encoder, evidence_highlight_weights=weights)
+        pipeline = _pipeline(
+            squad_index, settings, encoder, evidence_highlight_weights=weights, evidence_highlight_maxsim_weight=0.0
+        )
         hits = pipeline.retrieve(question).hits
         shown[weights] = {e.chunk_id: e.highlight for e in pipeline.evidence(question, hits, None)}[hits[0].chunk_id]
     assert settings.evidence_highlight_weights == "uniform"
     assert shown["uniform"].startswith("By 1985, the average American vehicle moved 17.4 miles per gallon")
     assert "1985" not in shown["idf"] and "did not recover" in shown["idf"]
+
+
+def test_highlights_add_maxsim_so_a_sentence_answering_in_other_words_is_shown(squad_index, settings, encoder) -> None:
+    """The answering sentence shares only "oil" and "priced" with the question, as do others; its meaning
+    is what sets it apart. A setting, not the default: it answered no better end to end (docs/benchmarks.md,
+    stop 51)."""
+    question = "Why did oil start getting priced in terms of gold?"
+    shown = {}
+    for weight in (0.0, 4.0):
+        pipeline = _pipeline(squad_index, settings, encoder, evidence_highlight_maxsim_weight=weight)
+        hits = pipeline.retrieve(question).hits
+        shown[weight] = {e.chunk_id: e.highlight for e in pipeline.evidence(question, hits, None)}[hits[0].chunk_id]
+    assert settings.evidence_highlight_maxsim_weight == 0.0
+    assert "Because oil was priced in dollars, oil producers' real income decreased." in shown[4.0]
+    assert "Because oil was priced in dollars" not in shown[0.0]
+
+
+def test_retrieval_only_answers_match_highlights_by_terms_and_encode_no_sentence(
+    squad_index, settings, encoder, monkeypatch
+) -> None:
+    """A retrieval-only /query shows highlights nobody's model reads: encoding their sentences would cost
+    more than the retrieval, under load too."""
+    question = "Why did oil start getting priced in terms of gold?"
+    pipeline = _pipeline(squad_index, settings, encoder, evidence_highlight_maxsim_weight=4.0)
+    retrieval = pipeline.retrieve(question)
+    encoded: list[int] = []
+    real_encode = encoder.encode
+
+    def counted(texts, progress=None):
+        encoded.append(len(texts))
+        return real_encode(texts, progress)
+
+    monkeypatch.setattr(encoder, "encode", counted)
+    [event] = list(pipeline.stream_answer(retrieval, generate=False))
+    assert isinstance(event, AnswerEvent) and event.answer.status == "not_generated"
+    assert encoded == [] and all(e.highlight for e in event.answer.evidence)
+    terms_only = _pipeline(squad_index, settings, encoder, evidence_highlight_maxsim_weight=0.0)
+    assert [e.highlight for e in event.answer.evidence] == [
+        e.highlight for e in terms_only.evidence(question, retrieval.hits, None)
+    ]
+    pipeline.evidence(question, retrieval.hits, None)  # evidence for a model: its sentences encoded once
+    assert len(encoded) == 1 and encoded[0] > len(retrieval.hits[: settings.evidence_max])

@@ -60,11 +60,23 @@ def highlight(
     (ties: the earlier). ``term_weights``: each question term's weight, 1 each or its idf
     (``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS``)."""
     parts = sentences(text)
+    return best_sentences(parts, term_scores(term_weights, parts, tokenize), max_sentences)
+
+
+def term_scores(
+    term_weights: Mapping[str, float], parts: Sequence[str], tokenize: Callable[[str], list[str]]
+) -> list[float]:
+    """Each sentence's summed weight of the distinct question terms it holds."""
+    # summed in sorted order: a set's order varies between processes, and so would a float sum's last bit
+    return [sum(term_weights.get(t, 0.0) for t in sorted(set(tokenize(s)))) for s in parts]
+
+
+def best_sentences(parts: Sequence[str], scores: Sequence[float], max_sentences: int) -> str:
+    """The ``max_sentences`` best-scoring of ``parts`` (ties: the earlier), joined in text order; those
+    scoring 0 or less are left out unless none scores more, when the best alone is kept."""
     if not parts:
         return ""
-    # summed in sorted order: a set's order varies between processes, and so would a float sum's last bit
-    scored = [(sum(term_weights.get(t, 0.0) for t in sorted(set(tokenize(s)))), i) for i, s in enumerate(parts)]
-    best = sorted(scored, key=lambda x: (-x[0], x[1]))[:max_sentences]
+    best = sorted(zip(scores, range(len(parts)), strict=True), key=lambda x: (-x[0], x[1]))[:max_sentences]
     chosen = sorted(i for score, i in best if score > 0) or [best[0][1]]
     return " ".join(parts[i] for i in chosen)
 

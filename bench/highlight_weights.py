@@ -3,7 +3,7 @@ plus the sentence's MaxSim with the question.
 
     python -m bench.highlight_weights [--answers eval/results/squad-dev-a-generate-150-cite/answers.jsonl] \
         [--index data/squad-dev-a-index] [--variants uniform,idf,uniform+4maxsim,maxsim] \
-        [--result highlight_weights]
+        [--result highlight_weights] [--led-on scifact,cisi]
 
 Evidence shows each passage's ``RAG_EVIDENCE_HIGHLIGHT_SENTENCES`` best-matching sentences
 (``Pipeline._highlights``). A sentence scores the question terms it shares, weighed as
@@ -16,11 +16,16 @@ ties. The first variant is the baseline.
    of the top 1…5 passages, on 300 development questions (outside ``rag eval run --limit 300``'s sample),
    on that sample, and on every question of one article (1973 oil crisis) over an index of that
    article's passages and 40 others (as tests/test_pipeline.py builds it), where idf is measured
-   within one subject; with the highlights' words per question.
+   within one subject; with the highlights' words per question and the share of the passages led by the
+   start of the sentence they open inside.
 2. End to end on the answers a ``rag eval run --generate`` stored (made with ``uniform``): each question
    whose highlights differ between the variants, with its gold passages or without them, is answered
    again with each; the others keep their stored answer (the same prompt gives the same answer at temperature
    0). EM, F1, citation accuracy and abstention over every stored question.
+3. ``--led-on scifact,cisi`` (alone): on the first ``--questions`` test questions of each set, the share
+   of the top passages led by the start of the sentence they open inside
+   (``RAG_EVIDENCE_SENTENCE_HEAD_MAX_CHARS``): the sets without answer strings, where coverage cannot be
+   counted.
 
 ``--answers ''`` measures coverage only; ``--no-abstention`` answers again only with the retrieved
 passages (half the generations; the abstention column then keeps the stored answers').
@@ -42,13 +47,22 @@ from bench.answer_levers import development_questions
 from bench.common import DATASETS, ROOT, print_table, read_jsonl, write_result
 from eval.answers import ABSTENTION_SPARE, ANSWER_K, answer_in_evidence, answer_record, score_answers, without_gold
 from eval.datasets import Dataset, Query, load_dataset
-from eval.runner import sample_queries
-from rag.objects import Hit
+from eval.runner import ensure_index, sample_queries
+from rag.encode.encoder import Encoder
+from rag.objects import Evidence, Hit
 from rag.pipeline import Pipeline
+from rag.settings import Settings
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "uniform": {"evidence_highlight_weights": "uniform", "evidence_highlight_maxsim_weight": 0.0},
     "idf": {"evidence_highlight_weights": "idf", "evidence_highlight_maxsim_weight": 0.0},
+    "content": {"evidence_highlight_weights": "content", "evidence_highlight_maxsim_weight": 0.0},
+    # the passages as retrieved, without the start of a sentence they open inside
+    "uniform-as-retrieved": {
+        "evidence_highlight_weights": "uniform",
+        "evidence_highlight_maxsim_weight": 0.0,
+        "evidence_sentence_head_max_chars": 0,
+    },
     **{
         f"uniform+{w}maxsim": {"evidence_highlight_weights": "uniform", "evidence_highlight_maxsim_weight": float(w)}
         for w in (1, 2, 4, 8)
@@ -71,23 +85,33 @@ def with_variant(pipeline: Pipeline, variant: str) -> Pipeline:
 
 def highlights(pipeline: Pipeline, question: str, hits: Sequence[Hit]) -> list[str]:
     """The top hits' highlights in rank order (the evidence itself is ordered oldest first)."""
-    shown = {e.chunk_id: e.highlight for e in pipeline.evidence(question, hits[:DEPTH], None)}
+    return [e.highlight for e in evidence_in_rank_order(pipeline, question, hits)]
+
+
+def evidence_in_rank_order(pipeline: Pipeline, question: str, hits: Sequence[Hit]) -> list[Evidence]:
+    """The top hits' evidence, as a model reads it, in rank order."""
+    shown = {e.chunk_id: e for e in pipeline.evidence(question, hits[:DEPTH], None)}
     return [shown[h.chunk_id] for h in hits[:DEPTH]]
 
 
 def coverage(pipelines: dict[str, Pipeline], queries: Sequence[Query]) -> list[dict[str, Any]]:
     """Per variant: the share of ``queries`` with a gold answer in the top k passages' highlights, the
-    highlights' words, and the milliseconds choosing them took (median over the questions)."""
+    highlights' words, the share of the top passages led by the start of the sentence they open inside
+    (``RAG_EVIDENCE_SENTENCE_HEAD_MAX_CHARS``), and the milliseconds choosing them took (median over the
+    questions)."""
     found = {w: [0.0] * DEPTH for w in pipelines}
     words = dict.fromkeys(pipelines, 0)
+    led = dict.fromkeys(pipelines, 0.0)  # passages led by the start of the sentence they open inside
     took: dict[str, list[float]] = {w: [] for w in pipelines}
     baseline = next(iter(pipelines.values()))
     for query in queries:
         hits = baseline.retrieve(query.text).hits
         for variant, pipeline in pipelines.items():
             started = time.perf_counter()
-            shown = highlights(pipeline, query.text, hits)
+            evidence = evidence_in_rank_order(pipeline, query.text, hits)
             took[variant].append((time.perf_counter() - started) * 1000)
+            shown = [e.highlight for e in evidence]
+            led[variant] += sum(e.snippet != h.text for e, h in zip(evidence, hits, strict=False)) / DEPTH
             words[variant] += sum(len(h.split()) for h in shown)
             for k in range(DEPTH):
                 found[variant][k] += answer_in_evidence(query.answers, shown[: k + 1])
@@ -97,6 +121,7 @@ def coverage(pipelines: dict[str, Pipeline], queries: Sequence[Query]) -> list[d
             "variant": w,
             **{f"top {k + 1}": found[w][k] / n for k in range(DEPTH)},
             "words": words[w] / n,
+            "led": led[w] / n,
             "ms p50": float(np.median(took[w])),
         }
         for w in pipelines
@@ -178,6 +203,26 @@ def end_to_end(
     return {"rows": rows, "better": better, "worse": worse, "changed": changed}
 
 
+def led_by_heads(name: str, questions: int) -> dict[str, Any]:
+    """On the first ``questions`` test questions of developer set ``name`` (its index data/NAME-index,
+    built if missing): the share of the top passages a model reads led by the start of the sentence
+    they open inside, and the milliseconds their evidence took (median). Any set, answers or not."""
+    dataset = load_dataset(DATASETS / name)
+    longest = max(len(q.text) for q in dataset.queries)  # cisi asks in whole paragraphs, as rag eval run allows
+    settings = Settings().model_copy(update={"max_question_chars": max(Settings().max_question_chars, longest)})
+    snapshot = ensure_index(dataset, ROOT / "data" / f"{name}-index", settings, show_progress=True)
+    pipeline = Pipeline(snapshot, settings, Encoder.from_settings(settings, snapshot.params.encoder_model))
+    led, took = 0, []
+    for query in dataset.queries[:questions]:
+        hits = pipeline.retrieve(query.text).hits[:DEPTH]
+        started = time.perf_counter()
+        evidence = evidence_in_rank_order(pipeline, query.text, hits)
+        took.append((time.perf_counter() - started) * 1000)
+        led += sum(e.snippet != h.text for e, h in zip(evidence, hits, strict=True))
+    n = min(questions, len(dataset.queries))
+    return {"set": name, "questions": n, "led": led / (n * DEPTH), "ms p50": float(np.median(took))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--answers", default="eval/results/squad-dev-a-generate-150-cite/answers.jsonl")
@@ -188,7 +233,13 @@ def main() -> None:
     )
     parser.add_argument("--no-abstention", action="store_true", help="answer again only with the retrieved passages")
     parser.add_argument("--result", default="highlight_weights")
+    parser.add_argument("--led-on", default="", help="developer sets (scifact,cisi) to count led passages on, alone")
     args = parser.parse_args()
+    if args.led_on:
+        led = [led_by_heads(name, args.questions) for name in args.led_on.split(",")]
+        print_table(led, ["set", "questions", "led", "ms p50"])
+        write_result(args.result, {"led": led})
+        return
 
     variants = args.variants.split(",")
     unknown = set(variants) - set(VARIANTS)
@@ -205,7 +256,7 @@ def main() -> None:
             {w: with_variant(article, w) for w in variants}, article_queries
         ),
     }
-    columns = ["variant", *(f"top {k + 1}" for k in range(DEPTH)), "words", "ms p50"]
+    columns = ["variant", *(f"top {k + 1}" for k in range(DEPTH)), "words", "led", "ms p50"]
     for name, table in covered.items():
         print(f"\ngold answer in the highlights of the top k passages, {name} questions")
         print_table(table, columns)

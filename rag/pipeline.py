@@ -32,6 +32,7 @@ from rag.generate.evidence import (
     ANSWERABILITY_QUESTION,
     best_sentences,
     build_messages,
+    content_terms,
     instruction_texts,
     load_demos,
     order_oldest_first,
@@ -62,7 +63,7 @@ from rag.objects import (
 )
 from rag.query_weights import query_token_weights
 from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode, resolve_weight, retrieve
-from rag.sentences import sentences
+from rag.sentences import sentence_head, sentences
 from rag.settings import Settings
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
@@ -329,28 +330,31 @@ class Pipeline:
     # --- evidence and answers ----------------------------------------------------------------
 
     def evidence(
-        self, question: str, hits: Sequence[Hit], generator: Generator | None, by_meaning: bool = True
+        self, question: str, hits: Sequence[Hit], generator: Generator | None, for_model: bool = True
     ) -> list[Evidence]:
         """Top hits as FreshPrompt evidence within the generator's token budget, oldest first.
-        ``by_meaning=False``: highlights by shared terms alone (see :meth:`_highlights`)."""
-        return order_oldest_first(self._ranked_evidence(question, hits, generator, by_meaning))
+        ``for_model=False``: shown, not read by a model: the passages as retrieved, highlighted by shared
+        terms alone (see :meth:`_highlights`)."""
+        return order_oldest_first(self._ranked_evidence(question, hits, generator, for_model))
 
     def _ranked_evidence(
-        self, question: str, hits: Sequence[Hit], generator: Generator | None, by_meaning: bool = True
+        self, question: str, hits: Sequence[Hit], generator: Generator | None, for_model: bool = True
     ) -> list[Evidence]:
         """The evidence that fits, in rank order."""
         shown = hits[: self.settings.evidence_max]
+        texts = self._whole_sentence_texts(shown) if for_model else [h.text for h in shown]
+        marks = self._highlights(question, texts, for_model)
         candidates = [
             Evidence(
                 number=i,
                 chunk_id=h.chunk_id,
                 doc_id=h.doc_id,
                 collection=h.collection,
-                snippet=h.text,
+                snippet=text,
                 highlight=marked,
                 **h.passage_fields(),
             )
-            for i, (h, marked) in enumerate(zip(shown, self._highlights(question, shown, by_meaning), strict=True), 1)
+            for i, (h, text, marked) in enumerate(zip(shown, texts, marks, strict=True), 1)
         ]
         if generator is None:
             return candidates
@@ -365,17 +369,31 @@ class Pipeline:
         budget = min(self.settings.evidence_token_budget, room)
         return select_within_budget(candidates, budget, generator.count_tokens, self.settings.evidence_text)
 
-    def _highlights(self, question: str, hits: Sequence[Hit], by_meaning: bool) -> list[str]:
-        """Each hit's ``evidence_highlight_sentences`` sentences that match the question best: the question
-        terms a sentence shares (counted, or weighed by idf), plus, ``by_meaning``,
+    def _whole_sentence_texts(self, hits: Sequence[Hit]) -> list[str]:
+        """Each hit's passage, led by the start of the sentence it opens inside, where it does: a passage
+        repeats the tail of the one before it, which can begin mid-sentence, the sentence's subject and
+        condition left in the passage before. ``evidence_sentence_head_max_chars`` 0: as retrieved."""
+        limit = self.settings.evidence_sentence_head_max_chars
+        if limit <= 0 or not hits:
+            return [h.text for h in hits]
+        before = self.snapshot.store.preceding_chunks([h.chunk_id for h in hits], self.snapshot.generation)
+        heads = {chunk: sentence_head(text, offset, limit) for chunk, (text, offset) in before.items()}
+        return [heads.get(h.chunk_id, "") + h.text for h in hits]
+
+    def _highlights(self, question: str, texts: Sequence[str], for_model: bool) -> list[str]:
+        """Each passage's ``evidence_highlight_sentences`` sentences that match the question best: the question
+        terms a sentence shares (counted, weighed by idf, or its content terms counted), plus, ``for_model``,
         ``evidence_highlight_maxsim_weight`` times its mean MaxSim with the question."""
         tokenize = self.snapshot.bm25_tokenize
-        by_idf = self.settings.evidence_highlight_weights == "idf"
-        term_weights = {term: self._idf(term) if by_idf else 1.0 for term in set(tokenize(question))}
-        parts = [sentences(h.text) for h in hits]
+        weighing = self.settings.evidence_highlight_weights
+        terms = set(tokenize(question))
+        if weighing == "content":
+            terms = content_terms(terms, tokenize)
+        term_weights = {term: self._idf(term) if weighing == "idf" else 1.0 for term in terms}
+        parts = [sentences(text) for text in texts]
         scores = [term_scores(term_weights, p, tokenize) for p in parts]
         weight = self.settings.evidence_highlight_maxsim_weight
-        if by_meaning and weight > 0:
+        if for_model and weight > 0:
             flat = [s for p in parts for s in p]
             _, question_tokens = self.query_cache.encode([question], self.encoder.encode_questions)[0]
             meaning = iter(maxsim_sentence_scores(question_tokens, self.encoder.encode(flat).tokens).tolist())
@@ -412,7 +430,7 @@ class Pipeline:
         timings = dict(retrieval.timings_ms)
         if not generate:
             # shown, not read by a model: encoding every sentence would cost more than the retrieval did
-            evidence = self.evidence(retrieval.question, retrieval.hits, None, by_meaning=False)
+            evidence = self.evidence(retrieval.question, retrieval.hits, None, for_model=False)
             timings["total"] = (time.perf_counter() - start) * 1000
             yield AnswerEvent(answer_from(retrieval, CheckedAnswer("", (), (), "not_generated"), [], evidence, timings))
             return

@@ -32,3 +32,17 @@ def sentences(text: str) -> list[str]:
     starts = sentence_starts(text)
     bounds = [*starts, len(text)]
     return [text[a:b].strip() for a, b in itertools.pairwise(bounds) if text[a:b].strip()]
+
+
+def sentence_head(previous: str, offset: int, max_chars: int) -> str:
+    """The start of the sentence a passage opens inside: the text of ``previous`` (the passage before it
+    in the document, which it overlaps) from that sentence's start up to ``offset``, where the passage
+    begins; "" where the passage begins a sentence, or where the head would pass ``max_chars``."""
+    if not 0 < offset <= len(previous):
+        return ""
+    begun = [s for s in sentence_starts(previous) if s <= offset]
+    start = begun[-1]
+    head = previous[start:offset]
+    if start == offset or not head.strip() or len(head) > max_chars:
+        return ""
+    return head

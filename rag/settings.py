@@ -130,8 +130,12 @@ class Settings(BaseSettings):
     evidence_text: Literal["highlight", "passage"] = "highlight"
     evidence_highlight_sentences: int = Field(default=2, ge=1)
     # uniform: a sentence scores the count of the question terms it shares; idf: their summed idf, which
-    # gained on squad-dev-a and lost on one article's passages (docs/benchmarks.md)
-    evidence_highlight_weights: Literal["uniform", "idf"] = "uniform"
+    # gained on squad-dev-a and lost on one article's passages; content: the count of the shared terms
+    # that are not function words ("how", "does", "the": rag/generate/evidence.py) (docs/benchmarks.md)
+    evidence_highlight_weights: Literal["uniform", "idf", "content"] = "uniform"
+    # a passage that opens inside a sentence is led, for the model, by that sentence's start from the
+    # passage before it, when the start is at most this many characters; 0: passages as retrieved
+    evidence_sentence_head_max_chars: int = Field(default=600, ge=0)
     # a sentence's mean MaxSim with the question (in [-1, 1]) times this is added to its shared terms'
     # score, so a sentence that answers in other words can be shown; 0: terms alone, nothing encoded.
     # 4 shows the gold answer more often and answered no better end to end (docs/benchmarks.md)

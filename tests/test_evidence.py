@@ -9,6 +9,7 @@ from rag.generate.evidence import (
     Evidence,
     best_sentences,
     build_messages,
+    content_terms,
     format_evidence,
     highlight,
     load_demos,
@@ -17,6 +18,7 @@ from rag.generate.evidence import (
 )
 from rag.generate.sentence_match import maxsim_sentence_scores
 from rag.index.bm25_tokenizer import make_tokenizer
+from rag.sentences import sentence_head
 
 TOKENIZE = make_tokenizer()
 
@@ -152,3 +154,19 @@ def test_no_field_can_close_its_evidence_or_start_a_turn(payload: str) -> None:
         assert not re.match(r"\s*system\s*:", line, re.IGNORECASE), line  # no line reads as a turn
         assert "</evidence>" not in line and "/evidence\uff1e" not in line
     assert seal not in payload and "PWNED" not in system.content
+
+
+def test_a_sentence_head_is_the_start_of_the_sentence_a_passage_opens_inside() -> None:
+    previous = "First one. Until step 3 commits, readers see N-1, and the next writer"
+    opens = previous.index("the next writer")
+    assert sentence_head(previous, opens, 600) == "Until step 3 commits, readers see N-1, and "
+    assert sentence_head(previous, previous.index("Until"), 600) == ""  # it opens a sentence
+    assert sentence_head(previous, opens, 20) == ""  # longer than the bound: the passage as it is
+    assert sentence_head(previous, 0, 600) == sentence_head(previous, len(previous) + 1, 600) == ""
+    assert sentence_head(previous, 5, 600) == "First"  # the first sentence of the passage before
+
+
+def test_content_terms_leave_out_the_words_every_question_is_made_of() -> None:
+    question = TOKENIZE("How does the index stay consistent when a writer is killed?")
+    assert content_terms(question, TOKENIZE) == set(TOKENIZE("index stay consistent writer killed"))
+    assert content_terms(TOKENIZE("Who was he?"), TOKENIZE) == set(TOKENIZE("Who was he?"))  # nothing else left

@@ -294,6 +294,22 @@ def test_highlights_count_shared_terms_by_default_and_idf_is_a_setting(squad_ind
     assert "1985" not in shown["idf"] and "did not recover" in shown["idf"]
 
 
+def test_highlights_by_content_terms_are_a_setting_that_drops_the_questions_function_words(
+    squad_index, settings, encoder
+) -> None:
+    """Not the default: over one article's passages it showed the gold answer less often (docs/benchmarks.md,
+    stop 52). Here the answering sentence shares only "of" and "the" with the question: counted, they show it."""
+    question = "Why did the Shah of Iran gave an interview?"
+    shown = {}
+    for weights in ("uniform", "content"):
+        pipeline = _pipeline(squad_index, settings, encoder, evidence_highlight_weights=weights)
+        hits = pipeline.retrieve(question).hits
+        shown[weights] = {e.chunk_id: e.highlight for e in pipeline.evidence(question, hits, None)}[hits[0].chunk_id]
+    assert "This renewal of hostilities in the Arab–Israeli conflict" in shown["uniform"]
+    assert "This renewal of hostilities" not in shown["content"]
+    assert "Iran was the world's second-largest oil exporter" in shown["content"]
+
+
 def test_highlights_add_maxsim_so_a_sentence_answering_in_other_words_is_shown(squad_index, settings, encoder) -> None:
     """The answering sentence shares only "oil" and "priced" with the question, as do others; its meaning
     is what sets it apart. A setting, not the default: it answered no better end to end (docs/benchmarks.md,
@@ -334,3 +350,37 @@ def test_retrieval_only_answers_match_highlights_by_terms_and_encode_no_sentence
     ]
     pipeline.evidence(question, retrieval.hits, None)  # evidence for a model: its sentences encoded once
     assert len(encoded) == 1 and encoded[0] > len(retrieval.hits[: settings.evidence_max])
+
+
+def test_a_passage_that_opens_mid_sentence_is_read_whole_by_the_model_and_shown_as_retrieved(
+    tmp_path, settings, encoder
+) -> None:
+    """Passages repeat the tail of the one before them; where that tail is part of a long sentence, the
+    passage opens on a fragment ("the next writer removes what the dead one left") whose subject and
+    condition are in the passage before."""
+    sentence = (
+        "Until the third step commits its transaction in the store, every reader keeps seeing the previous "
+        "generation whole, and the next writer removes what the dead one left behind in the folder."
+    )
+    following = (
+        "Readers that follow the pointer file move to the new generation at once, and a writer that died after "
+        "its commit is rolled forward by the next one that takes the lock."
+    )
+    text = f"{sentence} {following}"  # too long for one passage: the second repeats the first's last tokens
+    configured = settings.model_copy(update={"chunk_max_tokens": 64, "chunk_overlap_tokens": 12})
+    with IndexWriter(tmp_path / "ix", configured, encoder, show_progress=False) as writer:
+        writer.upsert([Document(id="crash", text=text, title="Crash safety")])
+    pipeline = Pipeline(Snapshot.load(tmp_path / "ix", configured), configured, encoder)
+    question = "What does the next writer remove?"
+    hits = pipeline.retrieve(question).hits
+    fragment = next(h for h in hits if not h.text.startswith("Until"))
+    assert fragment.text.removesuffix(following).strip() in sentence  # it opens inside the first sentence
+    read = {e.chunk_id: e for e in pipeline.evidence(question, hits, None)}[fragment.chunk_id]
+    assert read.snippet.startswith("Until the third step commits") and read.snippet.endswith(fragment.text)
+    assert sentence in read.highlight
+    [event] = list(pipeline.stream_answer(pipeline.retrieve(question), generate=False))
+    assert isinstance(event, AnswerEvent)
+    shown = {e.chunk_id: e.snippet for e in event.answer.evidence}
+    assert shown[fragment.chunk_id] == fragment.text  # a retrieval-only answer costs no store query more
+    off = _pipeline(tmp_path / "ix", configured, encoder, evidence_sentence_head_max_chars=0)
+    assert {e.chunk_id: e.snippet for e in off.evidence(question, hits, None)}[fragment.chunk_id] == fragment.text

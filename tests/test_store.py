@@ -174,3 +174,19 @@ def test_chunks_are_fetched_by_any_count_of_ids_with_every_field(store: Document
                 assert chunk.id == cid and chunk.document_id == cid[:-2] and chunk.collection == "c"
                 if cid != f"{odd}-0":
                     assert (chunk.text, chunk.title, chunk.url) == (f"text {number}", f"T{number}", f"u{number}")
+
+
+def test_each_chunk_finds_the_live_passage_before_it_in_its_own_document(store: DocumentStore) -> None:
+    text = "One two. Three four five six. Seven."
+    first = Chunk(id="a-0", document_id="a", ordinal=0, text=text[:21], title="T", token_start=0, token_end=4,
+                  char_start=0, char_end=21)  # fmt: skip
+    second = Chunk(id="a-1", document_id="a", ordinal=1, text=text[14:], title="T", token_start=3, token_end=7,
+                   char_start=14, char_end=len(text))  # fmt: skip
+    documents = [(Document(id="a", text=text), "h", 1), (Document(id="b", text="x"), "h", 1)]
+    store.commit_generation(1, "c", documents, [first, second, _chunk("b", 1, "x")], [], [])
+    # the same document id in another collection is another document
+    store.commit_generation(2, "other", [(Document(id="a", text="y"), "h", 1)], [_chunk("a", 2, "y")], [], [])
+    assert store.preceding_chunks(["a-0", "a-1", "b-1", "a-2", "missing"], 2) == {"a-1": (text[:21], 14)}
+    store.commit_generation(3, "c", [], [], [], ["a-0"])  # the passage before is gone in generation 3
+    assert store.preceding_chunks(["a-1"], 3) == {}
+    assert store.preceding_chunks(["a-1"], 2) == {"a-1": (text[:21], 14)}

@@ -15,7 +15,7 @@ import html
 import json
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date as date_type
 from pathlib import Path
@@ -53,12 +53,32 @@ def load_demos() -> list[dict[str, Any]]:
     return demos
 
 
+# The words a question is made of whatever it asks: bm25s's English stopwords, which the BM25 index keeps,
+# and the question's own function words ("how", "does", "when"). Left out of the terms a highlight counts
+# by RAG_EVIDENCE_HIGHLIGHT_WEIGHTS=content; not the default (docs/benchmarks.md, stop 52).
+_QUESTION_FUNCTION_TEXT = """
+a an and are as at be but by for if in into is it no not of on or such that the their then there these they
+this to was will with how what when where which who whom whose why do does did done has have had were been
+being am can could would should may might must shall from its his her he she him i you we us me my our your
+about than so any some many much
+"""
+QUESTION_FUNCTION_WORDS = frozenset(_QUESTION_FUNCTION_TEXT.split())
+
+
+def content_terms(question_terms: Iterable[str], tokenize: Callable[[str], list[str]]) -> set[str]:
+    """The question's terms less :data:`QUESTION_FUNCTION_WORDS` (tokenized as the terms are, so stemmed
+    alike); all of them where nothing else is left ("Who was he?")."""
+    terms = set(question_terms)
+    function = {t for word in QUESTION_FUNCTION_WORDS for t in tokenize(word)}
+    return (terms - function) or terms
+
+
 def highlight(
     term_weights: Mapping[str, float], text: str, tokenize: Callable[[str], list[str]], max_sentences: int = 2
 ) -> str:
     """The sentences of ``text`` whose distinct terms shared with the question weigh most, in text order
-    (ties: the earlier). ``term_weights``: each question term's weight, 1 each or its idf
-    (``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS``)."""
+    (ties: the earlier). ``term_weights``: each question term's weight, 1 each or its idf, or 1 each
+    of its :func:`content_terms` (``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS``)."""
     parts = sentences(text)
     return best_sentences(parts, term_scores(term_weights, parts, tokenize), max_sentences)
 

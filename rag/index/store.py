@@ -43,7 +43,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, aliased, mapped_column
 
 from rag.errors import IndexBusyError
 from rag.index.term_statistics import BM25Totals, TermChanges
@@ -613,6 +613,29 @@ class DocumentStore:
                 for row in result:
                     chunk = StoredChunk(**dict(zip(STORED_CHUNK_FIELDS, row, strict=True)))
                     found[chunk.id] = chunk
+        return found
+
+    def preceding_chunks(self, chunk_ids: Sequence[str], generation: int) -> dict[str, tuple[str, int]]:
+        """For each of ``chunk_ids`` that is not its document's first passage: the live passage before it
+        (its text) and where, in that text, the chunk begins (the two overlap)."""
+        current, before = aliased(ChunkRow), aliased(ChunkRow)
+        found: dict[str, tuple[str, int]] = {}
+        with self.engine.connect() as connection:
+            for batch in _batches(list(chunk_ids)):
+                query = (
+                    select(current.id, before.text, current.char_start - before.char_start)
+                    .join(
+                        before,
+                        and_(
+                            before.collection == current.collection,
+                            before.document_id == current.document_id,
+                            before.ordinal == current.ordinal - 1,
+                        ),
+                    )
+                    .where(current.id.in_(batch), _live(current, generation), _live(before, generation))
+                )
+                for chunk, text, offset in connection.execute(query):
+                    found[chunk] = (text, int(offset))
         return found
 
     def chunk_fields(self, generation: int) -> dict[str, tuple[str, str, str]]:

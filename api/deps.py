@@ -31,9 +31,16 @@ class AppState:
     auth_failures: RateLimiter
 
 
-def state(request: Request) -> AppState:
-    app_state: AppState = request.app.state.rag
-    return app_state
+def app_state(request: Request) -> AppState:
+    found: AppState = request.app.state.rag
+    return found
+
+
+# The dependencies are coroutines because nothing in them blocks: FastAPI runs a plain ``def`` dependency
+# in its thread pool, a hop there and back per dependency and request that cost the event loop more
+# than the work itself under load (docs/benchmarks.md, stop 53).
+async def state(request: Request) -> AppState:
+    return app_state(request)
 
 
 @dataclass(frozen=True)
@@ -64,7 +71,7 @@ class Caller:
 
 
 def _identify(request: Request, header_key: str | None, bearer: HTTPAuthorizationCredentials | None) -> Caller:
-    app = state(request)
+    app = app_state(request)
     presented = header_key or (bearer.credentials if bearer is not None else None)
     key = None
     address = f"ip:{request.client.host if request.client else 'unknown'}"
@@ -85,21 +92,21 @@ def _limit(limiter: RateLimiter, client: str, why: str) -> None:
         raise ApiError(429, "rate_limited", f"{why}; retry in {wait:.1f} s", {"Retry-After": retry_after_header(wait)})
 
 
-def reader(
+async def reader(
     request: Request,
     header_key: str | None = Security(API_KEY_HEADER),
     bearer: HTTPAuthorizationCredentials | None = Security(BEARER),
 ) -> Caller:
     """Anyone, unless the server requires a key for queries; a key that is sent must be valid."""
     caller = _identify(request, header_key, bearer)
-    if caller.key is None and state(request).settings.api_require_key_for_queries:
+    if caller.key is None and app_state(request).settings.api_require_key_for_queries:
         raise ApiError(
             401, "unauthorized", "this server needs an API key for queries (X-API-Key)", {"WWW-Authenticate": "Bearer"}
         )
     return caller
 
 
-def writer(caller: Caller = Depends(reader)) -> Caller:
+async def writer(caller: Caller = Depends(reader)) -> Caller:
     """Writes always need a valid key whose role may write."""
     if caller.key is None:
         raise ApiError(

@@ -21,7 +21,10 @@ class ApiSettings(Settings):
     api_rate_limit_per_s: float = 50.0  # per key (or per client address without one); 0 turns it off
     api_rate_burst: int = 100
     api_request_timeout_s: float = 120.0  # a query that takes longer answers 504
-    api_retrieval_concurrency: int = 1  # retrievals computing at once; the rest wait their turn (bench/api_load.py)
+    # Retrieval batches computing at once, each on a thread of its own; the rest wait their turn. Two keep both
+    # of two cores busy while one batch holds the GIL; `rag serve` gives each cores ÷ (workers × this) encoder
+    # threads (bench/load_open.py, docs/benchmarks.md stop 53).
+    api_retrieval_concurrency: int = Field(default=2, ge=1)
     # Questions that arrive together are retrieved as one batch (rag/batching.py): at most this many, and
     # the first waits at most this long for the others (never while requests come one at a time).
     api_batch_max_size: int = Field(default=16, ge=1)

@@ -29,7 +29,8 @@ def serve(
         typer.Option(
             min=1,
             help="Worker processes on the one memory-mapped snapshot; they share the job queue, and the "
-            "torch threads are split between them unless RAG_TORCH_THREADS is set.",
+            "encoder threads are split between their retrieval batches (RAG_API_RETRIEVAL_CONCURRENCY each) "
+            "unless RAG_TORCH_THREADS is set.",
         ),
     ] = 1,
 ) -> None:
@@ -40,14 +41,16 @@ def serve(
 
     settings = ApiSettings()
     configure_logging(log_level)
+    if "RAG_TORCH_THREADS" not in os.environ and settings.torch_threads == 0:
+        threads = retrieval_threads(os.cpu_count() or 1, workers, settings.api_retrieval_concurrency)
+        os.environ["RAG_TORCH_THREADS"] = str(threads)  # spawned workers read it
+        settings = settings.model_copy(update={"torch_threads": threads})
     app: Any
     if workers == 1:
         app = create_app(index, settings)
     else:  # each worker builds its own app from these (uvicorn spawns them and imports the factory)
         os.environ[SERVE_INDEX_ENV] = str(index.resolve())
         os.environ[SERVE_LOG_LEVEL_ENV] = log_level
-        if "RAG_TORCH_THREADS" not in os.environ and settings.torch_threads == 0:
-            os.environ["RAG_TORCH_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
         app = f"{app_from_environment.__module__}:{app_from_environment.__name__}"
     proxies = settings.api_trusted_proxies.strip()
     typer.echo(f"serving {index} on http://{host}:{port} with {workers} worker(s) (OpenAPI at /docs)", err=True)
@@ -65,6 +68,13 @@ def serve(
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
     )
+
+
+def retrieval_threads(cores: int, workers: int, concurrency: int) -> int:
+    """Encoder (torch, ONNX Runtime) threads per retrieval batch: the cores shared by every batch that
+    computes at once, one at least. One thread a batch beside another batch held 100 req/s where two
+    threads a batch, one batch at a time, held 60 (docs/benchmarks.md, stop 53)."""
+    return max(1, cores // (workers * concurrency))
 
 
 def _log_config() -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Dynamic batching across callers: concurrent requests wait a moment and run as one batch.
 
-What Ray Serve's ``@serve.batch`` and Triton's dynamic batcher do, in one worker thread: each caller
-submits an item and gets a future; the worker takes the first waiting item, then whatever else is
-waiting, up to ``max_size``. It waits up to ``max_wait_s`` for more only while requests are arriving
-together (the last batch held more than one), so a lone request on a quiet server pays no wait.
-Under load the batch fills by itself: requests queue while the previous batch computes.
+What Ray Serve's ``@serve.batch`` and Triton's dynamic batcher do, on ``concurrency`` worker threads:
+each caller submits an item and gets a future; a free worker takes the first waiting item, then
+whatever else is waiting, up to ``max_size``. It waits up to ``max_wait_s`` for more only while
+requests are arriving together (the last batch held more than one), so a lone request on a quiet
+server pays no wait. Under load the batch fills by itself: requests queue while the batches compute.
+Several workers keep several batches computing at once, which pays where the batch function releases
+the GIL for much of its time (model runtimes, array kernels).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class BatcherClosedError(RuntimeError):
 
 
 class MicroBatcher(Generic[In, Out]):
-    """Runs ``function`` over batches of submitted items on one thread of its own."""
+    """Runs ``function`` over batches of submitted items on ``concurrency`` threads of its own."""
 
     def __init__(
         self,
@@ -36,12 +38,15 @@ class MicroBatcher(Generic[In, Out]):
         max_size: int = 16,
         max_wait_s: float = 0.002,
         on_batch: Callable[[int], None] | None = None,
+        concurrency: int = 1,
     ) -> None:
-        """``on_batch(size)`` hears of every batch run (metrics)."""
+        """``on_batch(size)`` hears of every batch run (metrics); ``concurrency`` batches run at once."""
         if max_size < 1:
             raise ValueError("a batch holds at least one item")
         if max_wait_s < 0:
             raise ValueError("the batch wait cannot be negative")
+        if concurrency < 1:
+            raise ValueError("a batcher runs at least one batch at a time")
         self.function = function
         self.on_batch = on_batch
         self.max_size = max_size
@@ -51,8 +56,12 @@ class MicroBatcher(Generic[In, Out]):
         self._last_size = 0
         self.batches = 0  # counters, for the metrics and the tests
         self.items = 0
-        self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
-        self._thread.start()
+        self._count_lock = threading.Lock()  # the workers count together
+        self._threads = [
+            threading.Thread(target=self._run, name=f"micro-batcher-{i}", daemon=True) for i in range(concurrency)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, item: In) -> Future[Out]:
         future: Future[Out] = Future()
@@ -69,8 +78,10 @@ class MicroBatcher(Generic[In, Out]):
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop after the batches already taken; items still waiting fail with :class:`BatcherClosedError`."""
         self._closed.set()
-        self._queue.put(None)
-        self._thread.join(timeout_s)
+        for _ in self._threads:  # one stop mark per worker
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout_s)
         while True:
             try:
                 entry = self._queue.get_nowait()
@@ -108,8 +119,9 @@ class MicroBatcher(Generic[In, Out]):
             self._last_size = len(batch)
             if not live:
                 continue
-            self.batches += 1
-            self.items += len(live)
+            with self._count_lock:
+                self.batches += 1
+                self.items += len(live)
             if self.on_batch is not None:
                 self.on_batch(len(live))
             try:

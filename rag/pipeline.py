@@ -30,6 +30,7 @@ from rag.generate.answer_text import (
 )
 from rag.generate.evidence import (
     ANSWERABILITY_QUESTION,
+    SentenceTermsCache,
     best_sentences,
     build_messages,
     content_terms,
@@ -63,8 +64,9 @@ from rag.objects import (
 )
 from rag.query_weights import query_token_weights
 from rag.retrieval import QueryInput, Rankings, Recipe, StageClock, resolve_mode, resolve_weight, retrieve
-from rag.sentences import sentence_head, sentences
+from rag.sentences import sentence_head
 from rag.settings import Settings
+from rag.thread_limits import QUERY_BLAS_LIMIT
 
 MIN_EVIDENCE_TOKENS = 64  # a prompt with less room than this for evidence is refused, not truncated
 CHUNK_CACHE_SIZE = 50_000  # stored chunks kept in memory per snapshot (their text: ~75 MB at 1.5 KB each)
@@ -117,6 +119,7 @@ class Pipeline:
         self.query_cache = query_cache if query_cache is not None else EncodingCache(settings.query_cache_size)
         self._chunk_cache: dict[str, StoredChunk] = {}
         self._chunk_lock = threading.Lock()
+        self._sentence_terms = SentenceTermsCache(snapshot.bm25_tokenize)
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
@@ -180,7 +183,8 @@ class Pipeline:
                 results[i] = exc
         if plans:
             gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
-            with gate, self._blas_threads().limit(limits=self.settings.query_blas_threads, user_api="blas"):
+            limit = self.settings.query_blas_threads
+            with gate, QUERY_BLAS_LIMIT.hold(lambda: self._blas_threads().limit(limits=limit, user_api="blas")):
                 for plan, retrieval in zip(plans, self._retrieve_planned(plans), strict=True):
                     results[plan.position] = retrieval
         return [r for r in results if r is not None]
@@ -390,8 +394,9 @@ class Pipeline:
         if weighing == "content":
             terms = content_terms(terms, tokenize)
         term_weights = {term: self._idf(term) if weighing == "idf" else 1.0 for term in terms}
-        parts = [sentences(text) for text in texts]
-        scores = [term_scores(term_weights, p, tokenize) for p in parts]
+        split = [self._sentence_terms(text) for text in texts]
+        parts = [sentences for sentences, _ in split]
+        scores = [term_scores(term_weights, distinct) for _, distinct in split]
         weight = self.settings.evidence_highlight_maxsim_weight
         if for_model and weight > 0:
             flat = [s for p in parts for s in p]

@@ -42,6 +42,22 @@ def test_concurrent_items_run_together_and_a_lone_item_pays_no_wait() -> None:
     patient.close()
 
 
+def test_several_workers_compute_batches_at_once_and_all_stop() -> None:
+    inside = threading.Barrier(2, timeout=5)  # broken (an error) unless two batches are inside together
+
+    def meet(items: Sequence[int]) -> list[int]:
+        inside.wait()
+        return [i + 1 for i in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(meet, max_size=1, max_wait_s=0.0, concurrency=2)
+    assert sorted(f.result(10) for f in [batcher.submit(1), batcher.submit(2)]) == [2, 3]
+    assert (batcher.batches, batcher.items) == (2, 2)
+    batcher.close()
+    assert not any(thread.is_alive() for thread in batcher._threads)  # every worker heard the stop
+    with pytest.raises(ValueError, match="at least one"):
+        MicroBatcher(meet, concurrency=0)
+
+
 def test_each_item_hears_its_own_error_and_a_failed_batch_fails_all() -> None:
     def check(items: Sequence[int]) -> list[int | BaseException]:
         if 99 in items:

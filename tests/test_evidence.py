@@ -7,6 +7,7 @@ import pytest
 
 from rag.generate.evidence import (
     Evidence,
+    SentenceTermsCache,
     best_sentences,
     build_messages,
     content_terms,
@@ -15,6 +16,7 @@ from rag.generate.evidence import (
     load_demos,
     order_oldest_first,
     select_within_budget,
+    sentence_terms,
 )
 from rag.generate.sentence_match import maxsim_sentence_scores
 from rag.index.bm25_tokenizer import make_tokenizer
@@ -61,6 +63,29 @@ def test_highlight_picks_matching_sentences_in_order() -> None:
     text = "Cats sleep a lot. The oil price rose to $12 in March 1974. Dogs bark. Oil was scarce in 1974."
     got = highlight(dict.fromkeys(TOKENIZE("price of oil in March 1974"), 1.0), text, TOKENIZE)
     assert got == "The oil price rose to $12 in March 1974. Oil was scarce in 1974."
+
+
+def test_sentence_terms_are_kept_for_the_passages_used_last() -> None:
+    oil = "The oil price rose to $12 in March 1974. Oil was scarce in 1974."
+    cats = "Cats sleep a lot. Dogs bark."
+    calls: list[str] = []
+
+    def counting(text: str) -> list[str]:
+        calls.append(text)
+        return TOKENIZE(text)
+
+    cache = SentenceTermsCache(counting, size=2)
+    first = cache(oil)
+    assert first == sentence_terms(oil, TOKENIZE)
+    assert first[1][0] == ("12", "1974", "march", "oil", "price", "rose")  # distinct, sorted
+    assert cache(oil) is first and len(calls) == 2  # one tokenisation per sentence, once
+    cache(cats)
+    cache(oil)  # used last: kept when a third passage comes
+    cache("A third passage.")
+    assert cache(oil) is first
+    tokenised = len(calls)
+    cache(cats)  # the one used longest ago was dropped: tokenised again
+    assert len(calls) == tokenised + 2
 
 
 def test_best_sentences_keep_text_order_break_ties_early_and_leave_out_non_matches() -> None:

@@ -14,7 +14,9 @@ import hashlib
 import html
 import json
 import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date as date_type
@@ -79,16 +81,48 @@ def highlight(
     """The sentences of ``text`` whose distinct terms shared with the question weigh most, in text order
     (ties: the earlier). ``term_weights``: each question term's weight, 1 each or its idf, or 1 each
     of its :func:`content_terms` (``RAG_EVIDENCE_HIGHLIGHT_WEIGHTS``)."""
+    parts, terms = sentence_terms(text, tokenize)
+    return best_sentences(parts, term_scores(term_weights, terms), max_sentences)
+
+
+SentenceTerms = tuple[list[str], list[tuple[str, ...]]]
+
+
+def sentence_terms(text: str, tokenize: Callable[[str], list[str]]) -> SentenceTerms:
+    """``text``'s sentences, and the distinct terms of each, sorted: a set's order varies between
+    processes, and so would the last bit of a float sum over it."""
     parts = sentences(text)
-    return best_sentences(parts, term_scores(term_weights, parts, tokenize), max_sentences)
+    return parts, [tuple(sorted(set(tokenize(part)))) for part in parts]
 
 
-def term_scores(
-    term_weights: Mapping[str, float], parts: Sequence[str], tokenize: Callable[[str], list[str]]
-) -> list[float]:
-    """Each sentence's summed weight of the distinct question terms it holds."""
-    # summed in sorted order: a set's order varies between processes, and so would a float sum's last bit
-    return [sum(term_weights.get(t, 0.0) for t in sorted(set(tokenize(s)))) for s in parts]
+def term_scores(term_weights: Mapping[str, float], terms: Sequence[Sequence[str]]) -> list[float]:
+    """Each sentence's summed weight of the question terms among its distinct ``terms``."""
+    return [sum(term_weights.get(t, 0.0) for t in distinct) for distinct in terms]
+
+
+class SentenceTermsCache:
+    """:func:`sentence_terms` of the ``size`` passages used last. A server shows the same passages to
+    many questions, and tokenising them was most of the evidence's cost: 0.3 of 0.6 ms for five, held
+    under the GIL that retrieval's other threads wait for (docs/benchmarks.md, stop 53)."""
+
+    def __init__(self, tokenize: Callable[[str], list[str]], size: int = 4096) -> None:
+        self.tokenize = tokenize
+        self.size = size
+        self._known: OrderedDict[str, SentenceTerms] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, text: str) -> SentenceTerms:
+        with self._lock:
+            found = self._known.get(text)
+            if found is not None:
+                self._known.move_to_end(text)
+                return found
+        found = sentence_terms(text, self.tokenize)
+        with self._lock:
+            self._known[text] = found
+            while len(self._known) > self.size:
+                self._known.popitem(last=False)
+        return found
 
 
 def best_sentences(parts: Sequence[str], scores: Sequence[float], max_sentences: int) -> str:

@@ -72,8 +72,9 @@ def serve(
 
 def retrieval_threads(cores: int, workers: int, concurrency: int) -> int:
     """Encoder (torch, ONNX Runtime) threads per retrieval batch: the cores shared by every batch that
-    computes at once, one at least. One thread a batch beside another batch held 100 req/s where two
-    threads a batch, one batch at a time, held 60 (docs/benchmarks.md, stop 53)."""
+    computes at once, one at least. Two batches on one thread each used half the CPU a request of one
+    batch on two threads, whose idle OpenMP thread spun (9.5 against 18.5 ms at 60 req/s: docs/benchmarks.md,
+    stop 53)."""
     return max(1, cores // (workers * concurrency))
 
 

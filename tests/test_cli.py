@@ -113,3 +113,12 @@ def test_help_and_a_refused_option_load_no_index_or_model_code() -> None:
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_splits_the_cores_over_every_batch_computing_at_once() -> None:
+    from cli.serve import retrieval_threads
+
+    assert retrieval_threads(cores=2, workers=1, concurrency=2) == 1  # this machine's default
+    assert retrieval_threads(cores=16, workers=1, concurrency=2) == 8
+    assert retrieval_threads(cores=16, workers=4, concurrency=2) == 2
+    assert retrieval_threads(cores=2, workers=2, concurrency=2) == 1  # never none

@@ -45,7 +45,6 @@ class IndexService:
         self._loaded_name: str | None = None
         self._swap_lock = threading.Lock()
         self._blas_limit: Limit | None = None  # set by start()
-        self.retrieval_gate = threading.BoundedSemaphore(settings.api_retrieval_concurrency)
         self.query_cache = EncodingCache(settings.query_cache_size)  # the encoder outlives snapshots: so do encodings
         self.batcher: MicroBatcher[tuple[Pipeline, RetrievalRequest], Retrieval] = MicroBatcher(
             _retrieve_batch,
@@ -110,7 +109,6 @@ class IndexService:
                 self.settings,
                 self._encoder,
                 self.generators,
-                retrieval_gate=self.retrieval_gate,
                 query_cache=self.query_cache,
             )
             self._encoder = pipeline.encoder

@@ -6,7 +6,6 @@ import threading
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,9 +29,9 @@ from rag.generate.answer_text import (
 )
 from rag.generate.evidence import (
     ANSWERABILITY_QUESTION,
-    SentenceTermsCache,
     best_sentences,
     build_messages,
+    cached_sentence_terms,
     content_terms,
     instruction_texts,
     load_demos,
@@ -99,19 +98,16 @@ class Pipeline:
         settings: Settings,
         encoder: Encoder | None = None,
         generators: dict[str, Generator] | None = None,
-        retrieval_gate: threading.Semaphore | None = None,
         adapted: bool = True,
         query_cache: EncodingCache | None = None,
     ) -> None:
-        """``retrieval_gate`` bounds how many retrievals compute at once (a server shares one among
-        its threads: on two cores, more at once only fight over them). ``adapted=False`` scores MaxSim
+        """``adapted=False`` scores MaxSim
         with the raw token vectors even where the index has an adapted head (for comparison).
         ``query_cache``: encodings of recent questions, shared with the next snapshot's pipeline (the
         encoder is the same)."""
         self.snapshot = snapshot
         self.engine = make_engine(snapshot, settings, adapted)
         self.adapted = self.engine.adapted
-        self.retrieval_gate = retrieval_gate
         self.settings = settings
         self.encoder = encoder or Encoder.from_settings(settings, snapshot.params.encoder_model)
         # Shared, not copied: a pipeline for the next snapshot keeps the generators already loaded.
@@ -119,7 +115,7 @@ class Pipeline:
         self.query_cache = query_cache if query_cache is not None else EncodingCache(settings.query_cache_size)
         self._chunk_cache: dict[str, StoredChunk] = {}
         self._chunk_lock = threading.Lock()
-        self._sentence_terms = SentenceTermsCache(snapshot.bm25_tokenize)
+        self._sentence_terms = cached_sentence_terms(snapshot.bm25_tokenize)
         late_model = snapshot.params.late_model
         self.late_encoder = ColBERTEncoder(late_model, settings.encoder_batch_size) if late_model else None
         self._demos = load_demos()[: max(0, settings.fewshot_demos)]
@@ -182,9 +178,8 @@ class Pipeline:
             except RagError as exc:
                 results[i] = exc
         if plans:
-            gate = self.retrieval_gate if self.retrieval_gate is not None else nullcontext()
             limit = self.settings.query_blas_threads
-            with gate, QUERY_BLAS_LIMIT.hold(lambda: self._blas_threads().limit(limits=limit, user_api="blas")):
+            with QUERY_BLAS_LIMIT.hold(lambda: self._blas_threads().limit(limits=limit, user_api="blas")):
                 for plan, retrieval in zip(plans, self._retrieve_planned(plans), strict=True):
                     results[plan.position] = retrieval
         return [r for r in results if r is not None]

@@ -7,9 +7,9 @@ import pytest
 
 from rag.generate.evidence import (
     Evidence,
-    SentenceTermsCache,
     best_sentences,
     build_messages,
+    cached_sentence_terms,
     content_terms,
     format_evidence,
     highlight,
@@ -74,7 +74,7 @@ def test_sentence_terms_are_kept_for_the_passages_used_last() -> None:
         calls.append(text)
         return TOKENIZE(text)
 
-    cache = SentenceTermsCache(counting, size=2)
+    cache = cached_sentence_terms(counting, size=2)
     first = cache(oil)
     assert first == sentence_terms(oil, TOKENIZE)
     assert first[1][0] == ("12", "1974", "march", "oil", "price", "rose")  # distinct, sorted

@@ -14,12 +14,11 @@ import hashlib
 import html
 import json
 import re
-import threading
 import unicodedata
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date as date_type
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -100,29 +99,11 @@ def term_scores(term_weights: Mapping[str, float], terms: Sequence[Sequence[str]
     return [sum(term_weights.get(t, 0.0) for t in distinct) for distinct in terms]
 
 
-class SentenceTermsCache:
+def cached_sentence_terms(tokenize: Callable[[str], list[str]], size: int = 4096) -> Callable[[str], SentenceTerms]:
     """:func:`sentence_terms` of the ``size`` passages used last. A server shows the same passages to
     many questions, and tokenising them was most of the evidence's cost: 0.3 of 0.6 ms for five, held
     under the GIL that retrieval's other threads wait for (docs/benchmarks.md, stop 53)."""
-
-    def __init__(self, tokenize: Callable[[str], list[str]], size: int = 4096) -> None:
-        self.tokenize = tokenize
-        self.size = size
-        self._known: OrderedDict[str, SentenceTerms] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __call__(self, text: str) -> SentenceTerms:
-        with self._lock:
-            found = self._known.get(text)
-            if found is not None:
-                self._known.move_to_end(text)
-                return found
-        found = sentence_terms(text, self.tokenize)
-        with self._lock:
-            self._known[text] = found
-            while len(self._known) > self.size:
-                self._known.popitem(last=False)
-        return found
+    return lru_cache(maxsize=size)(partial(sentence_terms, tokenize=tokenize))
 
 
 def best_sentences(parts: Sequence[str], scores: Sequence[float], max_sentences: int) -> str:
